@@ -1,0 +1,333 @@
+"""Pure tensor functions of the GLOM dynamics. No state, no parameters of their own.
+
+Layout conventions (DESIGN section 1):
+
+* state / embeddings: ``[K, N, B, d]`` (levels, columns, images, components), column-major so
+  that a per-column net over all levels is one ``torch.bmm`` with no permute;
+* column-wise weights: ``[K', C, d_in, d_out]`` with ``C = N`` (unshared: each column its own
+  matrix) or ``C = 1`` (shared: one matrix broadcast over the columns, a 1x1 convolution).
+
+The modules in :mod:`bioglom.columns` and :mod:`bioglom.model` are thin wrappers over these.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "column_linear",
+    "consensus_mean",
+    "consensus_gaussian",
+    "normalise_weights",
+    "attention_weights",
+    "lateral_attention",
+    "neighbour_mask",
+    "window_neighbours",
+    "gaussian_neighbours",
+    "location_encoding",
+    "interpolate",
+]
+
+
+def column_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Column-wise affine map, one ``bmm`` for all levels and columns.
+
+    ``y[k, n, b] = x[k, n, b] @ W[k, c(n)] + bias[k, c(n)]`` with ``c(n) = n`` when
+    ``C = N`` and ``c(n) = 0`` when ``C = 1``.
+
+    Parameters
+    ----------
+    x : Tensor ``[K', N, B, d_in]``
+    weight : Tensor ``[K', C, d_in, d_out]``, ``C`` is ``N`` or ``1``
+    bias : Tensor ``[K', C, 1, d_out]`` or None
+
+    Returns
+    -------
+    Tensor ``[K', N, B, d_out]``
+
+    Both cases are copy-free reshapes of the contiguous input: unshared is a batch of
+    ``K' * N`` products ``[B, d_in] @ [d_in, d_out]``; shared folds the columns into the rows,
+    ``K'`` products ``[N * B, d_in] @ [d_in, d_out]``, so its weight gradient is the sum over
+    columns.
+    """
+    k, n, b, d_in = x.shape
+    kw, c, d_in_w, d_out = weight.shape
+    if kw != k or d_in_w != d_in or c not in (1, n):
+        raise ValueError(
+            f"column_linear: input [K'={k}, N={n}, B={b}, d_in={d_in}] does not fit weight "
+            f"[K'={kw}, C={c}, d_in={d_in_w}, d_out={d_out}] "
+            "(need equal K', d_in and C in {1, N})"
+        )
+    if c == n:
+        xs = x.reshape(k * n, b, d_in)
+        ws = weight.reshape(k * n, d_in, d_out)
+        if bias is None:
+            y = torch.bmm(xs, ws)
+        else:
+            y = torch.baddbmm(bias.reshape(k * n, 1, d_out), xs, ws)
+        return y.view(k, n, b, d_out)
+    xs = x.reshape(k, n * b, d_in)
+    ws = weight.reshape(k, d_in, d_out)
+    if bias is None:
+        y = torch.bmm(xs, ws)
+    else:
+        y = torch.baddbmm(bias.reshape(k, 1, d_out), xs, ws)
+    return y.view(k, n, b, d_out)
+
+
+def interpolate(start: Tensor | float, end: Tensor | float, t: int, steps: int) -> Tensor | float:
+    """Linear schedule over the settling steps: ``start`` at ``t = 0``, ``end`` at ``steps - 1``."""
+    if steps <= 1:
+        return start
+    a = t / (steps - 1)
+    return start * (1 - a) + end * a
+
+
+def normalise_weights(weights: Tensor, present: Tensor) -> Tensor:
+    """Contribution weights ``a_i`` per level, zero where a contribution is absent, summing to 1.
+
+    Parameters
+    ----------
+    weights : Tensor ``[4, K]`` (or broadcastable), non-negative
+    present : bool Tensor ``[4, K]``: whether contribution i exists at level l (there is no
+        top-down contribution at the top level)
+    """
+    a = weights * present
+    return a / a.sum(0, keepdim=True)
+
+
+def consensus_mean(contributions: Sequence[Tensor], weights: Tensor) -> Tensor:
+    """Weighted geometric mean of point contributions = weighted arithmetic mean (§1, §7, §9.1).
+
+    Reading each contribution as the natural parameters of a distribution, the weighted
+    geometric mean of the distributions has the weighted mean of the parameters:
+
+    ``e*_l = sum_i a_il c_il / sum_i a_il``
+
+    Parameters
+    ----------
+    contributions : sequence of I Tensors ``[K, N, B, d]``
+    weights : Tensor ``[I, K]`` of non-negative weights (each level's column must not sum to 0)
+    """
+    a = weights / weights.sum(0, keepdim=True)
+    out = None
+    for c, ai in zip(contributions, a, strict=True):
+        term = ai.view(-1, 1, 1, 1) * c
+        out = term if out is None else out + term
+    return out
+
+
+def consensus_gaussian(
+    means: Sequence[Tensor], precisions: Sequence[Tensor], weights: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Weighted geometric mean of diagonal Gaussians (§9.1, footnote 28).
+
+    ``prod_i N(mu_i, 1/tau_i)^(a_i)``, renormalised, is Gaussian with (weights normalised to
+    sum 1 per level):
+
+    ``tau* = sum_i a_i tau_i``,  ``mu* = sum_i a_i tau_i mu_i / tau*``
+
+    Parameters
+    ----------
+    means, precisions : sequences of I Tensors ``[K, N, B, d]`` (precisions > 0)
+    weights : Tensor ``[I, K]``
+
+    Returns
+    -------
+    (mu*, tau*), each ``[K, N, B, d]``
+    """
+    a = weights / weights.sum(0, keepdim=True)
+    tau = None
+    num = None
+    for mu_i, tau_i, ai in zip(means, precisions, a, strict=True):
+        at = ai.view(-1, 1, 1, 1) * tau_i
+        tau = at if tau is None else tau + at
+        num = at * mu_i if num is None else num + at * mu_i
+    return num / tau, tau
+
+
+def attention_weights(e: Tensor, index: Tensor, valid: Tensor, beta: float | Tensor) -> Tensor:
+    """Attention weights of eq. 3.1 (§3.4) on a neighbourhood.
+
+    ``w_xy = exp(beta e_x . e_y) / sum_z exp(beta e_x . e_z)`` over the valid neighbours
+    ``y, z`` of ``x``; query = key = value = the embedding, no projections.
+
+    Parameters
+    ----------
+    e : Tensor ``[N, B, d]``, one level
+    index : long Tensor ``[N, M]``: the M candidate neighbours of each column
+    valid : bool Tensor ``[N, M]``: False entries are excluded exactly (logit ``-inf``)
+    beta : inverse temperature
+
+    Returns
+    -------
+    Tensor ``[N, M, B]``, zero at invalid entries, summing to 1 over ``M``
+    """
+    logits = beta * torch.einsum("nbd,nmbd->nmb", e, e[index])
+    logits = logits.masked_fill(~valid.unsqueeze(-1), float("-inf"))
+    return torch.softmax(logits, dim=1)
+
+
+def neighbour_mask(index: Tensor, valid: Tensor) -> Tensor:
+    """Dense bool ``[N, N]`` adjacency: ``mask[x, y]`` iff ``y`` is a valid neighbour of ``x``."""
+    n = index.shape[0]
+    mask = torch.zeros(n, n, dtype=torch.bool, device=index.device)
+    rows = torch.arange(n, device=index.device)[:, None].expand_as(index)
+    mask[rows[valid], index[valid]] = True  # invalid entries point at x itself: skip them
+    return mask
+
+
+def lateral_attention(
+    e: Tensor,
+    index: Tensor,
+    valid: Tensor,
+    beta: float | Tensor,
+    precision: Tensor | None = None,
+    method: str = "auto",
+) -> tuple[Tensor, Tensor | None]:
+    """Attention-weighted average of neighbours at one level (§3.4, eq. 3.1).
+
+    ``lat(x) = sum_y w_xy e_y`` with ``w`` from :func:`attention_weights`. With precisions
+    (``gaussian`` mode) it is the attention-weighted geometric mean of the neighbours'
+    Gaussians: ``tau = sum_y w_xy tau_y``, ``mu = sum_y w_xy tau_y e_y / tau``.
+
+    Two evaluations of the same sum, chosen by cost (``method="auto"``):
+
+    * ``"dense"``: all ``N x N`` logits by one ``bmm`` per image, non-neighbours masked with
+      ``-inf``; cheapest while ``N`` is small against the neighbourhood;
+    * ``"gather"``: the ``M`` neighbours of each column gathered, cost linear in ``M``.
+
+    ``auto`` takes dense when ``N <= max(256, 16 M)`` (measured on a 2-core CPU: at ``N = 256``
+    dense was 2-14x faster for ``M = 9..81``; at ``N = 2304`` gather was 2-10x faster).
+
+    Parameters
+    ----------
+    e : Tensor ``[N, B, d]``, one level
+    index, valid : ``[N, M]`` neighbourhood (invalid entries are excluded exactly)
+    beta : inverse temperature
+    precision : Tensor ``[N, B, d]`` or None
+    method : "auto", "dense" or "gather"
+
+    Returns
+    -------
+    (mean ``[N, B, d]``, precision ``[N, B, d]`` or None)
+    """
+    n, b, d = e.shape
+    m = index.shape[1]
+    if method == "auto":
+        method = "dense" if n <= max(256, 16 * m) else "gather"
+    et = e.transpose(0, 1)  # [B, N, d]
+    if method == "dense":
+        logits = beta * torch.bmm(et, et.transpose(1, 2))  # [B, N, N]
+        logits = logits.masked_fill(~neighbour_mask(index, valid), float("-inf"))
+        w = torch.softmax(logits, dim=-1)
+        if precision is None:
+            return torch.bmm(w, et).transpose(0, 1), None
+        tt = precision.transpose(0, 1)
+        tau = torch.bmm(w, tt)
+        return (torch.bmm(w, tt * et) / tau).transpose(0, 1), tau.transpose(0, 1)
+    if method != "gather":
+        raise ValueError(f"method: expected 'auto', 'dense' or 'gather', got {method!r}")
+    flat = index.reshape(-1)
+    nb = et.index_select(1, flat).view(b * n, m, d)  # neighbours of each (image, column)
+    logits = beta * torch.bmm(et.reshape(b * n, 1, d), nb.transpose(1, 2))  # [BN, 1, M]
+    logits = logits.masked_fill(~valid.repeat(b, 1).unsqueeze(1), float("-inf"))
+    w = torch.softmax(logits, dim=-1)
+    if precision is None:
+        return torch.bmm(w, nb).view(b, n, d).transpose(0, 1), None
+    tnb = precision.transpose(0, 1).index_select(1, flat).view(b * n, m, d)
+    tau = torch.bmm(w, tnb)
+    mu = torch.bmm(w, tnb * nb) / tau
+    return mu.view(b, n, d).transpose(0, 1), tau.view(b, n, d).transpose(0, 1)
+
+
+def window_neighbours(
+    grid: tuple[int, int], radius: int, include_self: bool = True
+) -> tuple[Tensor, Tensor]:
+    """Square window neighbourhoods on the column grid.
+
+    Column ``n`` sits at row ``n // W_g``, column ``n % W_g``. Neighbours are the
+    ``(2r+1)^2`` offsets ``|dr|, |dc| <= r``; offsets outside the grid, and the column itself
+    when ``include_self`` is False, are marked invalid (their index points at the column
+    itself so that gathering stays in range).
+
+    Returns
+    -------
+    (index ``[N, M]`` long, valid ``[N, M]`` bool), ``M = (2r+1)^2``
+    """
+    hg, wg = grid
+    rows = torch.arange(hg).repeat_interleave(wg)
+    cols = torch.arange(wg).repeat(hg)
+    off = torch.arange(-radius, radius + 1)
+    dr = off.repeat_interleave(len(off))
+    dc = off.repeat(len(off))
+    r = rows[:, None] + dr[None, :]
+    c = cols[:, None] + dc[None, :]
+    valid = (r >= 0) & (r < hg) & (c >= 0) & (c < wg)
+    if not include_self:
+        valid &= ~((dr == 0) & (dc == 0))[None, :]
+    self_index = torch.arange(hg * wg)[:, None].expand_as(r)
+    index = torch.where(valid, r * wg + c, self_index)
+    return index, valid
+
+
+def gaussian_neighbours(
+    grid: tuple[int, int],
+    samples: int,
+    sigma: float,
+    include_self: bool = True,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Neighbours sampled without replacement from a Gaussian centred at each column (§6).
+
+    Each column ``x`` draws ``samples`` distinct other columns ``y`` with probability
+    proportional to ``exp(-|x - y|^2 / (2 sigma^2))`` (grid distance); the column itself is
+    prepended when ``include_self`` is True.
+
+    Returns
+    -------
+    (index ``[N, M]`` long, valid ``[N, M]`` bool, all True), ``M = samples (+ 1)``
+    """
+    hg, wg = grid
+    n = hg * wg
+    if samples > n - 1:
+        raise ValueError(f"cannot sample {samples} distinct neighbours from {n - 1} columns")
+    rows = torch.arange(hg, dtype=torch.float64).repeat_interleave(wg)
+    cols = torch.arange(wg, dtype=torch.float64).repeat(hg)
+    d2 = (rows[:, None] - rows[None, :]) ** 2 + (cols[:, None] - cols[None, :]) ** 2
+    logp = -d2 / (2.0 * sigma**2)
+    logp.fill_diagonal_(float("-inf"))
+    # subtracting the row max keeps far columns representable when sigma is small
+    p = torch.exp(logp - logp.max(dim=1, keepdim=True).values)
+    # columns whose probability underflows to 0 are replaced by a tiny floor so that the
+    # draw without replacement stays possible; they are then chosen only after all others
+    p = torch.where(torch.isfinite(logp), p.clamp_min(1e-300), torch.zeros_like(p))
+    index = torch.multinomial(p, samples, replacement=False, generator=generator)
+    if include_self:
+        index = torch.cat([torch.arange(n)[:, None], index], dim=1)
+    return index, torch.ones_like(index, dtype=torch.bool)
+
+
+def location_encoding(grid: tuple[int, int], freqs: int) -> Tensor:
+    """Sinusoidal encoding of each column's location (a neural field's input, §2.3).
+
+    Row and column coordinates are scaled to ``[-1, 1]``; for ``f = 0..F-1`` the features are
+    ``sin(2^f pi u), cos(2^f pi u)`` for ``u`` in (row, col).
+
+    Returns
+    -------
+    Tensor ``[N, 4 F]``
+    """
+    hg, wg = grid
+
+    def axis(m: int) -> Tensor:
+        return torch.linspace(-1.0, 1.0, m) if m > 1 else torch.zeros(1)
+
+    u = torch.stack(torch.meshgrid(axis(hg), axis(wg), indexing="ij"), dim=-1).reshape(-1, 2)
+    scales = (2.0 ** torch.arange(freqs)) * math.pi  # [F]
+    z = u[:, :, None] * scales  # [N, 2, F]
+    return torch.cat([torch.sin(z), torch.cos(z)], dim=-1).reshape(hg * wg, 4 * freqs)

@@ -1,0 +1,443 @@
+"""The GLOM model: columns of bottom-up and top-down nets, settling by consensus (§1, §3, §9.1).
+
+At settling step ``t`` every level ``l`` of every column is updated at once, from the state of
+step ``t`` only (DESIGN section 3):
+
+* ``bu_l = BU_l(e_{l-1})``; for ``l = 0`` the front end on the current frame;
+* ``td_l = TD_l(e_{l+1}, location)``; none at the top level;
+* ``prev_l = e_l``;
+* ``lat_l(x) = sum_y w_xy e_l(y)``, ``w_xy = softmax_y(beta_l(t) e_l(x) . e_l(y))`` (eq. 3.1);
+* ``e_l(t+1) = norm(consensus(bu, td, prev, lat; a(t)))``.
+
+The contribution weights ``a(t)`` and ``beta(t)`` move linearly from their start to their end
+values over the steps (§3.4, §9.1). A static image is a sequence of identical frames; a video
+``[T, B, C, H, W]`` feeds frame ``t`` at step ``t`` (§11).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .columns import ColumnMLP
+from .config import CONTRIBUTIONS, Config, ConfigError, per_level
+from .frontend import CnnFrontend, PatchDecoder, PatchFrontend
+from .functional import (
+    consensus_gaussian,
+    consensus_mean,
+    gaussian_neighbours,
+    interpolate,
+    lateral_attention,
+    location_encoding,
+    window_neighbours,
+)
+from .norm import StateNorm
+
+__all__ = ["Glom", "StepOutput", "SettleResult", "build_model", "image_geometry"]
+
+#: log-precisions predicted by the nets are clamped to this range (gaussian mode)
+LOG_PRECISION_RANGE = (-8.0, 8.0)
+
+
+@dataclass
+class StepOutput:
+    """Everything one settling step computed. Tensors ``[K, N, B, d]`` unless stated.
+
+    Attributes
+    ----------
+    bottom_up : predictions of the bottom-up nets; level 0 is the front end's
+    top_down : ``[K-1, N, B, d]`` predictions of the top-down nets for levels ``0..K-2``
+    lateral : attention-weighted neighbour average
+    state : the consensus after normalisation, ``e(t+1)``: the teacher for local learning
+    weights : ``[4, K]`` normalised contribution weights used (order of ``CONTRIBUTIONS``)
+    precision, bottom_up_precision, top_down_precision, lateral_precision : gaussian mode only
+    """
+
+    bottom_up: Tensor
+    top_down: Tensor
+    lateral: Tensor
+    state: Tensor
+    weights: Tensor
+    precision: Tensor | None = None
+    bottom_up_precision: Tensor | None = None
+    top_down_precision: Tensor | None = None
+    lateral_precision: Tensor | None = None
+
+
+@dataclass
+class SettleResult:
+    """Result of :meth:`Glom.settle`.
+
+    Attributes
+    ----------
+    state : ``[K, N, B, d]`` the embeddings after the last step
+    precision : ``[K, N, B, d]`` in gaussian mode, else None
+    trajectory : ``[T+1, K, N, B, d]`` every state from the initial one, when asked
+    steps : T
+    """
+
+    state: Tensor
+    precision: Tensor | None
+    trajectory: Tensor | None
+    steps: int
+
+
+class Glom(nn.Module):
+    """GLOM with per-column (``sharing = "unshared"``) or shared nets.
+
+    Build with :func:`build_model`. The only difference between the sharing modes is the
+    column dimension ``C`` of every weight (``N`` or ``1``).
+    """
+
+    def __init__(self, config: Config, channels: int, image_size: tuple[int, int]):
+        super().__init__()
+        m, fe, td, att = config.model, config.frontend, config.topdown, config.attention
+        self.config = config
+        p = fe.patch_size
+        h, w = image_size
+        if h % p or w % p:
+            raise ConfigError(
+                "frontend.patch_size", p, f"expected a divisor of the image size {h}x{w}"
+            )
+        self.channels, self.image_size, self.patch = channels, (h, w), p
+        self._grid = (h // p, w // p)
+        self.K, self.d = m.levels, m.dim
+        self.N = self._grid[0] * self._grid[1]
+        self.columns = self.N if m.sharing == "unshared" else 1
+        self.gaussian = config.consensus.mode == "gaussian"
+        out = 2 * self.d if self.gaussian else self.d
+        K, C, d = self.K, self.columns, self.d
+
+        if fe.kind == "patch":
+            self.frontend: nn.Module = PatchFrontend(channels, p, C, fe.hidden, out, m.activation)
+        else:
+            self.frontend = CnnFrontend(channels, p, C, fe.cnn_channels, fe.cnn_layers, out)
+        self.bottom_up = ColumnMLP(K - 1, C, d, m.hidden, out, m.hidden_layers, m.activation)
+        loc_dim = 4 * td.location_freqs if td.location else 0
+        self.top_down = ColumnMLP(
+            K - 1, C, d, m.hidden, out, m.hidden_layers, m.activation,
+            extra_in=loc_dim, siren=td.siren, w0=td.siren_w0,
+        )  # fmt: skip
+        self.decoder = PatchDecoder(channels, p, (h, w), C, d, fe.hidden, m.activation)
+        self.norm = StateNorm(
+            m.state_norm,
+            K,
+            self.N if m.homeostatic_per_column else 1,
+            d,
+            m.homeostatic_momentum,
+        )
+        if loc_dim:
+            loc = location_encoding(self._grid, td.location_freqs)
+            self.register_buffer("location", loc[None, :, None, :].repeat(K - 1, 1, 1, 1))
+        else:
+            self.location = None
+
+        # lateral neighbourhoods: one (index, valid) pair per level
+        self._radius = per_level(att.radius, K)
+        self._samples = per_level(att.samples, K)
+        self._sigma = per_level(att.sigma, K)
+        self._resample = att.neighbourhood == "gaussian" and att.resample
+        gen = torch.Generator().manual_seed(config.run.seed + 7919)
+        for k in range(K):
+            if att.neighbourhood == "window":
+                idx, valid = window_neighbours(self._grid, self._radius[k], att.include_self)
+            else:
+                idx, valid = gaussian_neighbours(
+                    self._grid, self._samples[k], self._sigma[k], att.include_self, gen
+                )
+            self.register_buffer(f"neighbour_index_{k}", idx)
+            self.register_buffer(f"neighbour_valid_{k}", valid)
+        self.register_buffer(
+            "beta_start", torch.tensor(per_level(att.beta_start, K), dtype=torch.float32)
+        )
+        self.register_buffer(
+            "beta_end", torch.tensor(per_level(att.beta_end, K), dtype=torch.float32)
+        )
+        cw = config.consensus
+        self.register_buffer(
+            "weights_start", torch.tensor([[cw.weights_start[c]] * K for c in CONTRIBUTIONS])
+        )
+        self.register_buffer(
+            "weights_end", torch.tensor([[cw.weights_end[c]] * K for c in CONTRIBUTIONS])
+        )
+        present = torch.ones(len(CONTRIBUTIONS), K, dtype=torch.bool)
+        present[CONTRIBUTIONS.index("top_down"), K - 1] = False  # no top-down at the top
+        self.register_buffer("present", present)
+        for k_top, name in ((K - 1, "weights_start"), (K - 1, "weights_end")):
+            if float((getattr(self, name) * present)[:, k_top].sum()) <= 0:
+                raise ConfigError(
+                    f"consensus.{name}",
+                    getattr(cw, name),
+                    "the top level has no top-down contribution: bottom_up, previous and "
+                    "lateral must not all be 0",
+                )
+
+    # ------------------------------------------------------------------------------------
+    @property
+    def grid(self) -> tuple[int, int]:
+        """``(H_g, W_g)``; column ``n`` is at grid row ``n // W_g``, grid column ``n % W_g``."""
+        return self._grid
+
+    @property
+    def device(self) -> torch.device:
+        return self.weights_start.device
+
+    def neighbours(self, level: int) -> tuple[Tensor, Tensor]:
+        """The fixed ``(index [N, M], valid [N, M])`` neighbourhood of a level."""
+        return getattr(self, f"neighbour_index_{level}"), getattr(self, f"neighbour_valid_{level}")
+
+    def contribution_weights(self, t: int, steps: int) -> Tensor:
+        """``[4, K]`` weights ``a(t)`` (order of ``CONTRIBUTIONS``), absent ones 0, sum 1."""
+        a = interpolate(self.weights_start, self.weights_end, t, steps) * self.present
+        return a / a.sum(0, keepdim=True)
+
+    def beta(self, t: int, steps: int) -> Tensor:
+        """``[K]`` inverse temperatures at step ``t``."""
+        return interpolate(self.beta_start, self.beta_end, t, steps)
+
+    # ------------------------------------------------------------------------------------
+    def _split(self, y: Tensor) -> tuple[Tensor, Tensor | None]:
+        """A net's output -> (mean, precision); precision only in gaussian mode."""
+        if not self.gaussian:
+            return y, None
+        mu, log_tau = y.chunk(2, dim=-1)
+        return mu, torch.exp(log_tau.clamp(*LOG_PRECISION_RANGE))
+
+    def initial_state(
+        self, frame: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """``e(0)`` and its precision: by ``model.init``, a bottom-up pass, zeros or noise."""
+        B = frame.shape[0]
+        shape = (self.K, self.N, B, self.d)
+        init = self.config.model.init
+        if init == "zeros":
+            e = torch.zeros(shape, device=frame.device)
+        elif init == "noise":
+            gen_device = generator.device if generator is not None else frame.device
+            e = torch.randn(shape, device=gen_device, generator=generator).to(frame.device)
+        else:
+            mus, taus = [], []
+            mu, tau = self._split(self.frontend(frame))
+            for k in range(self.K):
+                if k > 0:
+                    mu, tau = self._split(self.bottom_up(mus[-1], level=k - 1))
+                mus.append(self.norm(mu, level=k))
+                taus.append(tau)
+            e = torch.cat(mus, 0)
+            if self.gaussian:
+                return e, torch.cat(taus, 0)
+            return e, None
+        e = self.norm(e)
+        return e, (torch.ones_like(e) if self.gaussian else None)
+
+    def lateral(
+        self,
+        e: Tensor,
+        precision: Tensor | None,
+        beta: Tensor,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """The lateral contribution of every level (eq. 3.1 on each level's neighbourhood)."""
+        att = self.config.attention
+        outs, taus = [], []
+        for k in range(self.K):
+            if self._resample:
+                idx, valid = gaussian_neighbours(
+                    self._grid, self._samples[k], self._sigma[k], att.include_self, generator
+                )
+                idx, valid = idx.to(e.device), valid.to(e.device)
+            else:
+                idx, valid = self.neighbours(k)
+            mu, tau = lateral_attention(
+                e[k], idx, valid, beta[k], None if precision is None else precision[k]
+            )
+            outs.append(mu)
+            taus.append(tau)
+        if precision is None:
+            return torch.stack(outs), None
+        return torch.stack(outs), torch.stack(taus)
+
+    def step(
+        self,
+        e: Tensor,
+        precision: Tensor | None,
+        frame: Tensor,
+        t: int,
+        steps: int,
+        generator: torch.Generator | None = None,
+    ) -> StepOutput:
+        """One synchronous settling step ``e(t) -> e(t+1)`` of all levels and columns.
+
+        Gradients flow through whatever the caller passes: a local learning rule passes a
+        detached ``e`` so that nothing reaches earlier steps.
+        """
+        bu_mu, bu_tau = self._split(torch.cat([self.frontend(frame), self.bottom_up(e[:-1])], 0))
+        td_mu, td_tau = self._split(self.top_down(e[1:], extra=self.location))
+        lat_mu, lat_tau = self.lateral(e, precision, self.beta(t, steps), generator)
+        a = self.contribution_weights(t, steps)
+        pad = torch.zeros_like(e[:1])
+        td_full = torch.cat([td_mu, pad], 0)
+        if self.gaussian:
+            mu, tau = consensus_gaussian(
+                [bu_mu, td_full, e, lat_mu],
+                [bu_tau, torch.cat([td_tau, pad + 1.0], 0), precision, lat_tau],
+                a,
+            )
+        else:
+            mu, tau = consensus_mean([bu_mu, td_full, e, lat_mu], a), None
+        return StepOutput(
+            bottom_up=bu_mu,
+            top_down=td_mu,
+            lateral=lat_mu,
+            state=self.norm(mu),
+            weights=a,
+            precision=tau,
+            bottom_up_precision=bu_tau,
+            top_down_precision=td_tau,
+            lateral_precision=lat_tau,
+        )
+
+    # ------------------------------------------------------------------------------------
+    def check_images(self, images: Tensor | np.ndarray) -> Tensor:
+        """Validate images ``[B, C, H, W]`` or a video ``[T, B, C, H, W]`` (values in [0, 1])
+        and return them as float32 on the model's device; raises ``ValueError`` otherwise."""
+        if isinstance(images, np.ndarray):
+            if not (np.issubdtype(images.dtype, np.floating) or images.dtype == np.uint8):
+                raise ValueError(
+                    "images: expected a float array with values in [0, 1], "
+                    f"got dtype {images.dtype}"
+                )
+            images = torch.from_numpy(np.ascontiguousarray(images))
+        if not isinstance(images, Tensor):
+            raise ValueError(f"images: expected a torch.Tensor or numpy array, got {type(images)}")
+        if images.dtype == torch.uint8:
+            raise ValueError("images: expected float values in [0, 1], got uint8 (divide by 255)")
+        if not images.is_floating_point():
+            raise ValueError(
+                f"images: expected a float tensor with values in [0, 1], got {images.dtype}"
+            )
+        C, (H, W) = self.channels, self.image_size
+        if images.dim() not in (4, 5) or tuple(images.shape[-3:]) != (C, H, W):
+            raise ValueError(
+                f"images: expected shape [B, {C}, {H}, {W}] (static) or [T, B, {C}, {H}, {W}] "
+                f"(video), got {list(images.shape)}"
+            )
+        if images.numel() == 0:
+            raise ValueError(f"images: expected at least one image, got shape {list(images.shape)}")
+        lo, hi = float(images.min()), float(images.max())
+        if not (0.0 <= lo and hi <= 1.0):  # also false for NaN
+            raise ValueError(f"images: expected values in [0, 1], got min {lo:.4g}, max {hi:.4g}")
+        return images.to(device=self.device, dtype=torch.float32)
+
+    def settle(
+        self,
+        images: Tensor | np.ndarray,
+        steps: int | None = None,
+        return_trajectory: bool = False,
+        generator: torch.Generator | None = None,
+        check: bool = True,
+    ) -> SettleResult:
+        """Run the settling process.
+
+        Parameters
+        ----------
+        images : ``[B, C, H, W]`` static images (repeated as identical frames) or a video
+            ``[T, B, C, H, W]`` fed one frame per step; values in [0, 1]
+        steps : number of steps T; default ``settle.steps`` for images, T for a video (at
+            most the number of frames)
+        return_trajectory : also return every state ``[T+1, K, N, B, d]``
+        generator : random source for resampled Gaussian neighbourhoods and noise init
+        check : validate the images (a caller that already did may skip it)
+        """
+        x = self.check_images(images) if check else images
+        video = x.dim() == 5
+        if steps is None:
+            steps = x.shape[0] if video else self.config.settle.steps
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
+        if video and steps > x.shape[0]:
+            raise ValueError(f"steps: a video of {x.shape[0]} frames allows at most {x.shape[0]}")
+        e, tau = self.initial_state(x[0] if video else x, generator)
+        traj = [e] if return_trajectory else None
+        for t in range(steps):
+            out = self.step(e, tau, x[t] if video else x, t, steps, generator)
+            e, tau = out.state, out.precision
+            if traj is not None:
+                traj.append(e)
+        return SettleResult(
+            state=e,
+            precision=tau,
+            trajectory=torch.stack(traj) if traj is not None else None,
+            steps=steps,
+        )
+
+    def decode(self, state: Tensor) -> Tensor:
+        """Images ``[B, C, H, W]`` reconstructed from level 0 of a state ``[K, N, B, d]``."""
+        return self.decoder(state[0])
+
+
+def image_geometry(config: Config) -> tuple[int, tuple[int, int]]:
+    """``(channels, (H, W))`` of the configured data, reading only a file's header."""
+    d = config.data
+    if d.source == "scenes":
+        return 3, (d.image_size, d.image_size)
+    path = d.path
+    try:
+        if path.endswith(".npz"):
+            with np.load(path) as z:
+                if "images" not in z.files:
+                    raise ConfigError("data.path", path, "the file has no array 'images'")
+                shape = z["images"].shape
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                if "images" not in f:
+                    raise ConfigError("data.path", path, "the file has no dataset 'images'")
+                shape = f["images"].shape
+    except (OSError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError("data.path", path, f"cannot be read ({err})") from None
+    if len(shape) != 4:
+        raise ConfigError("data.path", path, f"'images' must be [n, C, H, W], got {list(shape)}")
+    return int(shape[1]), (int(shape[2]), int(shape[3]))
+
+
+def build_model(
+    config: Config,
+    *,
+    channels: int | None = None,
+    image_size: tuple[int, int] | None = None,
+    device: str | torch.device | None = None,
+) -> Glom:
+    """Build a :class:`Glom` for ``config``.
+
+    The image geometry comes from the configured data unless given. Weights are drawn from
+    torch's global generator seeded with ``run.seed``, so the same config gives the same
+    model. ``device`` overrides ``run.device``.
+    """
+    if channels is None or image_size is None:
+        c, hw = image_geometry(config)
+        channels = c if channels is None else channels
+        image_size = hw if image_size is None else image_size
+    torch.manual_seed(config.run.seed)
+    model = Glom(config, channels, tuple(image_size))
+    return model.to(resolve_device(device if device is not None else config.run.device))
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> cuda when available, else cpu; a missing CUDA is a ConfigError."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("run.device", device, "CUDA is not available here (use 'cpu')")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ConfigError("run.device", device, "not a torch device") from None

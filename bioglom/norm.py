@@ -1,0 +1,73 @@
+"""Keeping embeddings at a controlled scale (DESIGN sections 3 and 9).
+
+Without it, agreement-seeking learning shrinks every embedding toward one point (§7). Four
+options, logged with every run as ``model.state_norm``:
+
+* ``none``: identity;
+* ``layer``: each embedding vector standardised over its ``d`` components;
+* ``batch``: each unit of a level standardised over columns and images (the fast
+  approximation of a homeostatic set point, which stopped collapse in DESIGN's probe);
+* ``homeostatic``: each unit standardised by its own running mean and variance, tracked over
+  time (per column, or shared by all columns), the biologically plausible form.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["StateNorm"]
+
+
+class StateNorm(nn.Module):
+    """Normalise a state ``[K, N, B, d]`` (or one level ``[1, N, B, d]`` with ``level=k``).
+
+    ``homeostatic``: in training mode, before normalising, the running statistics of each
+    (level, column or all columns, unit) move toward the current ones,
+
+    ``m <- m + r (mean_b e - m)``,  ``v <- v + r (mean_b (e - m)^2 - v)``,
+
+    with ``r`` the momentum and the mean over images (and columns when shared); measuring the
+    variance around the running mean keeps it meaningful at batch size 1. Then
+    ``e <- (e - m) / sqrt(v + eps)``. The statistics carry no gradient.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        levels: int,
+        columns: int,
+        dim: int,
+        momentum: float = 0.05,
+        eps: float = 1e-5,
+    ):
+        super().__init__()
+        if kind not in ("none", "layer", "batch", "homeostatic"):
+            raise ValueError(f"unknown state normalisation {kind!r}")
+        self.kind, self.momentum, self.eps, self.dim = kind, momentum, eps, dim
+        if kind == "homeostatic":
+            self.register_buffer("running_mean", torch.zeros(levels, columns, 1, dim))
+            self.register_buffer("running_var", torch.ones(levels, columns, 1, dim))
+
+    def forward(self, e: Tensor, level: int | None = None) -> Tensor:
+        if self.kind == "none":
+            return e
+        if self.kind == "layer":
+            return F.layer_norm(e, (self.dim,), eps=self.eps)
+        if self.kind == "batch":
+            mean = e.mean(dim=(1, 2), keepdim=True)
+            var = e.var(dim=(1, 2), keepdim=True, unbiased=False)
+            return (e - mean) * torch.rsqrt(var + self.eps)
+        sl = slice(None) if level is None else slice(level, level + 1)
+        rm, rv = self.running_mean[sl], self.running_var[sl]
+        if self.training:
+            with torch.no_grad():
+                dims = (2,) if rm.shape[1] == e.shape[1] else (1, 2)
+                x = e.detach()
+                rm += self.momentum * (x.mean(dim=dims, keepdim=True) - rm)
+                rv += self.momentum * (((x - rm) ** 2).mean(dim=dims, keepdim=True) - rv)
+        return (e - rm) * torch.rsqrt(rv + self.eps)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}"

@@ -1,0 +1,305 @@
+"""The pure tensor functions against independently derived values (closed forms, brute force)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import fresh_seed
+
+from bioglom.functional import (
+    attention_weights,
+    column_linear,
+    consensus_gaussian,
+    consensus_mean,
+    gaussian_neighbours,
+    lateral_attention,
+    location_encoding,
+    neighbour_mask,
+    normalise_weights,
+    window_neighbours,
+)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+def fresh(*shape):
+    return torch.randn(
+        *shape,
+        generator=torch.Generator().manual_seed(fresh_seed()),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# column_linear
+
+
+@pytest.mark.parametrize("columns", ["N", 1])
+def test_column_linear_equals_per_column_loop(columns):
+    """y[k, n] = x[k, n] @ W[k, c(n)] + b[k, c(n)], checked against an explicit Python loop."""
+    K, N, B, i, o = 3, 5, 4, 6, 7
+    C = N if columns == "N" else 1
+    x, W, b = fresh(K, N, B, i), fresh(K, C, i, o), fresh(K, C, 1, o)
+    y = column_linear(x, W, b)
+    for k in range(K):
+        for n in range(N):
+            c = n if C == N else 0
+            expected = x[k, n] @ W[k, c] + b[k, c, 0]
+            torch.testing.assert_close(y[k, n], expected)
+    torch.testing.assert_close(column_linear(x, W) + b, y)
+
+
+def test_column_linear_shared_gradient_is_sum_over_columns():
+    """With C = 1 the weight gradient is the sum of the per-column gradients (1x1 convolution)."""
+    K, N, B, i, o = 2, 6, 3, 4, 5
+    x = fresh(K, N, B, i)
+    W = fresh(K, 1, i, o).requires_grad_()
+    Wu = W.detach().expand(K, N, i, o).clone().requires_grad_()
+    g = fresh(K, N, B, o)
+    (column_linear(x, W) * g).sum().backward()
+    (column_linear(x, Wu) * g).sum().backward()
+    torch.testing.assert_close(W.grad[:, 0], Wu.grad.sum(1))
+
+
+def test_column_linear_rejects_mismatched_weight():
+    """A weight whose column dimension is neither N nor 1 is an error naming both shapes."""
+    with pytest.raises(ValueError, match="does not fit weight"):
+        column_linear(fresh(2, 5, 3, 4), fresh(2, 3, 4, 4))
+
+
+# ---------------------------------------------------------------------------------------------
+# consensus
+
+
+def test_consensus_mean_closed_form():
+    """Mean mode: e* = sum_i a_i c_i / sum_i a_i, per level, computed element by element."""
+    K, N, B, d = 3, 4, 2, 5
+    cs = [fresh(K, N, B, d) for _ in range(4)]
+    a = torch.rand(4, K) + 0.1
+    got = consensus_mean(cs, a)
+    for k in range(K):
+        num = sum(a[i, k] * cs[i][k] for i in range(4))
+        torch.testing.assert_close(got[k], num / a[:, k].sum())
+
+
+def test_consensus_gaussian_equals_numerical_geometric_mean_of_densities():
+    """Gaussian mode: the normalised weighted geometric mean of Gaussian densities, computed
+    numerically on a fine grid, has the mean and precision the closed form gives."""
+    K, N, B, d = 2, 1, 1, 3
+    mus = [fresh(K, N, B, d) for _ in range(4)]
+    taus = [torch.rand(K, N, B, d) * 3 + 0.2 for _ in range(4)]
+    a = torch.rand(4, K) + 0.05
+    mu, tau = consensus_gaussian(mus, taus, a)
+    grid = torch.linspace(-20, 20, 200001)
+    for k in range(K):
+        w = a[:, k] / a[:, k].sum()
+        for j in range(d):
+            logp = sum(
+                w[i]
+                * (
+                    0.5 * torch.log(taus[i][k, 0, 0, j])
+                    - 0.5 * taus[i][k, 0, 0, j] * (grid - mus[i][k, 0, 0, j]) ** 2
+                )
+                for i in range(4)
+            )
+            p = torch.exp(logp - logp.max())
+            p = p / p.sum()
+            m = (p * grid).sum()
+            var = (p * (grid - m) ** 2).sum()
+            assert float(m) == pytest.approx(float(mu[k, 0, 0, j]), abs=1e-6)
+            assert float(1 / var) == pytest.approx(float(tau[k, 0, 0, j]), rel=1e-4)
+
+
+def test_consensus_gaussian_with_equal_precisions_is_the_mean_consensus():
+    """With equal precisions everywhere the Gaussian consensus mean is the weighted mean."""
+    K, N, B, d = 3, 2, 2, 4
+    mus = [fresh(K, N, B, d) for _ in range(4)]
+    t = torch.rand(K, N, B, d) + 0.5
+    a = torch.rand(4, K) + 0.1
+    mu, tau = consensus_gaussian(mus, [t] * 4, a)
+    torch.testing.assert_close(mu, consensus_mean(mus, a))
+    torch.testing.assert_close(tau, t)
+
+
+def test_normalise_weights_drops_absent_contributions():
+    """Absent contributions get weight exactly 0 and the rest sum to 1 per level."""
+    w = torch.rand(4, 3) + 0.1
+    present = torch.ones(4, 3, dtype=torch.bool)
+    present[1, 2] = False
+    a = normalise_weights(w, present)
+    assert a[1, 2] == 0
+    torch.testing.assert_close(a.sum(0), torch.ones(3))
+    torch.testing.assert_close(
+        a[:, 2], torch.cat([w[:1, 2], torch.zeros(1), w[2:, 2]]) / (w[:, 2].sum() - w[1, 2])
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# neighbourhoods and attention
+
+
+def brute_window(grid, r, include_self):
+    hg, wg = grid
+    out = []
+    for x in range(hg * wg):
+        rx, cx = divmod(x, wg)
+        ys = [
+            y
+            for y in range(hg * wg)
+            if max(abs(y // wg - rx), abs(y % wg - cx)) <= r and (include_self or y != x)
+        ]
+        out.append(ys)
+    return out
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize("r", [1, 2])
+def test_window_neighbours_match_brute_force(r, include_self):
+    """Valid window neighbours are the columns within Chebyshev distance r (self optional)."""
+    grid = (4, 5)
+    idx, valid = window_neighbours(grid, r, include_self)
+    for x, ys in enumerate(brute_window(grid, r, include_self)):
+        assert sorted(idx[x][valid[x]].tolist()) == ys
+
+
+def brute_attention(e, neighbours, beta):
+    """eq. 3.1 with Python floats: w_xy = exp(beta e_x.e_y) / sum_z exp(beta e_x.e_z)."""
+    N, B, d = e.shape
+    w = {}
+    for x in range(N):
+        for b in range(B):
+            logits = {y: beta * float(e[x, b] @ e[y, b]) for y in neighbours[x]}
+            mx = max(logits.values())
+            z = sum(math.exp(v - mx) for v in logits.values())
+            for y, v in logits.items():
+                w[x, y, b] = math.exp(v - mx) / z
+    return w
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize("method", ["dense", "gather"])
+def test_attention_equals_eq_3_1_by_brute_force(include_self, method):
+    """Weights and the lateral output equal eq. 3.1 computed with explicit loops on a 4x5 grid;
+    a non-neighbour -- and the column itself when self-attention is off -- gets weight 0."""
+    grid, r, beta = (4, 5), 1, 0.7
+    N, B, d = 20, 3, 6
+    e = fresh(N, B, d)
+    idx, valid = window_neighbours(grid, r, include_self)
+    neigh = brute_window(grid, r, include_self)
+    bw = brute_attention(e, neigh, beta)
+    w = attention_weights(e, idx, valid, beta)
+    for x in range(N):
+        for m in range(idx.shape[1]):
+            y = int(idx[x, m])
+            for b in range(B):
+                expected = bw.get((x, y, b), 0.0) if valid[x, m] else 0.0
+                assert float(w[x, m, b]) == pytest.approx(expected, abs=1e-12)
+    out, _ = lateral_attention(e, idx, valid, beta, method=method)
+    for x in range(N):
+        for b in range(B):
+            expected = sum(bw[x, y, b] * e[y, b] for y in neigh[x])
+            torch.testing.assert_close(out[x, b], expected)
+    if not include_self:
+        selfw = torch.stack([w[x][idx[x] == x].sum(0) for x in range(N)])
+        assert torch.all(selfw == 0)
+
+
+def test_attention_excludes_self_even_when_self_is_most_similar():
+    """With self-attention off, a column gives its own (identical, most similar) vector no
+    weight at all, however large beta: the output is the neighbours' average alone."""
+    grid = (1, 3)
+    e = torch.tensor([[[10.0, 0.0]], [[0.0, 1.0]], [[0.0, 2.0]]])  # [N=3, B=1, d=2]
+    idx, valid = window_neighbours(grid, 1, include_self=False)
+    for method in ("dense", "gather"):
+        out, _ = lateral_attention(e, idx, valid, beta=50.0, method=method)
+        # column 0's only neighbour is column 1
+        torch.testing.assert_close(out[0, 0], e[1, 0])
+
+
+@pytest.mark.parametrize("method", ["dense", "gather"])
+def test_lateral_gaussian_is_attention_weighted_geometric_mean(method):
+    """Gaussian mode: tau = sum_y w_xy tau_y and mu = sum_y w_xy tau_y mu_y / tau."""
+    grid = (3, 3)
+    e, t = fresh(9, 2, 4), torch.rand(9, 2, 4) + 0.1
+    idx, valid = window_neighbours(grid, 1, True)
+    w = attention_weights(e, idx, valid, 0.3)  # [N, M, B]
+    mu, tau = lateral_attention(e, idx, valid, 0.3, precision=t, method=method)
+    exp_tau = torch.einsum("nmb,nmbd->nbd", w, t[idx])
+    exp_mu = torch.einsum("nmb,nmbd->nbd", w, t[idx] * e[idx]) / exp_tau
+    torch.testing.assert_close(tau, exp_tau)
+    torch.testing.assert_close(mu, exp_mu)
+
+
+def test_dense_and_gather_agree_on_sampled_neighbourhoods():
+    """Both evaluations of the lateral sum give the same result on a random neighbourhood."""
+    grid = (6, 6)
+    idx, valid = gaussian_neighbours(grid, 7, 1.5, include_self=False)
+    e = fresh(36, 4, 5)
+    a, _ = lateral_attention(e, idx, valid, 0.4, method="dense")
+    b, _ = lateral_attention(e, idx, valid, 0.4, method="gather")
+    torch.testing.assert_close(a, b)
+
+
+def test_neighbour_mask():
+    """The dense mask holds exactly the valid (x, y) pairs."""
+    idx, valid = window_neighbours((3, 4), 1, include_self=False)
+    mask = neighbour_mask(idx, valid)
+    for x, ys in enumerate(brute_window((3, 4), 1, False)):
+        assert sorted(torch.nonzero(mask[x]).flatten().tolist()) == ys
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+def test_gaussian_neighbours_are_distinct_and_self_only_when_asked(include_self):
+    """Sampling without replacement: no column repeats; self is first iff included."""
+    idx, valid = gaussian_neighbours((7, 7), 10, 2.0, include_self)
+    assert valid.all()
+    assert idx.shape == (49, 11 if include_self else 10)
+    for x in range(49):
+        row = idx[x].tolist()
+        assert len(set(row)) == len(row)
+        assert (x in row) == include_self
+        if include_self:
+            assert row[0] == x
+
+
+def test_gaussian_neighbours_follow_the_gaussian():
+    """One neighbour drawn many times from the centre of a 9x9 grid: the frequencies match
+    p(y) proportional to exp(-|x - y|^2 / (2 sigma^2)) (chi-square test, p > 1e-4)."""
+    from scipy.stats import chisquare
+
+    grid, sigma, trials = (9, 9), 1.3, 4000
+    x = 40  # centre
+    gen = torch.Generator().manual_seed(fresh_seed())
+    counts = np.zeros(81)
+    for _ in range(trials):
+        idx, _ = gaussian_neighbours(grid, 1, sigma, include_self=False, generator=gen)
+        counts[int(idx[x, 0])] += 1
+    ys = np.arange(81)
+    d2 = (ys // 9 - 4) ** 2 + (ys % 9 - 4) ** 2
+    p = np.exp(-d2 / (2 * sigma**2))
+    p[x] = 0
+    p /= p.sum()
+    keep = p * trials >= 5  # chi-square needs expected counts >= 5; pool the rest
+    obs = np.append(counts[keep], counts[~keep].sum())
+    exp = np.append(p[keep], p[~keep].sum()) * trials
+    assert chisquare(obs, exp).pvalue > 1e-4
+
+
+def test_location_encoding_values():
+    """Row and column coordinates in [-1, 1] encoded as sin/cos of 2^f pi u."""
+    enc = location_encoding((3, 5), 2)
+    assert enc.shape == (15, 8)
+    n = 1 * 5 + 4  # row 1 -> u = 0, col 4 -> u = 1
+    # layout: [axis(row, col)] x [sin F | cos F] flattened per axis
+    got = enc[n].view(2, 2, 2)  # [axis, sin/cos, F]
+    torch.testing.assert_close(got[0, 0], torch.tensor([0.0, 0.0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(got[0, 1], torch.tensor([1.0, 1.0]))
+    torch.testing.assert_close(got[1, 0], torch.tensor([math.sin(math.pi), math.sin(2 * math.pi)]))
+    torch.testing.assert_close(got[1, 1], torch.tensor([-1.0, 1.0]))

@@ -1,0 +1,352 @@
+"""The model: shapes, the column-to-grid map, settling structure, sharing modes, norms, inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import cuda, fresh_seed, rand_images, small_config
+
+import bioglom
+from bioglom.config import CONTRIBUTIONS
+from bioglom.frontend import patches, unpatch
+from bioglom.functional import consensus_gaussian, consensus_mean
+
+
+def build(**kw):
+    return bioglom.build_model(small_config(**kw))
+
+
+def test_settle_shapes_and_trajectory(rng):
+    """state is [K, N, B, d]; the trajectory [T+1, K, N, B, d] starts at the initial state and
+    ends at the returned state."""
+    m = build()
+    x = rand_images(5, gen=rng)
+    r = m.settle(x, steps=4, return_trajectory=True)
+    K, N, d = 3, 16, 8
+    assert r.state.shape == (K, N, 5, d)
+    assert r.trajectory.shape == (5, K, N, 5, d)
+    assert r.steps == 4
+    torch.testing.assert_close(r.trajectory[-1], r.state)
+    torch.testing.assert_close(r.trajectory[0], m.initial_state(x)[0])
+    assert m.settle(x).trajectory is None
+    assert m.settle(x).steps == 3  # settle.steps
+
+
+def test_grid_map_row_major():
+    """Column n owns the patch at grid row n // W_g, grid column n % W_g (8x12 image, patch 2:
+    a 4x6 grid), and unpatch inverts patches."""
+    x = torch.zeros(1, 3, 8, 12)
+    r, c = 2, 5
+    x[0, :, 2 * r : 2 * r + 2, 2 * c : 2 * c + 2] = 1.0
+    p = patches(x, 2)
+    assert p.shape == (24, 1, 12)
+    nonzero = torch.nonzero(p.abs().sum(-1) > 0)[:, 0].tolist()
+    assert nonzero == [r * 6 + c]
+    y = torch.rand(2, 3, 8, 12)
+    torch.testing.assert_close(unpatch(patches(y, 2), (8, 12), 2), y)
+    m = bioglom.build_model(small_config(), channels=3, image_size=(8, 12))
+    assert m.grid == (4, 6)
+
+
+def test_frontend_column_sees_only_its_own_patch(rng):
+    """Changing the pixels of one patch changes level 0's bottom-up input at that column only
+    (patch front end); the CNN front end's wider receptive field reaches the neighbours."""
+    x = rand_images(2, gen=rng)
+    x2 = x.clone()
+    x2[:, :, 2:4, 4:6] = torch.rand(2, 3, 2, 2, generator=rng)  # grid (1, 2) -> n = 6
+    m = build()
+    diff = (m.frontend(x2) - m.frontend(x)).abs().sum(dim=(0, 2, 3))
+    assert torch.nonzero(diff).flatten().tolist() == [6]
+    mc = build(frontend__kind="cnn", frontend__cnn_layers=1)
+    diffc = (mc.frontend(x2) - mc.frontend(x)).abs().sum(dim=(0, 2, 3))
+    changed = set(torch.nonzero(diffc).flatten().tolist())
+    assert 6 in changed and len(changed) > 1
+    assert changed <= {1, 2, 3, 5, 6, 7, 9, 10, 11}  # within one column of (1, 2)
+
+
+def test_unshared_with_equal_weights_gives_the_shared_result(rng):
+    """Unshared columns whose weights are all copies of the shared weights settle to exactly the
+    shared state (float64), and the two modes differ only in the column dimension."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        shared = build(model__sharing="shared").double()
+        unshared = build(model__sharing="unshared").double()
+        sp, up = dict(shared.named_parameters()), dict(unshared.named_parameters())
+        assert sp.keys() == up.keys()
+        for name, p in sp.items():
+            q = up[name]
+            if p.shape != q.shape:  # column layers: [K', 1, ...] vs [K', N, ...]
+                assert p.shape[1] == 1 and q.shape[1] == 16 and p.shape[2:] == q.shape[2:]
+            with torch.no_grad():
+                q.copy_(p.expand_as(q))
+        x = rand_images(3, gen=rng).double()
+        a = shared.settle(x, check=False, return_trajectory=True).trajectory
+        b = unshared.settle(x, check=False, return_trajectory=True).trajectory
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+        torch.testing.assert_close(shared.decode(a[-1]), unshared.decode(b[-1]), rtol=0, atol=1e-12)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_unshared_columns_start_different():
+    """Every unshared column draws its own initial weights."""
+    m = build()
+    w = m.bottom_up.layers[0].weight  # [K-1, N, d, h]
+    assert not torch.allclose(w[:, 0], w[:, 1])
+
+
+def test_step_is_the_consensus_of_its_contributions(rng):
+    """e(t+1) = norm(sum_i a_i c_i) with the contributions and weights the step reports; the
+    weights at t = 0 and t = T-1 are the configured start and end values, normalised, with no
+    top-down weight at the top level."""
+    m = build(model__state_norm="none")
+    x = rand_images(2, gen=rng)
+    e, _ = m.initial_state(x)
+    T = 4
+    for t in (0, T - 1):
+        out = m.step(e, None, x, t, T)
+        td_full = torch.cat([out.top_down, torch.zeros_like(e[:1])])
+        expected = consensus_mean([out.bottom_up, td_full, e, out.lateral], out.weights)
+        torch.testing.assert_close(out.state, expected)
+        cfg = m.config.consensus
+        raw = cfg.weights_start if t == 0 else cfg.weights_end
+        w = torch.tensor([raw[c] for c in CONTRIBUTIONS])
+        for k in range(m.K):
+            wk = w.clone()
+            if k == m.K - 1:
+                wk[CONTRIBUTIONS.index("top_down")] = 0
+            torch.testing.assert_close(out.weights[:, k], wk / wk.sum())
+
+
+def test_each_contribution_reads_only_its_source_level(rng):
+    """bu_l depends only on e_{l-1} (or the frame), td_l only on e_{l+1}, lat_l only on e_l."""
+    m = build()
+    x = rand_images(2, gen=rng)
+    e, _ = m.initial_state(x)
+    base = m.step(e, None, x, 0, 3)
+    for src in range(m.K):
+        e2 = e.clone()
+        e2[src] += torch.randn(e2[src].shape, generator=rng)
+        out = m.step(e2, None, x, 0, 3)
+        bu_changed = [k for k in range(m.K) if not torch.equal(out.bottom_up[k], base.bottom_up[k])]
+        td_changed = [
+            k for k in range(m.K - 1) if not torch.equal(out.top_down[k], base.top_down[k])
+        ]
+        lat_changed = [k for k in range(m.K) if not torch.equal(out.lateral[k], base.lateral[k])]
+        assert bu_changed == ([src + 1] if src + 1 < m.K else [])
+        assert td_changed == ([src - 1] if src >= 1 else [])
+        assert lat_changed == [src]
+
+
+def test_static_image_is_a_video_of_identical_frames(rng):
+    """Settling images equals settling a video that repeats them at every step."""
+    m = build()
+    x = rand_images(2, gen=rng)
+    a = m.settle(x, steps=3, return_trajectory=True).trajectory
+    b = m.settle(x.expand(3, *x.shape), return_trajectory=True).trajectory
+    torch.testing.assert_close(a, b)
+
+
+def test_video_feeds_frame_t_at_step_t(rng):
+    """Changing frame 3 of a video leaves states e(0..3) unchanged and changes e(4)."""
+    m = build()
+    v = torch.rand(5, 2, 3, 8, 8, generator=rng)
+    v2 = v.clone()
+    v2[3] = torch.rand(2, 3, 8, 8, generator=rng)
+    a = m.settle(v, return_trajectory=True).trajectory
+    b = m.settle(v2, return_trajectory=True).trajectory
+    assert a.shape[0] == 6
+    torch.testing.assert_close(a[:4], b[:4])
+    assert not torch.allclose(a[4], b[4])
+    with pytest.raises(ValueError, match="at most 5"):
+        m.settle(v, steps=6)
+
+
+def test_beta_schedule_is_linear_per_level():
+    """beta_l(t) goes linearly from beta_start to beta_end over the steps, per level."""
+    m = build(attention__beta_start=[0.1, 0.2, 0.3], attention__beta_end=1.0)
+    torch.testing.assert_close(m.beta(0, 5), torch.tensor([0.1, 0.2, 0.3]))
+    torch.testing.assert_close(m.beta(4, 5), torch.tensor([1.0, 1.0, 1.0]))
+    torch.testing.assert_close(m.beta(2, 5), torch.tensor([0.55, 0.6, 0.65]))
+
+
+def test_gaussian_mode_consensus_and_positive_precision(rng):
+    """Gaussian mode: the state's precision is sum_i a_i tau_i and its mean the precision-
+    weighted mean of the contributions (before normalisation), all precisions positive."""
+    m = build(consensus__mode="gaussian", model__state_norm="none")
+    x = rand_images(2, gen=rng)
+    e, tau = m.initial_state(x)
+    assert tau is not None and bool((tau > 0).all())
+    out = m.step(e, tau, x, 1, 3)
+    pad = torch.zeros_like(e[:1])
+    mu, t = consensus_gaussian(
+        [out.bottom_up, torch.cat([out.top_down, pad]), e, out.lateral],
+        [
+            out.bottom_up_precision,
+            torch.cat([out.top_down_precision, pad + 1]),
+            tau,
+            out.lateral_precision,
+        ],
+        out.weights,
+    )
+    torch.testing.assert_close(out.state, mu)
+    torch.testing.assert_close(out.precision, t)
+    r = m.settle(x)
+    assert r.precision.shape == r.state.shape and bool((r.precision > 0).all())
+
+
+def test_layer_and_batch_norm_standardise_as_defined(rng):
+    """layer: every embedding vector has mean 0 and variance 1 over d; batch: every unit of a
+    level has mean 0 and variance 1 over columns and images."""
+    x = rand_images(3, gen=rng)
+    s = build(model__state_norm="layer").settle(x).state
+    torch.testing.assert_close(s.mean(-1), torch.zeros(s.shape[:-1]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        s.var(-1, unbiased=False), torch.ones(s.shape[:-1]), atol=1e-3, rtol=0
+    )
+    s = build(model__state_norm="batch").settle(x).state
+    torch.testing.assert_close(s.mean(dim=(1, 2)), torch.zeros(3, 8), atol=1e-5, rtol=0)
+    v = s.var(dim=(1, 2), unbiased=False)
+    torch.testing.assert_close(v, torch.ones(3, 8), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("per_column", [True, False])
+def test_homeostatic_statistics_track_the_input(per_column):
+    """homeostatic: fed a stationary input with known mean and variance per unit, the running
+    statistics converge to them (per column or shared) and stay fixed in eval mode."""
+    from bioglom.norm import StateNorm
+
+    g = torch.Generator().manual_seed(fresh_seed())
+    K, N, B, d = 2, 5, 64, 3
+    mean = torch.randn(K, N, 1, d, generator=g)
+    if not per_column:
+        mean = mean[:, :1].expand(K, N, 1, d)
+    std = torch.rand(K, 1, 1, d, generator=g) + 0.5
+    norm = StateNorm("homeostatic", K, N if per_column else 1, d, momentum=0.05)
+    for _ in range(400):
+        norm(mean + std * torch.randn(K, N, B, d, generator=g))
+    rm = norm.running_mean if per_column else norm.running_mean.expand(K, N, 1, d)
+    torch.testing.assert_close(rm, mean, atol=0.1, rtol=0)
+    torch.testing.assert_close(
+        norm.running_var.sqrt(), std.expand_as(norm.running_var), atol=0.1, rtol=0
+    )
+    norm.eval()
+    before = norm.running_mean.clone()
+    norm(torch.randn(K, N, B, d, generator=g) + 100)
+    torch.testing.assert_close(norm.running_mean, before)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {
+            "attention__neighbourhood": "gaussian",
+            "attention__samples": 5,
+            "attention__resample": True,
+        },
+        {
+            "attention__neighbourhood": "gaussian",
+            "attention__samples": 5,
+            "attention__resample": False,
+        },
+        {"attention__include_self": False},
+        {"topdown__siren": True},
+        {"topdown__location": False},
+        {"model__init": "zeros"},
+        {"model__init": "noise"},
+        {"model__state_norm": "homeostatic"},
+        {"frontend__kind": "cnn"},
+        {"frontend__hidden": 0, "model__hidden_layers": 0},
+        {"consensus__mode": "gaussian", "model__sharing": "shared"},
+    ],
+)
+def test_options_settle_to_finite_states(kw, rng):
+    """Every architecture option settles to finite states of the right shape and decodes."""
+    m = build(**kw)
+    r = m.settle(rand_images(2, gen=rng), generator=rng)
+    assert r.state.shape == (3, 16, 2, 8)
+    assert torch.isfinite(r.state).all()
+    assert m.decode(r.state).shape == (2, 3, 8, 8)
+
+
+def test_resampled_neighbourhoods_change_between_steps():
+    """Resampled Gaussian neighbourhoods differ from step to step; fixed ones do not."""
+    g = torch.Generator().manual_seed(fresh_seed())
+    m = build(attention__neighbourhood="gaussian", attention__samples=5)
+    e = torch.randn(3, 16, 2, 8)
+    a, _ = m.lateral(e, None, m.beta(0, 3), g)
+    b, _ = m.lateral(e, None, m.beta(0, 3), g)
+    assert not torch.allclose(a, b)
+    f = build(attention__neighbourhood="gaussian", attention__samples=5, attention__resample=False)
+    a, _ = f.lateral(e, None, f.beta(0, 3), g)
+    b, _ = f.lateral(e, None, f.beta(0, 3), g)
+    torch.testing.assert_close(a, b)
+
+
+def test_siren_initialisation_bounds():
+    """SIREN init: first layer U(-1/d_in, 1/d_in), later layers U(-sqrt(6/d_in)/w0, ...)."""
+    m = build(topdown__siren=True, model__hidden_layers=2, topdown__siren_w0=30.0)
+    l0, l1 = m.top_down.layers[0].weight, m.top_down.layers[1].weight
+    assert l0.abs().max() <= 1 / 8 and l0.abs().max() > 0.9 / 8
+    bound = (6 / 16) ** 0.5 / 30
+    assert l1.abs().max() <= bound and l1.abs().max() > 0.9 * bound
+
+
+def test_bottom_up_initial_state_is_one_bottom_up_pass(rng):
+    """init = bottom_up: e_0 = norm(FE(x)), e_l = norm(BU_l(e_{l-1}))."""
+    m = build()
+    x = rand_images(2, gen=rng)
+    e, _ = m.initial_state(x)
+    level = m.norm(m.frontend(x))
+    torch.testing.assert_close(e[0:1], level)
+    for k in range(1, m.K):
+        full = m.bottom_up(e[:-1])  # all levels at once, from the state itself
+        torch.testing.assert_close(e[k : k + 1], m.norm(full[k - 1 : k]))
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros((2, 3, 8, 8), np.uint8), "uint8"),
+        (torch.zeros(2, 3, 8, 8, dtype=torch.uint8), "uint8"),
+        (torch.zeros(2, 1, 8, 8), r"\[B, 3, 8, 8\]"),
+        (torch.zeros(3, 8, 8), r"got \[3, 8, 8\]"),
+        (torch.full((2, 3, 8, 8), 1.5), "values in \\[0, 1\\]"),
+        (torch.full((2, 3, 8, 8), float("nan")), "values in \\[0, 1\\]"),
+        (torch.zeros(2, 3, 8, 8, dtype=torch.int64), "float"),
+        ([[0.0]], "torch.Tensor or numpy"),
+    ],
+)
+def test_bad_images_raise_value_errors_that_say_what_was_expected(bad, match):
+    """Wrong shape, dtype or range given to settle raises ValueError describing the expectation."""
+    with pytest.raises(ValueError, match=match):
+        build().settle(bad)
+
+
+def test_numpy_images_are_accepted(rng):
+    """settle takes float numpy arrays as well as tensors, with the same result."""
+    m = build()
+    x = rand_images(2, gen=rng)
+    torch.testing.assert_close(m.settle(x.numpy()).state, m.settle(x).state)
+
+
+def test_same_config_same_model():
+    """build_model is deterministic in run.seed; another seed gives other weights."""
+    a, b = build(), build()
+    c = build(run__seed=1)
+    for (n, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q), n
+    assert not all(torch.equal(p, r) for p, r in zip(a.parameters(), c.parameters(), strict=True))
+
+
+@cuda
+@pytest.mark.gpu
+def test_cuda_settle_matches_cpu():
+    """The same model settles to the same state on CUDA as on the CPU (float tolerance)."""
+    cfg = small_config()
+    m = bioglom.build_model(cfg)
+    x = torch.rand(4, 3, 8, 8)
+    cpu = m.settle(x).state
+    gpu = m.to("cuda").settle(x).state.cpu()
+    torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=1e-4)
