@@ -1,0 +1,584 @@
+"""Runs on disk: one run is one HDF5 file, readable while it is being written.
+
+A :class:`RunWriter` creates the file, appends metric records and state snapshots, flushing at
+every call, and runs in HDF5 SWMR mode (single writer, multiple readers) so that a notebook can
+follow a live run with :func:`open_run`. Readers get plain numpy arrays.
+
+Layout of a run file::
+
+    /                 attrs: format ("bioglom-run/1"), config (TOML text), seed, status
+                      ("running" | "finished" | "failed" | "interrupted" | "diverged"),
+                      created / finished (ISO 8601 UTC), versions (JSON text), summary (JSON
+                      text of final metrics, set at close), plus caller-given attrs
+    /metrics/step     int64 [n]             update count of each record (the x axis)
+    /metrics/<name>   float64 [n]           one per metric, NaN where a record lacks it
+    /phase            bytes S16 [n]         schedule phase of each record (e.g. "day")
+    /snapshots/step   int64 [S]             update count of each snapshot
+    /snapshots/<name> [S, *shape]           e.g. state [S, K, N, B, d], islands [S, K, B, Hg, Wg]
+    /probe/<name>     fixed arrays written at creation (probe images, masks)
+
+This deviates from DESIGN.md section 7, which suggests one group per snapshot
+(``/snapshots/<step>/state``): under SWMR, groups, datasets and attributes may not be created
+once the writer has switched SWMR on (HDF5 does not support it and open readers do not see them),
+so every dataset is created up front and grows along axis 0. For the same reason ``status``,
+``finished`` and ``summary`` are written by :meth:`RunWriter.close` after the SWMR handle is
+closed, by re-opening the file in ``r+`` mode.
+
+All opens use ``locking=False``: a reader holding the file must not stop the writer's final
+``r+`` re-open, and HDF5 refuses to open one file twice in one process with different locking
+flags. Exclusive writing is ensured instead by refusing to overwrite an existing file.
+
+A reader's open handle does not see attributes changed after it opened, so :class:`Run` re-opens
+the file whenever attributes are read (``status``, ``summary``, ...). HDF5 shares one file handle
+between all opens of a file within a process, so the fresh values are seen only once every other
+handle to that file in this process is closed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import h5py
+import numpy as np
+
+FORMAT = "bioglom-run/1"
+STATUSES = ("running", "finished", "failed", "interrupted", "diverged")
+PHASE_BYTES = 16
+
+_RESERVED_ATTRS = (
+    "format",
+    "config",
+    "seed",
+    "status",
+    "created",
+    "finished",
+    "versions",
+    "summary",
+)
+_METRIC_CHUNK = 1024
+_LOCKING = False
+_OPEN_RETRY_S = 1.0  # how long a reader waits out a writer that is not (yet / any more) in SWMR
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not isinstance(name, str) or not name or "/" in name or name == "step":
+        raise ValueError(
+            f"bad {kind} name {name!r}: must be a non-empty str without '/', not 'step'"
+        )
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor, without importing torch
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _attr_value(name: str, value: object) -> str | int | float | bool:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError(f"attr {name!r} must be str, int, float or bool, got {type(value).__name__}")
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return [_decode(v) for v in value.tolist()]
+    return value
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):  # numpy scalar or 0-d tensor
+        return o.item()
+    return str(o)
+
+
+class RunWriter:
+    """Write one run to an HDF5 file that readers can follow while it grows.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.h5`` file; parent directories are created.
+    config_text : str
+        The run's configuration as TOML text.
+    seed : int
+        The run's random seed.
+    metrics : sequence of str
+        Names of the metrics that :meth:`record` may be given.
+    snapshots : mapping of name to (shape, dtype)
+        Arrays stored by :meth:`snapshot`, e.g. ``{"state": ((K, N, B, d), "float16")}``;
+        each becomes a dataset [S, *shape].
+    probe : mapping of name to array
+        Fixed arrays stored once (probe images, masks).
+    attrs : mapping of name to str, int, float or bool
+        Extra root attributes.
+    versions : mapping of name to str
+        Versions to record besides python, numpy, h5py and hdf5.
+    overwrite : bool
+        Replace an existing file instead of raising FileExistsError.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        config_text: str,
+        seed: int,
+        metrics: Sequence[str],
+        snapshots: Mapping[str, tuple[tuple[int, ...], np.dtype | str]] = {},
+        probe: Mapping[str, np.ndarray] = {},
+        attrs: Mapping[str, object] = {},
+        versions: Mapping[str, str] = {},
+        overwrite: bool = False,
+    ) -> None:
+        self._path = Path(path)
+        self._metrics = list(metrics)
+        if len(set(self._metrics)) != len(self._metrics):
+            raise ValueError(f"duplicate metric names in {self._metrics}")
+        for name in self._metrics:
+            _check_name("metric", name)
+        self._snap_shapes: dict[str, tuple[int, ...]] = {}
+        self._snap_dtypes: dict[str, np.dtype] = {}
+        for name, (shape, dtype) in snapshots.items():
+            _check_name("snapshot", name)
+            self._snap_shapes[name] = tuple(int(s) for s in shape)
+            self._snap_dtypes[name] = np.dtype(dtype)
+        for name in probe:
+            _check_name("probe", name)
+        extra = {}
+        for name, value in attrs.items():
+            if name in _RESERVED_ATTRS:
+                raise ValueError(f"attr {name!r} is reserved; reserved names: {_RESERVED_ATTRS}")
+            extra[name] = _attr_value(name, value)
+        all_versions = {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "h5py": h5py.version.version,
+            "hdf5": h5py.version.hdf5_version,
+            **{str(k): str(v) for k, v in versions.items()},
+        }
+
+        if self._path.exists():
+            if not overwrite:
+                raise FileExistsError(
+                    f"run file {str(self._path)!r} already exists; "
+                    "pass overwrite=True (--overwrite) to replace it"
+                )
+            # unlink rather than truncate, so a reader still holding the old file is not corrupted
+            self._path.unlink()
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+
+        self._n_records = 0
+        self._n_snapshots = 0
+        self._closed = False
+        f = h5py.File(self._path, "w", libver="latest", locking=_LOCKING)
+        try:
+            f.attrs["format"] = FORMAT
+            f.attrs["config"] = config_text
+            f.attrs["seed"] = int(seed)
+            f.attrs["status"] = "running"
+            f.attrs["created"] = _now()
+            f.attrs["versions"] = json.dumps(all_versions)
+            for name, value in extra.items():
+                f.attrs[name] = value
+
+            grow = {"maxshape": (None,), "chunks": (_METRIC_CHUNK,)}
+            m = f.create_group("metrics")
+            m.create_dataset("step", shape=(0,), dtype="int64", fillvalue=-1, **grow)
+            for name in self._metrics:
+                m.create_dataset(name, shape=(0,), dtype="float64", fillvalue=np.nan, **grow)
+            f.create_dataset("phase", shape=(0,), dtype=f"S{PHASE_BYTES}", **grow)
+
+            s = f.create_group("snapshots")
+            s.create_dataset("step", shape=(0,), dtype="int64", fillvalue=-1, **grow)
+            for name, shape in self._snap_shapes.items():
+                s.create_dataset(
+                    name,
+                    shape=(0, *shape),
+                    maxshape=(None, *shape),
+                    chunks=(1, *shape),
+                    dtype=self._snap_dtypes[name],
+                    compression="gzip",
+                    compression_opts=1,
+                    shuffle=True,
+                )
+
+            p = f.create_group("probe")
+            for name, array in probe.items():
+                array = _to_numpy(array)
+                compress = {"compression": "gzip", "shuffle": True} if array.ndim else {}
+                p.create_dataset(name, data=array, **compress)
+
+            f.flush()
+            f.swmr_mode = True
+        except BaseException:
+            f.close()
+            self._path.unlink(missing_ok=True)
+            raise
+        self._f: h5py.File | None = f
+
+    @property
+    def path(self) -> Path:
+        """Path of the run file."""
+        return self._path
+
+    @property
+    def n_records(self) -> int:
+        """Number of metric records written so far."""
+        return self._n_records
+
+    @property
+    def n_snapshots(self) -> int:
+        """Number of snapshots written so far."""
+        return self._n_snapshots
+
+    def _file(self) -> h5py.File:
+        if self._f is None:
+            raise RuntimeError(f"run {str(self._path)!r} is closed")
+        return self._f
+
+    def record(self, step: int, values: Mapping[str, float], phase: str = "") -> None:
+        """Append one record and flush.
+
+        Parameters
+        ----------
+        step : int
+            Update count of this record.
+        values : mapping of metric name to float
+            Declared metrics missing here are stored as NaN.
+        phase : str
+            Schedule phase, at most 16 bytes in UTF-8.
+        """
+        f = self._file()
+        unknown = [k for k in values if k not in self._metrics]
+        if unknown:
+            raise KeyError(f"undeclared metrics {unknown}; declared: {self._metrics}")
+        phase_bytes = phase.encode("utf-8")
+        if len(phase_bytes) > PHASE_BYTES:
+            raise ValueError(f"phase {phase!r} is longer than {PHASE_BYTES} bytes")
+        row = {name: float(values[name]) if name in values else math.nan for name in self._metrics}
+        i = self._n_records
+        for name in self._metrics:
+            ds = f["metrics"][name]
+            ds.resize((i + 1,))
+            ds[i] = row[name]
+        ds = f["phase"]
+        ds.resize((i + 1,))
+        ds[i] = phase_bytes
+        ds = f["metrics"]["step"]  # last, so a full step column means a full row
+        ds.resize((i + 1,))
+        ds[i] = int(step)
+        f.flush()
+        self._n_records = i + 1
+
+    def snapshot(self, step: int, arrays: Mapping[str, np.ndarray]) -> None:
+        """Append one snapshot of every declared array and flush.
+
+        Parameters
+        ----------
+        step : int
+            Update count of this snapshot.
+        arrays : mapping of name to array
+            Every declared snapshot name, each with its declared shape; cast to the declared dtype.
+        """
+        f = self._file()
+        unknown = [k for k in arrays if k not in self._snap_shapes]
+        if unknown:
+            raise KeyError(
+                f"undeclared snapshot arrays {unknown}; declared: {list(self._snap_shapes)}"
+            )
+        data = {}
+        for name, shape in self._snap_shapes.items():
+            if name not in arrays:
+                raise ValueError(f"snapshot array {name!r} missing; expected shape {shape}")
+            a = _to_numpy(arrays[name])
+            if a.shape != shape:
+                raise ValueError(f"snapshot array {name!r} has shape {a.shape}, expected {shape}")
+            data[name] = a.astype(self._snap_dtypes[name], copy=False)
+        i = self._n_snapshots
+        for name, a in data.items():
+            ds = f["snapshots"][name]
+            ds.resize((i + 1, *a.shape))
+            ds[i] = a
+        ds = f["snapshots"]["step"]
+        ds.resize((i + 1,))
+        ds[i] = int(step)
+        f.flush()
+        self._n_snapshots = i + 1
+
+    def close(self, status: str = "finished", summary: Mapping[str, float] | None = None) -> None:
+        """Close the file and set its final status; later calls do nothing.
+
+        Parameters
+        ----------
+        status : str
+            One of "finished", "failed", "interrupted", "diverged" (or "running").
+        summary : mapping of name to float, optional
+            Final metrics, stored as JSON text in the ``summary`` attr.
+        """
+        if self._closed:
+            return
+        if status not in STATUSES:
+            raise ValueError(f"status {status!r} is not one of {STATUSES}")
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+        with h5py.File(self._path, "r+", locking=_LOCKING) as f:
+            f.attrs["status"] = status
+            f.attrs["finished"] = _now()
+            if summary is not None:
+                f.attrs["summary"] = json.dumps(dict(summary), default=_json_default)
+        self._closed = True
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close("finished")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.close("interrupted")
+        else:
+            self.close("failed")
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"RunWriter({str(self._path)!r}, {state}, records={self._n_records})"
+
+
+def _open_h5(path: Path) -> h5py.File:
+    """Open in SWMR read mode, waiting briefly while a writer is outside SWMR mode."""
+    deadline = time.monotonic() + _OPEN_RETRY_S
+    while True:
+        try:
+            return h5py.File(path, "r", libver="latest", swmr=True, locking=_LOCKING)
+        except OSError as e:
+            busy = "already open for" in str(e)  # "write" (not SWMR) or "SWMR writing" (not yet)
+            if not busy:
+                raise
+            if time.monotonic() > deadline:
+                raise OSError(
+                    f"{e}: {str(path)!r} is open by a writer outside SWMR mode (creating or "
+                    "closing the run); if no process is writing it, `h5clear -s` clears the flag"
+                ) from e
+            time.sleep(0.02)
+
+
+class Run:
+    """Read a run file, following it while a writer is still appending.
+
+    Every accessor re-reads from disk and returns numpy copies. Metric arrays are truncated to
+    their common length, so they always align even while a live writer appends.
+
+    Parameters
+    ----------
+    path : str or Path
+        The run's ``.h5`` file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = Path(path)
+        if not self._path.exists():
+            raise FileNotFoundError(f"no run file at {str(self._path)!r}")
+        if not h5py.is_hdf5(self._path):
+            raise ValueError(f"{str(self._path)!r} is not an HDF5 file, so not a bioglom run")
+        self._closed = False
+        self._f: h5py.File | None = _open_h5(self._path)
+        fmt = _decode(self._f.attrs.get("format"))
+        if not (isinstance(fmt, str) and fmt.startswith("bioglom-run/")):
+            self.close()
+            raise ValueError(f"{str(self._path)!r} is not a bioglom run (no 'format' attr)")
+
+    @property
+    def path(self) -> Path:
+        """Path of the run file."""
+        return self._path
+
+    def _file(self) -> h5py.File:
+        if self._closed:
+            raise ValueError(f"run {str(self._path)!r} is closed")
+        if self._f is None:
+            self._f = _open_h5(self._path)
+        return self._f
+
+    def refresh(self) -> None:
+        """Re-open the file, so that attributes changed by the writer are seen."""
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+        self._file()
+
+    def close(self) -> None:
+        """Close the file handle."""
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+        self._closed = True
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- attributes ----
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """All root attributes, re-read from disk; text is str."""
+        self.refresh()
+        return {k: _decode(v) for k, v in self._file().attrs.items()}
+
+    @property
+    def status(self) -> str:
+        """Run status: "running", "finished", "failed", "interrupted" or "diverged"."""
+        return self.attrs["status"]
+
+    @property
+    def seed(self) -> int:
+        """The run's random seed."""
+        return int(self.attrs["seed"])
+
+    @property
+    def config_text(self) -> str:
+        """The run's configuration as TOML text."""
+        return self.attrs["config"]
+
+    @property
+    def config(self) -> Any:
+        """The parsed configuration (``bioglom.config.config_from_toml`` of ``config_text``)."""
+        from bioglom.config import config_from_toml
+
+        return config_from_toml(self.config_text)
+
+    @property
+    def versions(self) -> dict[str, str]:
+        """Versions recorded at creation (python, numpy, h5py, hdf5, and the caller's)."""
+        return json.loads(self.attrs["versions"])
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        """Final metrics given to ``RunWriter.close``, or None."""
+        text = self.attrs.get("summary")
+        return None if text is None else json.loads(text)
+
+    # ---- records ----
+
+    def _record_datasets(self) -> tuple[dict[str, h5py.Dataset], int]:
+        f = self._file()
+        dss = {"step": f["metrics"]["step"]}
+        dss.update({k: ds for k, ds in f["metrics"].items() if k != "step"})
+        dss["/phase"] = f["phase"]
+        for ds in dss.values():
+            ds.refresh()
+        return dss, min(len(ds) for ds in dss.values())
+
+    @property
+    def n_records(self) -> int:
+        """Number of complete metric records on disk."""
+        return self._record_datasets()[1]
+
+    @property
+    def metrics(self) -> dict[str, np.ndarray]:
+        """Every metric [n] (float64) and "step" [n] (int64), truncated to a common length."""
+        dss, n = self._record_datasets()
+        return {k: ds[:n] for k, ds in dss.items() if k != "/phase"}
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Names of the metrics, without "step"."""
+        return [k for k in self._file()["metrics"] if k != "step"]
+
+    def metric(self, name: str) -> np.ndarray:
+        """One metric [n], aligned with ``steps``."""
+        dss, n = self._record_datasets()
+        if name not in dss or name == "/phase":
+            names = [k for k in dss if k != "/phase"]
+            raise KeyError(f"no metric {name!r} in {str(self._path)!r}; metrics: {names}")
+        return dss[name][:n]
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Update count of each record [n] (int64)."""
+        return self.metric("step")
+
+    @property
+    def phase(self) -> np.ndarray:
+        """Schedule phase of each record [n] (str)."""
+        dss, n = self._record_datasets()
+        return np.char.decode(dss["/phase"][:n], "utf-8")
+
+    # ---- snapshots and probe ----
+
+    def _snapshot_datasets(self) -> tuple[dict[str, h5py.Dataset], int]:
+        dss = dict(self._file()["snapshots"].items())
+        for ds in dss.values():
+            ds.refresh()
+        return dss, min(len(ds) for ds in dss.values())
+
+    @property
+    def snapshot_names(self) -> list[str]:
+        """Names of the snapshot arrays, without "step"."""
+        return [k for k in self._file()["snapshots"] if k != "step"]
+
+    @property
+    def snapshot_steps(self) -> np.ndarray:
+        """Update count of each snapshot [S] (int64)."""
+        dss, n = self._snapshot_datasets()
+        return dss["step"][:n]
+
+    def snapshot(self, step: int) -> dict[str, np.ndarray]:
+        """The arrays of the snapshot taken at ``step`` (the last one if several), each [*shape]."""
+        dss, n = self._snapshot_datasets()
+        steps = dss["step"][:n]
+        (where,) = np.nonzero(steps == step)
+        if len(where) == 0:
+            raise KeyError(f"no snapshot at step {step}; snapshot steps: {steps.tolist()}")
+        i = int(where[-1])
+        return {k: ds[i] for k, ds in dss.items() if k != "step"}
+
+    @property
+    def probe(self) -> dict[str, np.ndarray]:
+        """The fixed probe arrays."""
+        return {k: ds[()] for k, ds in self._file()["probe"].items()}
+
+    def __repr__(self) -> str:
+        if self._closed:
+            return f"Run({str(self._path)!r}, closed)"
+        steps = self.steps
+        last = int(steps[-1]) if len(steps) else None
+        return (
+            f"Run({str(self._path)!r}, status={self.status!r}, records={len(steps)}, "
+            f"last_step={last})"
+        )
+
+
+def open_run(path: str | os.PathLike[str]) -> Run:
+    """Open a run file for reading (also while it is being written).
+
+    Raises FileNotFoundError if there is no file, ValueError if it is not a bioglom run.
+    """
+    return Run(path)
