@@ -1,0 +1,138 @@
+"""Command line: ``bioglom run CONFIG.toml [--set section.key=value ...] [--out PATH]``.
+
+A bad configuration exits with status 2 and one line naming the field, the value and what is
+allowed -- no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import ConfigError, load_config
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bioglom", description="GLOM with local learning: run and inspect experiments."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="train a model as a TOML config says, writing an HDF5 run")
+    r.add_argument("config", help="TOML config file (e.g. experiments/default.toml)")
+    r.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config field (repeatable); VALUE is read as TOML, else as a string",
+    )
+    r.add_argument("--out", help="run file to write (default: <run.out_dir>/<config>-<time>.h5)")
+    r.add_argument("--device", help="torch device, overrides run.device (cpu, cuda, auto)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing run file")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    i = sub.add_parser("info", help="print a run's status, config summary and last metrics")
+    i.add_argument("run", help="an .h5 run file")
+    c = sub.add_parser(
+        "config", help="print a resolved, validated config with every field documented"
+    )
+    c.add_argument("config", nargs="?", help="TOML config file (default: the built-in defaults)")
+    c.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE"
+    )
+    return p
+
+
+def _fmt(v: float) -> str:
+    if not math.isfinite(v):
+        return str(v)
+    return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
+
+
+def _print_summary(path: Path, status: str, metrics: dict[str, float], levels: int) -> None:
+    print(f"run: {path}  (status: {status})")
+    print(f"weights: {path.with_suffix('.pt')}")
+    if "elapsed_s" in metrics:
+        print(f"updates: {int(metrics.get('updates', 0))} in {metrics['elapsed_s']:.1f} s")
+    shown = [k for k in ("loss", "loss_recon", "probe_recon_mse", "probe_fill_mse") if k in metrics]
+    if shown:
+        print("final: " + ", ".join(f"{k} {_fmt(metrics[k])}" for k in shown))
+    rows = [
+        (k, metrics.get(f"probe_islands_L{k}"), metrics.get(f"probe_cos_L{k}"))
+        for k in range(levels)
+    ]
+    if any(r[1] is not None for r in rows):
+        print("level  islands/image  mean cosine within image")
+        for k, isl, cos in rows:
+            isl_s = "-" if isl is None else f"{isl:.1f}"
+            cos_s = "-" if cos is None else f"{cos:.3f}"
+            print(f"{k:>5}  {isl_s:>13}  {cos_s:>24}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f"run.device={args.device}")
+    config = load_config(args.config, overrides)
+    from .train import default_run_path, train  # heavy imports after the config is checked
+
+    out = Path(args.out) if args.out else default_run_path(config, Path(args.config).stem)
+    if out.exists() and not args.overwrite:
+        print(f"bioglom: error: {out} exists; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    result = train(config, out, overwrite=args.overwrite, progress=not args.quiet)
+    _print_summary(result.path, result.status, result.summary, config.model.levels)
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .runs import open_run
+
+    with open_run(args.run) as run:
+        cfg = run.config
+        print(
+            f"rule {cfg.train.rule}, sharing {cfg.model.sharing}, levels {cfg.model.levels}, "
+            f"d {cfg.model.dim}, state_norm {cfg.model.state_norm}, "
+            f"consensus {cfg.consensus.mode}, {run.n_records} records"
+        )
+        metrics = {k: float(v[-1]) for k, v in run.metrics.items() if len(v) and k != "step"}
+        if len(run.steps):
+            metrics["updates"] = float(run.steps[-1])
+        _print_summary(Path(args.run), run.status, metrics, cfg.model.levels)
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from .config import documented_toml
+
+    print(documented_toml(load_config(args.config, args.overrides)), end="")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bioglom`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    commands = {"run": _run, "info": _info, "config": _config}
+    try:
+        return commands[args.command](args)
+    except ConfigError as err:
+        print(f"bioglom: config error: {err}", file=sys.stderr)
+        return 2
+    except FileExistsError as err:
+        print(f"bioglom: error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"bioglom: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bioglom: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Learning rules: pluggable parts of the trainer.
+
+A rule owns its optimiser and makes one weight update per call of :meth:`LearningRule.update`;
+the trainer only feeds batches, records what the rule returns and writes the run. Adding a
+rule is adding a class to :data:`RULES` (and its name to ``train.rule``'s choices).
+"""
+
+from __future__ import annotations
+
+from ..config import Config
+from ..model import Glom
+from .base import LearningRule, corrupt, make_optimizer
+from .end_to_end import EndToEnd
+
+#: rule name (``train.rule``) -> class
+RULES: dict[str, type[LearningRule]] = {EndToEnd.name: EndToEnd}
+
+__all__ = ["RULES", "LearningRule", "EndToEnd", "corrupt", "make_optimizer", "make_rule"]
+
+
+def make_rule(model: Glom, config: Config) -> LearningRule:
+    """The rule named by ``config.train.rule``, bound to ``model``."""
+    return RULES[config.train.rule](model, config)

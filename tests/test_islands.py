@@ -1,0 +1,85 @@
+"""Island extraction and the probe's collapse measure on hand-made states."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bioglom.islands import connected_islands, island_counts
+from bioglom.probe import mean_within_image_cosine
+
+
+def hand_made_state(layout: np.ndarray, d: int = 6, noise: float = 0.0, seed: int = 0):
+    """A one-level, one-image state whose columns carry vector `v[label]` per the layout."""
+    g = np.random.default_rng(seed)
+    hg, wg = layout.shape
+    vecs = np.linalg.qr(g.normal(size=(d, d)))[0][: layout.max() + 1]  # orthonormal rows
+    e = vecs[layout.reshape(-1)] + noise * g.normal(size=(hg * wg, d))
+    return torch.tensor(e, dtype=torch.float32).view(1, hg * wg, 1, d)
+
+
+def test_components_of_a_known_layout():
+    """Two regions with the same vector but not touching are two islands (4-connectivity);
+    labels follow first appearance in row-major order."""
+    layout = np.array(
+        [
+            [0, 0, 1, 1],
+            [0, 0, 1, 1],
+            [2, 2, 0, 0],
+            [2, 2, 0, 0],
+        ]
+    )
+    labels = connected_islands(hand_made_state(layout, noise=0.01), (4, 4), threshold=0.8)
+    expected = np.array(
+        [
+            [0, 0, 1, 1],
+            [0, 0, 1, 1],
+            [2, 2, 3, 3],
+            [2, 2, 3, 3],
+        ]
+    )
+    np.testing.assert_array_equal(labels[0, 0], expected)
+    assert island_counts(labels).tolist() == [[4]]
+
+
+def test_diagonal_contact_does_not_join():
+    """Only 4-neighbours join: equal vectors touching at a corner stay separate islands."""
+    layout = np.array([[0, 1], [1, 0]])
+    labels = connected_islands(hand_made_state(layout), (2, 2), threshold=0.5)
+    assert island_counts(labels)[0, 0] == 4
+
+
+def test_threshold_decides():
+    """Neighbours with cosine exactly between two thresholds join under the lower one only."""
+    e = torch.tensor([[1.0, 0.0], [0.6, 0.8]]).view(1, 2, 1, 2)  # cosine 0.6
+    assert island_counts(connected_islands(e, (1, 2), 0.5))[0, 0] == 1
+    assert island_counts(connected_islands(e, (1, 2), 0.7))[0, 0] == 2
+
+
+def test_levels_and_images_are_labelled_separately():
+    """Labels are per (level, image): [K, B, H_g, W_g]."""
+    g = torch.Generator().manual_seed(0)
+    e = torch.randn(3, 6, 2, 4, generator=g)
+    e[1] = 1.0  # level 1: every column identical -> one island per image
+    labels = connected_islands(e, (2, 3), 0.9)
+    assert labels.shape == (3, 2, 2, 3)
+    assert island_counts(labels)[1].tolist() == [1, 1]
+
+
+def test_mean_within_image_cosine_matches_pairwise_definition():
+    """The closed form |sum u|^2 - N equals the explicit mean over pairs x != y."""
+    g = torch.Generator().manual_seed(1)
+    s = torch.randn(2, 5, 3, 4, generator=g)
+    got = mean_within_image_cosine(s)
+    u = s / s.norm(dim=-1, keepdim=True)
+    for k in range(2):
+        vals = [
+            float(u[k, x, b] @ u[k, y, b])
+            for b in range(3)
+            for x in range(5)
+            for y in range(5)
+            if x != y
+        ]
+        assert abs(float(got[k]) - np.mean(vals)) < 1e-5
+    collapsed = torch.ones(1, 7, 2, 3)
+    assert abs(float(mean_within_image_cosine(collapsed)[0]) - 1.0) < 1e-6
