@@ -152,6 +152,13 @@ def test_relative_data_path_resolves_against_the_config_file(tmp_path):
     assert Path(cfg.data.path) == sub / "imgs.npz"
 
 
+def test_readme_documents_every_field():
+    """The README's configuration table names every config field."""
+    readme = (ROOT / "README.md").read_text()
+    missing = [k for k in field_docs() if f"`{k}`" not in readme]
+    assert not missing
+
+
 def test_every_field_has_a_doc_and_a_check():
     """Every field carries one-line documentation and a validator (the README table uses them)."""
     for section in dataclasses.fields(Config):
