@@ -87,6 +87,9 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     result = train(config, out, overwrite=args.overwrite, progress=not args.quiet)
     _print_summary(result.path, result.status, result.summary, config.model.levels)
+    if result.status != "finished":
+        print(f"bioglom: run {result.status}: {result.reason}", file=sys.stderr)
+        return 3
     return 0
 
 

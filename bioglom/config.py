@@ -271,8 +271,11 @@ class ModelConfig:
     homeostatic_momentum: float = _f(
         0.05, Real(0.0, 1.0, lo_open=True), "rate of the homeostatic running statistics"
     )
-    homeostatic_per_column: bool = _f(
-        True, Bool(), "homeostatic statistics per column (true) or shared by all columns"
+    homeostatic_stats: str = _f(
+        "auto",
+        Choice("auto", "columns", "shared"),
+        "homeostatic statistics per column or one set for all columns; auto: per column unless "
+        "sharing = 'shared'",
     )
     init: str = _f(
         "bottom_up",
@@ -351,6 +354,12 @@ class ConsensusConfig:
         Choice("mean", "gaussian"),
         "mean: weighted mean of point estimates; gaussian: weighted geometric mean of Gaussians",
     )
+    normalise_predictions: bool = _f(
+        True,
+        Bool(),
+        "standardise each bottom-up and top-down prediction vector (zero mean, unit variance "
+        "over d) before it enters the consensus, so that it is on the state's scale",
+    )
     weights_start: dict = _f(_W_START, Weights(_W_START), "contribution weights at the first step")
     weights_end: dict = _f(
         _W_END, Weights(_W_END), "contribution weights at the last step (linear in between)"
@@ -362,6 +371,12 @@ class SettleConfig:
     """``[settle]``: the settling process."""
 
     steps: int = _f(6, Int(1, 10_000), "settling steps per image (frames for a static image)")
+    ramp_steps: int = _f(
+        0,
+        Int(0, 10_000),
+        "steps over which contribution weights and beta move from start to end values, then "
+        "hold (0: over all the steps of a settle)",
+    )
 
 
 @dataclass
@@ -497,6 +512,19 @@ class Config:
                         value,
                         f"at some level gives {v!r}: {check.item.allowed}",
                     )
+        for name in ("weights_start", "weights_end"):
+            w = getattr(self.consensus, name)
+            if w["bottom_up"] + w["previous"] + w["lateral"] <= 0:
+                raise ConfigError(
+                    f"consensus.{name}",
+                    w,
+                    "the top level has no top-down contribution: bottom_up, previous and "
+                    "lateral must not all be 0",
+                )
+        if self.model.state_norm == "layer" and self.model.dim < 2:
+            raise ConfigError(
+                "model.dim", self.model.dim, "expected >= 2 with state_norm = 'layer'"
+            )
         d = self.data
         if d.min_objects > d.max_objects:
             raise ConfigError(
@@ -685,13 +713,27 @@ def load_config(
         if not isinstance(section, dict):
             raise ConfigError(keys[0], section, "expected a table of fields")
         if len(keys) == 3:
-            table = section.setdefault(keys[1], {})
+            if keys[1] not in section:
+                default = _default_value(keys[0], keys[1])
+                section[keys[1]] = dict(default) if isinstance(default, Mapping) else {}
+            table = section[keys[1]]
             if not isinstance(table, dict):
                 raise ConfigError(".".join(keys[:2]), table, "expected a table")
             table[keys[2]] = value
         else:
             section[keys[1]] = value
     return config_from_dict(data)
+
+
+def _default_value(section: str, key: str) -> Any:
+    """The dataclass default of ``section.key``, or None when there is no such field."""
+    cls = _SECTIONS.get(section)
+    if cls is None:
+        return None
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if key not in fields:
+        return None
+    return getattr(cls(), key)
 
 
 def documented_toml(config: Config | None = None, header: str = "") -> str:

@@ -20,6 +20,7 @@ from torch import Tensor
 
 __all__ = [
     "column_linear",
+    "column_linear_fa",
     "consensus_mean",
     "consensus_gaussian",
     "normalise_weights",
@@ -296,8 +297,9 @@ def gaussian_neighbours(
     n = hg * wg
     if samples > n - 1:
         raise ValueError(f"cannot sample {samples} distinct neighbours from {n - 1} columns")
-    rows = torch.arange(hg, dtype=torch.float64).repeat_interleave(wg)
-    cols = torch.arange(wg, dtype=torch.float64).repeat(hg)
+    dev = generator.device if generator is not None else torch.device("cpu")
+    rows = torch.arange(hg, dtype=torch.float64, device=dev).repeat_interleave(wg)
+    cols = torch.arange(wg, dtype=torch.float64, device=dev).repeat(hg)
     d2 = (rows[:, None] - rows[None, :]) ** 2 + (cols[:, None] - cols[None, :]) ** 2
     logp = -d2 / (2.0 * sigma**2)
     logp.fill_diagonal_(float("-inf"))
@@ -308,15 +310,17 @@ def gaussian_neighbours(
     p = torch.where(torch.isfinite(logp), p.clamp_min(1e-300), torch.zeros_like(p))
     index = torch.multinomial(p, samples, replacement=False, generator=generator)
     if include_self:
-        index = torch.cat([torch.arange(n)[:, None], index], dim=1)
+        index = torch.cat([torch.arange(n, device=dev)[:, None], index], dim=1)
     return index, torch.ones_like(index, dtype=torch.bool)
 
 
 def location_encoding(grid: tuple[int, int], freqs: int) -> Tensor:
     """Sinusoidal encoding of each column's location (a neural field's input, §2.3).
 
-    Row and column coordinates are scaled to ``[-1, 1]``; for ``f = 0..F-1`` the features are
-    ``sin(2^f pi u), cos(2^f pi u)`` for ``u`` in (row, col).
+    Row and column cell centres are mapped into ``(-1, 1)``, ``u = (2 i + 1) / m - 1`` for
+    cell ``i`` of ``m``; for ``f = 0..F-1`` the features are ``sin(2^f pi u), cos(2^f pi u)``
+    for ``u`` in (row, col). The lowest frequency turns ``pi u`` through less than one period,
+    so every column has its own code (``u = -1`` and ``u = 1`` would coincide).
 
     Returns
     -------
@@ -325,9 +329,58 @@ def location_encoding(grid: tuple[int, int], freqs: int) -> Tensor:
     hg, wg = grid
 
     def axis(m: int) -> Tensor:
-        return torch.linspace(-1.0, 1.0, m) if m > 1 else torch.zeros(1)
+        return (2.0 * torch.arange(m) + 1.0) / m - 1.0
 
     u = torch.stack(torch.meshgrid(axis(hg), axis(wg), indexing="ij"), dim=-1).reshape(-1, 2)
     scales = (2.0 ** torch.arange(freqs)) * math.pi  # [F]
     z = u[:, :, None] * scales  # [N, 2, F]
     return torch.cat([torch.sin(z), torch.cos(z)], dim=-1).reshape(hg * wg, 4 * freqs)
+
+
+def _column_weight_grad(x: Tensor, gy: Tensor, columns: int) -> Tensor:
+    """``dL/dW`` of :func:`column_linear`: ``x^T gy`` per (level, column), summed over columns
+    when the weight is shared. Returns ``[K', C, d_in, d_out]``."""
+    k, n, b, d_in = x.shape
+    d_out = gy.shape[-1]
+    if columns == n:
+        g = torch.bmm(x.reshape(k * n, b, d_in).transpose(1, 2), gy.reshape(k * n, b, d_out))
+        return g.view(k, n, d_in, d_out)
+    g = torch.bmm(x.reshape(k, n * b, d_in).transpose(1, 2), gy.reshape(k, n * b, d_out))
+    return g.view(k, 1, d_in, d_out)
+
+
+class _FeedbackAlignment(torch.autograd.Function):
+    """:func:`column_linear` whose backward pass sends the error to its input through a fixed
+    random matrix ``F`` instead of ``W^T`` (Lillicrap et al. 2016): ``dx = dy F^T``. The
+    weight and bias gradients are the usual local ones, ``x^T dy`` and ``sum dy``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, feedback):
+        ctx.save_for_backward(x, feedback)
+        ctx.columns = weight.shape[1]
+        ctx.has_bias = bias is not None
+        return column_linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, feedback = ctx.saved_tensors
+        gy = gy.contiguous()
+        gx = column_linear(gy, feedback.transpose(-1, -2).contiguous())
+        gw = _column_weight_grad(x, gy, ctx.columns)
+        gb = None
+        if ctx.has_bias:
+            dims = (2,) if ctx.columns == x.shape[1] else (1, 2)
+            gb = gy.sum(dim=dims, keepdim=True)
+            if ctx.columns == 1:
+                gb = gb.view(gb.shape[0], 1, 1, -1)
+        return gx, gw, gb, None
+
+
+def column_linear_fa(x: Tensor, weight: Tensor, bias: Tensor | None, feedback: Tensor) -> Tensor:
+    """:func:`column_linear` with feedback alignment in the backward pass.
+
+    Forward: ``y = x W + b``. Backward: ``dW = x^T dy``, ``db = sum dy`` (summed over columns
+    when shared), but ``dx = dy F^T`` with the fixed ``feedback`` matrix ``F`` (same shape as
+    ``W``) in place of ``W^T``: the error reaches the hidden layers without weight transport.
+    """
+    return _FeedbackAlignment.apply(x, weight, bias, feedback)

@@ -9,9 +9,12 @@ step ``t`` only (DESIGN section 3):
 * ``lat_l(x) = sum_y w_xy e_l(y)``, ``w_xy = softmax_y(beta_l(t) e_l(x) . e_l(y))`` (eq. 3.1);
 * ``e_l(t+1) = norm(consensus(bu, td, prev, lat; a(t)))``.
 
-The contribution weights ``a(t)`` and ``beta(t)`` move linearly from their start to their end
-values over the steps (§3.4, §9.1). A static image is a sequence of identical frames; a video
-``[T, B, C, H, W]`` feeds frame ``t`` at step ``t`` (§11).
+With ``consensus.normalise_predictions`` the bottom-up and top-down predictions are first
+standardised per vector, so that all four contributions are on the state's scale and the
+weights ``a`` mean what they say. The contribution weights ``a(t)`` and ``beta(t)`` move
+linearly from their start to their end values over the steps, or over the first
+``settle.ramp_steps`` steps and then hold (§3.4, §9.1). A static image is a sequence of
+identical frames; a video ``[T, B, C, H, W]`` feeds frame ``t`` at step ``t`` (§11).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from .functional import (
     location_encoding,
     window_neighbours,
 )
-from .norm import StateNorm
+from .norm import StateNorm, standardise
 
 __all__ = ["Glom", "StepOutput", "SettleResult", "build_model", "image_geometry"]
 
@@ -48,8 +51,9 @@ class StepOutput:
 
     Attributes
     ----------
-    bottom_up : predictions of the bottom-up nets; level 0 is the front end's
-    top_down : ``[K-1, N, B, d]`` predictions of the top-down nets for levels ``0..K-2``
+    bottom_up : predictions of the bottom-up nets as they enter the consensus (standardised
+        when ``consensus.normalise_predictions``); level 0 is the front end's
+    top_down : ``[K-1, N, B, d]`` the top-down nets' predictions for levels ``0..K-2``, likewise
     lateral : attention-weighted neighbour average
     state : the consensus after normalisation, ``e(t+1)``: the teacher for local learning
     weights : ``[4, K]`` normalised contribution weights used (order of ``CONTRIBUTIONS``)
@@ -122,13 +126,14 @@ class Glom(nn.Module):
             extra_in=loc_dim, siren=td.siren, w0=td.siren_w0,
         )  # fmt: skip
         self.decoder = PatchDecoder(channels, p, (h, w), C, d, fe.hidden, m.activation)
-        self.norm = StateNorm(
-            m.state_norm,
-            K,
-            self.N if m.homeostatic_per_column else 1,
-            d,
-            m.homeostatic_momentum,
+        per_column = m.homeostatic_stats == "columns" or (
+            m.homeostatic_stats == "auto" and m.sharing != "shared"
         )
+        self.norm = StateNorm(
+            m.state_norm, K, self.N if per_column else 1, d, m.homeostatic_momentum
+        )
+        self.normalise_predictions = config.consensus.normalise_predictions
+        self.ramp_steps = config.settle.ramp_steps
         if loc_dim:
             loc = location_encoding(self._grid, td.location_freqs)
             self.register_buffer("location", loc[None, :, None, :].repeat(K - 1, 1, 1, 1))
@@ -145,8 +150,21 @@ class Glom(nn.Module):
             if att.neighbourhood == "window":
                 idx, valid = window_neighbours(self._grid, self._radius[k], att.include_self)
             else:
+                if self._samples[k] > self.N - 1:
+                    raise ConfigError(
+                        "attention.samples",
+                        att.samples,
+                        f"expected at most N - 1 = {self.N - 1} neighbours per level",
+                    )
                 idx, valid = gaussian_neighbours(
                     self._grid, self._samples[k], self._sigma[k], att.include_self, gen
+                )
+            if not bool(valid.any(dim=1).all()):
+                raise ConfigError(
+                    "attention.include_self",
+                    att.include_self,
+                    f"with {self.N} column(s) and no self-attention some column at level {k} "
+                    "has no neighbour to attend to",
                 )
             self.register_buffer(f"neighbour_index_{k}", idx)
             self.register_buffer(f"neighbour_valid_{k}", valid)
@@ -166,14 +184,6 @@ class Glom(nn.Module):
         present = torch.ones(len(CONTRIBUTIONS), K, dtype=torch.bool)
         present[CONTRIBUTIONS.index("top_down"), K - 1] = False  # no top-down at the top
         self.register_buffer("present", present)
-        for k_top, name in ((K - 1, "weights_start"), (K - 1, "weights_end")):
-            if float((getattr(self, name) * present)[:, k_top].sum()) <= 0:
-                raise ConfigError(
-                    f"consensus.{name}",
-                    getattr(cw, name),
-                    "the top level has no top-down contribution: bottom_up, previous and "
-                    "lateral must not all be 0",
-                )
 
     # ------------------------------------------------------------------------------------
     @property
@@ -189,22 +199,36 @@ class Glom(nn.Module):
         """The fixed ``(index [N, M], valid [N, M])`` neighbourhood of a level."""
         return getattr(self, f"neighbour_index_{level}"), getattr(self, f"neighbour_valid_{level}")
 
+    def _ramp(self, t: int, steps: int) -> tuple[int, int]:
+        """Where step ``t`` of ``steps`` sits on the start-to-end ramp."""
+        if self.ramp_steps > 0:
+            return min(t, self.ramp_steps - 1), self.ramp_steps
+        return t, steps
+
     def contribution_weights(self, t: int, steps: int) -> Tensor:
         """``[4, K]`` weights ``a(t)`` (order of ``CONTRIBUTIONS``), absent ones 0, sum 1."""
-        a = interpolate(self.weights_start, self.weights_end, t, steps) * self.present
+        a = interpolate(self.weights_start, self.weights_end, *self._ramp(t, steps)) * self.present
         return a / a.sum(0, keepdim=True)
 
     def beta(self, t: int, steps: int) -> Tensor:
         """``[K]`` inverse temperatures at step ``t``."""
-        return interpolate(self.beta_start, self.beta_end, t, steps)
+        return interpolate(self.beta_start, self.beta_end, *self._ramp(t, steps))
 
     # ------------------------------------------------------------------------------------
     def _split(self, y: Tensor) -> tuple[Tensor, Tensor | None]:
-        """A net's output -> (mean, precision); precision only in gaussian mode."""
-        if not self.gaussian:
-            return y, None
-        mu, log_tau = y.chunk(2, dim=-1)
-        return mu, torch.exp(log_tau.clamp(*LOG_PRECISION_RANGE))
+        """A net's output -> (mean, precision) as they enter the consensus: the precision only
+        in gaussian mode; with ``normalise_predictions`` the mean standardised per vector and
+        the precision rescaled to match (``tau / r^2``)."""
+        if self.gaussian:
+            mu, log_tau = y.chunk(2, dim=-1)
+            tau = torch.exp(log_tau.clamp(*LOG_PRECISION_RANGE))
+        else:
+            mu, tau = y, None
+        if self.normalise_predictions:
+            mu, r = standardise(mu, with_scale=tau is not None)
+            if tau is not None:
+                tau = tau / (r * r)
+        return mu, tau
 
     def initial_state(
         self, frame: Tensor, generator: torch.Generator | None = None
@@ -224,7 +248,11 @@ class Glom(nn.Module):
             for k in range(self.K):
                 if k > 0:
                     mu, tau = self._split(self.bottom_up(mus[-1], level=k - 1))
-                mus.append(self.norm(mu, level=k))
+                if tau is None:
+                    mus.append(self.norm(mu, level=k))
+                else:
+                    mu, tau = self.norm(mu, level=k, precision=tau)
+                    mus.append(mu)
                 taus.append(tau)
             e = torch.cat(mus, 0)
             if self.gaussian:
@@ -286,13 +314,14 @@ class Glom(nn.Module):
                 [bu_tau, torch.cat([td_tau, pad + 1.0], 0), precision, lat_tau],
                 a,
             )
+            state, tau = self.norm(mu, precision=tau)
         else:
-            mu, tau = consensus_mean([bu_mu, td_full, e, lat_mu], a), None
+            state, tau = self.norm(consensus_mean([bu_mu, td_full, e, lat_mu], a)), None
         return StepOutput(
             bottom_up=bu_mu,
             top_down=td_mu,
             lateral=lat_mu,
-            state=self.norm(mu),
+            state=state,
             weights=a,
             precision=tau,
             bottom_up_precision=bu_tau,
@@ -418,7 +447,8 @@ def build_model(
 
     The image geometry comes from the configured data unless given. Weights are drawn from
     torch's global generator seeded with ``run.seed``, so the same config gives the same
-    model. ``device`` overrides ``run.device``.
+    model. ``device`` overrides ``run.device``. The model comes in eval mode: settling it does
+    not move homeostatic statistics; the trainer switches it to train mode.
     """
     if channels is None or image_size is None:
         c, hw = image_geometry(config)
@@ -426,6 +456,7 @@ def build_model(
         image_size = hw if image_size is None else image_size
     torch.manual_seed(config.run.seed)
     model = Glom(config, channels, tuple(image_size))
+    model.eval()  # settling does not adapt homeostatic statistics until train() is called
     return model.to(resolve_device(device if device is not None else config.run.device))
 
 

@@ -17,20 +17,36 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["StateNorm"]
+__all__ = ["StateNorm", "standardise"]
+
+
+def standardise(
+    e: Tensor, eps: float = 1e-5, with_scale: bool = True
+) -> tuple[Tensor, Tensor | None]:
+    """Each vector to zero mean and unit variance over its ``d`` components (layer norm, no
+    affine). Returns ``(e', r)`` with ``e' = (e - mean) r``, ``r = 1 / sqrt(var + eps)``;
+    ``r`` is None unless ``with_scale`` (the fused kernel is then used alone)."""
+    if not with_scale:
+        return F.layer_norm(e, (e.shape[-1],), eps=eps), None
+    c = e - e.mean(dim=-1, keepdim=True)
+    r = torch.rsqrt((c * c).mean(dim=-1, keepdim=True) + eps)
+    return c * r, r
 
 
 class StateNorm(nn.Module):
     """Normalise a state ``[K, N, B, d]`` (or one level ``[1, N, B, d]`` with ``level=k``).
 
+    Every kind is an affine map per unit, ``e' = (e - m) r``; a Gaussian state's precision is
+    carried along, ``tau' = tau / r^2`` (the same distribution, rescaled).
+
     ``homeostatic``: in training mode, before normalising, the running statistics of each
     (level, column or all columns, unit) move toward the current ones,
 
-    ``m <- m + r (mean_b e - m)``,  ``v <- v + r (mean_b (e - m)^2 - v)``,
+    ``m <- m + rho (mean_b e - m)``,  ``v <- v + rho (mean_b (e - m)^2 - v)``,
 
-    with ``r`` the momentum and the mean over images (and columns when shared); measuring the
+    with ``rho`` the momentum and the mean over images (and columns when shared); measuring the
     variance around the running mean keeps it meaningful at batch size 1. Then
-    ``e <- (e - m) / sqrt(v + eps)``. The statistics carry no gradient.
+    ``r = 1 / sqrt(v + eps)``. The statistics carry no gradient; in eval mode they stay fixed.
     """
 
     def __init__(
@@ -50,24 +66,30 @@ class StateNorm(nn.Module):
             self.register_buffer("running_mean", torch.zeros(levels, columns, 1, dim))
             self.register_buffer("running_var", torch.ones(levels, columns, 1, dim))
 
-    def forward(self, e: Tensor, level: int | None = None) -> Tensor:
+    def forward(
+        self, e: Tensor, level: int | None = None, precision: Tensor | None = None
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """``e'``, or ``(e', tau')`` when a precision is given."""
         if self.kind == "none":
-            return e
+            return e if precision is None else (e, precision)
         if self.kind == "layer":
-            return F.layer_norm(e, (self.dim,), eps=self.eps)
-        if self.kind == "batch":
-            mean = e.mean(dim=(1, 2), keepdim=True)
-            var = e.var(dim=(1, 2), keepdim=True, unbiased=False)
-            return (e - mean) * torch.rsqrt(var + self.eps)
-        sl = slice(None) if level is None else slice(level, level + 1)
-        rm, rv = self.running_mean[sl], self.running_var[sl]
-        if self.training:
-            with torch.no_grad():
-                dims = (2,) if rm.shape[1] == e.shape[1] else (1, 2)
-                x = e.detach()
-                rm += self.momentum * (x.mean(dim=dims, keepdim=True) - rm)
-                rv += self.momentum * (((x - rm) ** 2).mean(dim=dims, keepdim=True) - rv)
-        return (e - rm) * torch.rsqrt(rv + self.eps)
+            out, r = standardise(e, self.eps, with_scale=precision is not None)
+        elif self.kind == "batch":
+            c = e - e.mean(dim=(1, 2), keepdim=True)
+            r = torch.rsqrt((c * c).mean(dim=(1, 2), keepdim=True) + self.eps)
+            out = c * r
+        else:
+            sl = slice(None) if level is None else slice(level, level + 1)
+            rm, rv = self.running_mean[sl], self.running_var[sl]
+            if self.training:
+                with torch.no_grad():
+                    dims = (2,) if rm.shape[1] == e.shape[1] else (1, 2)
+                    x = e.detach()
+                    rm += self.momentum * (x.mean(dim=dims, keepdim=True) - rm)
+                    rv += self.momentum * (((x - rm) ** 2).mean(dim=dims, keepdim=True) - rv)
+            r = torch.rsqrt(rv + self.eps)
+            out = (e - rm) * r
+        return out if precision is None else (out, precision / (r * r))
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}"

@@ -42,7 +42,9 @@ def mean_within_image_cosine(state: Tensor) -> Tensor:
     u = state / state.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     s = u.sum(dim=1)  # [K, B, d]
     pair_sum = (s * s).sum(-1) - N  # [K, B]
-    return (pair_sum / (N * (N - 1))).mean(dim=1) if N > 1 else torch.ones(K)
+    if N < 2:
+        return torch.full((K,), float("nan"))
+    return (pair_sum / (N * (N - 1))).mean(dim=1)
 
 
 @dataclass

@@ -40,6 +40,7 @@ class TrainResult:
     status: str
     summary: dict[str, float]
     model: Glom
+    reason: str = ""  # why a run did not finish, e.g. "non-finite loss by update 40"
 
 
 def load_data(config: Config) -> tuple[ImageSet, ImageSet]:
@@ -109,10 +110,11 @@ def train(
     """Train a model as ``config`` says and write the run to ``out`` (an ``.h5`` file).
 
     Records rule metrics (means since the previous record) and probe metrics every
-    ``run.record_every`` updates and at the end; snapshots the probe every
+    ``run.record_every`` updates, at every snapshot and at the end; snapshots the probe every
     ``run.snapshot_every`` updates and at the end; saves the final weights beside the run as
     ``<out>.pt``. A run that raises is marked ``failed``, one stopped with Ctrl-C
-    ``interrupted``.
+    ``interrupted``, one whose losses or probe reconstruction turn non-finite ``diverged``
+    (checked at each record; it stops there).
     """
     out = Path(out) if out is not None else default_run_path(config)
     train_set, probe_set = load_data(config)
@@ -170,9 +172,11 @@ def train(
     last: dict[str, float] = {}
     status = "failed"
 
-    def record(step: int, snapshot: bool) -> None:
+    def record(step: int, snapshot: bool) -> list[str]:
+        """Write one record (and a snapshot); return the names of non-finite losses."""
         nonlocal sums, count, last
         values = {k: float(v) / count for k, v in sums.items()} if count else {}
+        bad = [k for k, v in values.items() if not np.isfinite(v)]
         pm, snap = probe.evaluate(model)
         values.update(pm)
         values["elapsed_s"] = time.perf_counter() - start
@@ -181,6 +185,9 @@ def train(
             writer.snapshot(step, snap)
         last = values
         sums, count = {}, 0
+        if not np.isfinite(values["probe_recon_mse"]):
+            bad.append("probe_recon_mse")
+        return bad
 
     bar = tqdm(
         total=updates,
@@ -189,6 +196,8 @@ def train(
         disable=not progress,
         dynamic_ncols=True,
     )
+    diverged = ""
+    u = 0
     try:
         model.train()
         record(0, snapshot=True)
@@ -199,24 +208,28 @@ def train(
                 sums[k] = sums[k] + v if k in sums else v.clone()
             count += 1
             bar.update(1)
-            if u % record_every == 0 or u == updates:
-                record(u, snapshot=u % config.run.snapshot_every == 0 or u == updates)
+            snap = u % config.run.snapshot_every == 0 or u == updates
+            if u % record_every == 0 or snap:
+                bad = record(u, snapshot=snap)
                 bar.set_postfix(
                     loss=f"{last.get('loss', float('nan')):.4f}",
                     probe_mse=f"{last['probe_recon_mse']:.4f}",
                     refresh=False,
                 )
-        status = "finished"
+                if bad:
+                    diverged = f"non-finite {', '.join(bad)} by update {u}"
+                    break
+        status = "diverged" if diverged else "finished"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
         bar.close()
         summary = {k: v for k, v in last.items() if np.isfinite(v)}
-        summary["updates"] = float(updates)
+        summary["updates"] = float(u)
         writer.close(status=status, summary=summary)
         torch.save(
             {"model": model.state_dict(), "config": config.to_toml(), "status": status},
             weights_path,
         )
-    return TrainResult(out, weights_path, status, summary, model)
+    return TrainResult(out, weights_path, status, summary, model, diverged)

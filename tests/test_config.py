@@ -69,6 +69,12 @@ def test_per_level_expands_scalars_and_keeps_lists():
     assert per_level({"first": 1, "step": 2}, 3) == [1, 3, 5]
 
 
+def test_a_table_subkey_override_keeps_the_other_keys():
+    """--set attention.radius.first=2 changes one key of the default table, keeping step."""
+    cfg = load_config(overrides=["attention.radius.first=2"])
+    assert cfg.attention.radius == {"first": 2, "step": 1}
+
+
 def test_per_level_tables_scale_with_the_number_of_levels():
     """The default radius grows with the level, so changing model.levels needs nothing else."""
     cfg = load_config(overrides={"model.levels": 6})
@@ -110,6 +116,16 @@ def test_per_level_tables_scale_with_the_number_of_levels():
             "at most N - 1 = 255",
         ),
         (["train.batch_size=4096"], "train.batch_size", "data.n_train"),
+        (
+            [
+                "consensus.weights_end.bottom_up=0",
+                "consensus.weights_end.previous=0",
+                "consensus.weights_end.lateral=0",
+            ],
+            "consensus.weights_end",
+            "top level has no top-down",
+        ),
+        (["model.dim=1"], "model.dim", "state_norm = 'layer'"),
     ],
 )
 def test_bad_values_name_field_value_and_allowed(overrides, field, fragment):

@@ -293,13 +293,15 @@ def test_gaussian_neighbours_follow_the_gaussian():
 
 
 def test_location_encoding_values():
-    """Row and column coordinates in [-1, 1] encoded as sin/cos of 2^f pi u."""
+    """Cell centres u = (2i + 1)/m - 1 encoded as sin/cos(2^f pi u); every column's code is
+    distinct (the edges do not alias)."""
     enc = location_encoding((3, 5), 2)
     assert enc.shape == (15, 8)
-    n = 1 * 5 + 4  # row 1 -> u = 0, col 4 -> u = 1
-    # layout: [axis(row, col)] x [sin F | cos F] flattened per axis
-    got = enc[n].view(2, 2, 2)  # [axis, sin/cos, F]
-    torch.testing.assert_close(got[0, 0], torch.tensor([0.0, 0.0]), atol=1e-6, rtol=0)
-    torch.testing.assert_close(got[0, 1], torch.tensor([1.0, 1.0]))
-    torch.testing.assert_close(got[1, 0], torch.tensor([math.sin(math.pi), math.sin(2 * math.pi)]))
-    torch.testing.assert_close(got[1, 1], torch.tensor([-1.0, 1.0]))
+    n = 1 * 5 + 4  # row 1 of 3 -> u = 0; column 4 of 5 -> u = 9/5 - 1 = 0.8
+    got = enc[n].view(2, 2, 2)  # [axis (row, col), sin/cos, F]
+    for axis, u in enumerate((0.0, 0.8)):
+        for f in range(2):
+            assert float(got[axis, 0, f]) == pytest.approx(math.sin(2**f * math.pi * u), abs=1e-6)
+            assert float(got[axis, 1, f]) == pytest.approx(math.cos(2**f * math.pi * u), abs=1e-6)
+    codes = location_encoding((16, 16), 4)
+    assert len({tuple(torch.round(c, decimals=5).tolist()) for c in codes}) == 256

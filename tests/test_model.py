@@ -293,16 +293,144 @@ def test_siren_initialisation_bounds():
     assert l1.abs().max() <= bound and l1.abs().max() > 0.9 * bound
 
 
+def standardised(y):
+    """Per-vector zero mean, unit variance, written out independently of bioglom.norm."""
+    mean = y.mean(-1, keepdim=True)
+    var = ((y - mean) ** 2).mean(-1, keepdim=True)
+    return (y - mean) / torch.sqrt(var + 1e-5)
+
+
+def manual_mlp(layers, x, k, n, act=torch.nn.functional.gelu):
+    """The MLP of level k, column n, with explicit per-column matrix products."""
+    h = x
+    for j, layer in enumerate(layers):
+        c = n if layer.weight.shape[1] > 1 else 0
+        h = h @ layer.weight[k, c] + layer.bias[k, c, 0]
+        if j < len(layers) - 1:
+            h = act(h)
+    return h
+
+
 def test_bottom_up_initial_state_is_one_bottom_up_pass(rng):
-    """init = bottom_up: e_0 = norm(FE(x)), e_l = norm(BU_l(e_{l-1}))."""
-    m = build()
+    """init = bottom_up: e_0 = norm(std(FE(x))), e_l = norm(std(BU_l(e_{l-1}))), where std
+    standardises each prediction vector."""
+    m = build(model__state_norm="none")
     x = rand_images(2, gen=rng)
     e, _ = m.initial_state(x)
-    level = m.norm(m.frontend(x))
-    torch.testing.assert_close(e[0:1], level)
+    torch.testing.assert_close(e[0:1], standardised(m.frontend(x)))
     for k in range(1, m.K):
-        full = m.bottom_up(e[:-1])  # all levels at once, from the state itself
-        torch.testing.assert_close(e[k : k + 1], m.norm(full[k - 1 : k]))
+        for n in (0, 7, 15):
+            expected = standardised(manual_mlp(m.bottom_up.layers, e[k - 1, n], k - 1, n))
+            torch.testing.assert_close(e[k, n], expected)
+
+
+def test_step_predictions_are_the_nets_applied_to_the_source_levels(rng):
+    """bottom_up[l] = std(BU_l(e_{l-1})) and top_down[l] = std(TD_l(e_{l+1}, location)) for
+    every column, recomputed with explicit per-column products."""
+    m = build(topdown__location=False)
+    x = rand_images(2, gen=rng)
+    e = torch.randn(3, 16, 2, 8, generator=rng)
+    out = m.step(e, None, x, 0, 3)
+    for n in range(16):
+        for k in range(1, m.K):
+            bu = standardised(manual_mlp(m.bottom_up.layers, e[k - 1, n], k - 1, n))
+            torch.testing.assert_close(out.bottom_up[k, n], bu)
+        for k in range(m.K - 1):
+            td = standardised(manual_mlp(m.top_down.layers, e[k + 1, n], k, n))
+            torch.testing.assert_close(out.top_down[k, n], td)
+
+
+def test_lateral_is_eq_3_1_at_the_scheduled_beta(rng):
+    """out.lateral equals eq. 3.1 with beta_l(t) of the schedule, computed by explicit loops
+    over each column's window (radius 1 + l) on the model's own grid."""
+    m = build(attention__radius={"first": 1, "step": 1}, attention__beta_start=0.05)
+    x = rand_images(1, gen=rng)
+    e = torch.randn(3, 16, 1, 8, generator=rng)
+    t, T = 2, 5
+    out = m.step(e, None, x, t, T)
+    for k in range(m.K):
+        beta = 0.05 + (0.3 - 0.05) * t / (T - 1)
+        for xcol in range(16):
+            rx, cx = divmod(xcol, 4)
+            ys = [y for y in range(16) if max(abs(y // 4 - rx), abs(y % 4 - cx)) <= 1 + k]
+            logits = torch.stack([beta * e[k, xcol, 0] @ e[k, y, 0] for y in ys])
+            w = torch.softmax(logits, 0)
+            expected = sum(wi * e[k, y, 0] for wi, y in zip(w, ys, strict=True))
+            torch.testing.assert_close(out.lateral[k, xcol, 0], expected)
+
+
+def test_bottom_up_only_weights_make_the_state_the_bottom_up_prediction(rng):
+    """With contribution weights (1, 0, 0, 0) the next state is norm(std(BU(e))) exactly."""
+    w = {"bottom_up": 1.0, "top_down": 0.0, "previous": 0.0, "lateral": 0.0}
+    m = build(consensus__weights_start=w, consensus__weights_end=w, model__state_norm="none")
+    x = rand_images(2, gen=rng)
+    e = torch.randn(3, 16, 2, 8, generator=rng)
+    out = m.step(e, None, x, 1, 3)
+    fe = standardised(m.frontend(x))
+    torch.testing.assert_close(out.state[0:1], fe)
+    for k in (1, 2):
+        torch.testing.assert_close(
+            out.state[k, 5], standardised(manual_mlp(m.bottom_up.layers, e[k - 1, 5], k - 1, 5))
+        )
+
+
+def test_siren_hidden_units_are_sinusoids(rng):
+    """With SIREN, a top-down hidden unit is sin(w0 (x W + b + z V)) of its input x and the
+    location code z."""
+    m = build(topdown__siren=True, topdown__siren_w0=7.0)
+    net = m.top_down
+    x = torch.randn(2, 16, 3, 8, generator=rng)
+    k, n = 1, 9
+    l0 = net.layers[0]
+    z = m.location[k, n, 0]
+    h = torch.sin(7.0 * (x[k, n] @ l0.weight[k, n] + l0.bias[k, n, 0] + z @ net.extra.weight[k, n]))
+    expected = h @ net.layers[1].weight[k, n] + net.layers[1].bias[k, n, 0]
+    torch.testing.assert_close(net(x, extra=m.location)[k, n], expected)
+
+
+def test_ramp_steps_hold_the_end_values():
+    """settle.ramp_steps = R: weights and beta reach their end values at step R-1 and hold."""
+    m = build(settle__ramp_steps=3, attention__beta_start=0.0, attention__beta_end=1.0)
+    torch.testing.assert_close(m.beta(1, 10), torch.full((3,), 0.5))
+    torch.testing.assert_close(m.beta(2, 10), torch.ones(3))
+    torch.testing.assert_close(m.beta(9, 10), torch.ones(3))
+    torch.testing.assert_close(m.contribution_weights(9, 10), m.contribution_weights(2, 3))
+
+
+def test_gaussian_precision_follows_the_normalisation(rng):
+    """Normalising a Gaussian state rescales its precision: e' = (e - m) r gives tau' = tau / r^2
+    (layer norm: r = 1 / sqrt(var_d(mu) + eps) of each consensus mean vector)."""
+    m = build(consensus__mode="gaussian", model__state_norm="layer")
+    raw = build(consensus__mode="gaussian", model__state_norm="none")
+    raw.load_state_dict(m.state_dict())
+    x = rand_images(2, gen=rng)
+    e = torch.randn(3, 16, 2, 8, generator=rng)
+    tau = torch.rand(3, 16, 2, 8, generator=rng) + 0.5
+    a, b = m.step(e, tau, x, 1, 3), raw.step(e, tau, x, 1, 3)
+    r = 1 / torch.sqrt(b.state.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    torch.testing.assert_close(a.state, standardised(b.state))
+    torch.testing.assert_close(a.precision, b.precision / r**2)
+
+
+def test_settle_does_not_adapt_a_built_model(rng):
+    """build_model returns an eval-mode model: settling leaves homeostatic statistics alone;
+    in train mode they move. Shared columns share one set of statistics (auto)."""
+    m = build(model__state_norm="homeostatic")
+    before = m.norm.running_mean.clone()
+    m.settle(rand_images(2, gen=rng))
+    torch.testing.assert_close(m.norm.running_mean, before)
+    m.train()
+    m.settle(rand_images(2, gen=rng))
+    assert not torch.equal(m.norm.running_mean, before)
+    assert m.norm.running_mean.shape[1] == 16
+    s = build(model__state_norm="homeostatic", model__sharing="shared")
+    assert s.norm.running_mean.shape[1] == 1
+
+
+def test_a_column_with_nobody_to_attend_to_is_a_config_error():
+    """One column and self-attention off would make every attention row empty (NaN): refused."""
+    with pytest.raises(bioglom.ConfigError, match="no neighbour"):
+        build(frontend__patch_size=8, attention__include_self=False)
 
 
 @pytest.mark.parametrize(

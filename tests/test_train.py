@@ -54,6 +54,33 @@ def test_end_to_end_lowers_its_loss_on_a_fixed_batch():
     assert last < 0.5 * first
 
 
+def test_end_to_end_loss_is_reconstruction_plus_agreement():
+    """The baseline's loss equals |decode(e(T)) - x|^2 + lambda/T sum_t (|bu(t) - e(t+1)|^2 +
+    |td(t) - e(t+1)|^2), recomputed here from the same corruption and the same settling."""
+    cfg = small_config(end_to_end__agreement_weight=0.3)
+    model = bioglom.build_model(cfg)
+    model.train()
+    rule = make_rule(model, cfg)
+    rule.optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # leave the weights alone
+    seed = fresh_seed()
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    got = rule.update(x, torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)
+    x_in, _ = corrupt(x, cfg.end_to_end.holes, cfg.end_to_end.hole_size, g)
+    with torch.no_grad():
+        e, _ = model.initial_state(x_in)
+        agree = 0.0
+        for t in range(3):
+            out = model.step(e, None, x_in, t, 3)
+            agree += ((out.bottom_up - out.state) ** 2).mean() + (
+                (out.top_down - out.state[:-1]) ** 2
+            ).mean()
+            e = out.state
+        recon = ((model.decode(e) - x) ** 2).mean()
+    assert float(got["loss_recon"]) == pytest.approx(float(recon), rel=1e-5)
+    assert float(got["loss"]) == pytest.approx(float(recon + 0.3 * agree / 3), rel=1e-5)
+
+
 def test_end_to_end_backpropagates_through_time():
     """The baseline's gradient reaches the initial state through every settling step (unlike
     the local rules): d loss / d e(0) is non-zero."""
@@ -101,6 +128,49 @@ def test_train_writes_a_readable_run(tmp_path):
     fresh.load_state_dict(state["model"])
     for p, q in zip(fresh.parameters(), result.model.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_a_non_finite_loss_stops_the_run_as_diverged(tmp_path, monkeypatch):
+    """A planted NaN loss at update 3 ends the run at the next record with status diverged,
+    keeping every record before it."""
+    import bioglom.train as train_module
+
+    real = train_module.make_rule
+
+    def planted(model, config):
+        rule = real(model, config)
+        update = rule.update
+        calls = {"n": 0}
+
+        def poisoned(images, generator=None):
+            calls["n"] += 1
+            out = update(images, generator)
+            if calls["n"] == 3:
+                out["loss"] = torch.tensor(float("nan"))
+            return out
+
+        rule.update = poisoned
+        return rule
+
+    monkeypatch.setattr(train_module, "make_rule", planted)
+    cfg = small_config(train__updates=10, run__record_every=2)
+    result = train(cfg, tmp_path / "nan.h5", progress=False)
+    assert result.status == "diverged"
+    assert "loss" in result.reason and "update 4" in result.reason
+    with open_run(tmp_path / "nan.h5") as run:
+        assert run.status == "diverged"
+        assert list(run.steps) == [0, 2, 4]
+        assert np.isnan(run.metrics["loss"][-1])
+
+
+def test_snapshots_follow_their_own_interval(tmp_path):
+    """Snapshots land every snapshot_every updates even when that is not a multiple of
+    record_every (and at the end)."""
+    cfg = small_config(train__updates=8, run__record_every=2, run__snapshot_every=3)
+    train(cfg, tmp_path / "s.h5", progress=False)
+    with open_run(tmp_path / "s.h5") as run:
+        assert list(run.snapshot_steps) == [0, 3, 6, 8]
+        assert set(run.snapshot_steps) <= set(run.steps)
 
 
 def test_training_is_reproducible(tmp_path):

@@ -41,12 +41,13 @@ def corrupt(
     """
     B, _, H, W = images.shape
     side = max(1, round(hole_size * min(H, W))) if hole_size > 0 else 0
-    mask = torch.zeros(B, 1, H, W, dtype=torch.bool)
+    dev = generator.device if generator is not None else torch.device("cpu")
+    mask = torch.zeros(B, 1, H, W, dtype=torch.bool, device=dev)
     if holes > 0 and side > 0:
-        top = torch.randint(0, H - side + 1, (B, holes), generator=generator)
-        left = torch.randint(0, W - side + 1, (B, holes), generator=generator)
-        rows = torch.arange(H).view(1, 1, H, 1)
-        cols = torch.arange(W).view(1, 1, 1, W)
+        top = torch.randint(0, H - side + 1, (B, holes), generator=generator, device=dev)
+        left = torch.randint(0, W - side + 1, (B, holes), generator=generator, device=dev)
+        rows = torch.arange(H, device=dev).view(1, 1, H, 1)
+        cols = torch.arange(W, device=dev).view(1, 1, 1, W)
         t, lft = top.view(B, holes, 1, 1), left.view(B, holes, 1, 1)
         inside = (rows >= t) & (rows < t + side) & (cols >= lft) & (cols < lft + side)
         mask = inside.any(dim=1, keepdim=True)
