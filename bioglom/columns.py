@@ -17,7 +17,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .functional import column_linear
+from .functional import column_linear, column_linear_fa
 
 __all__ = ["ColumnLinear", "ColumnMLP", "activation"]
 
@@ -32,6 +32,8 @@ class ColumnLinear(nn.Module):
     d_in, d_out : sizes of each map
     bound : weights and biases start uniform in ``[-bound, bound]``; default ``1/sqrt(d_in)``
         (PyTorch's ``nn.Linear`` default). Every column draws its own initial weights.
+    feedback : keep a fixed random feedback matrix (a buffer shaped like the weight, drawn like
+        it) and send errors to the input through it instead of ``W^T`` (feedback alignment)
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class ColumnLinear(nn.Module):
         d_out: int,
         bias: bool = True,
         bound: float | None = None,
+        feedback: bool = False,
     ):
         super().__init__()
         self.levels, self.columns, self.d_in, self.d_out = levels, columns, d_in, d_out
@@ -54,10 +57,20 @@ class ColumnLinear(nn.Module):
             self.bias = nn.Parameter(torch.empty(levels, columns, 1, d_out).uniform_(-b, b))
         else:
             self.register_parameter("bias", None)
+        if feedback:
+            fb = torch.empty(levels, columns, d_in, d_out).uniform_(-bound, bound)
+            self.register_buffer("feedback", fb)
+        else:
+            self.feedback = None
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x [K', N, B, d_in]`` -> ``[K', N, B, d_out]``."""
-        return column_linear(x, self.weight, self.bias)
+    def forward(self, x: Tensor, level: int | None = None) -> Tensor:
+        """``x [K', N, B, d_in]`` -> ``[K', N, B, d_out]``; with ``level = k`` only the map of
+        level ``k`` is applied (``x [1, N, B, d_in]``)."""
+        sl = slice(None) if level is None else slice(level, level + 1)
+        bias = None if self.bias is None else self.bias[sl]
+        if self.feedback is not None:
+            return column_linear_fa(x, self.weight[sl], bias, self.feedback[sl])
+        return column_linear(x, self.weight[sl], bias)
 
     def extra_repr(self) -> str:
         return (
@@ -87,6 +100,9 @@ class ColumnMLP(nn.Module):
     d_in, hidden, d_out : sizes; ``hidden_layers = 0`` makes it a single linear map
     act : name of the non-linearity ("gelu", "relu", "tanh"), unused with ``siren``
     extra_in : size of the extra input fed to the first layer (0: none)
+    hidden_learning : "backprop" (errors reach hidden layers through ``W^T``),
+        "feedback_alignment" (through fixed random matrices) or "frozen" (hidden layers and the
+        extra input map keep their random initial weights; only the output layer learns)
     """
 
     def __init__(
@@ -101,9 +117,13 @@ class ColumnMLP(nn.Module):
         extra_in: int = 0,
         siren: bool = False,
         w0: float = 30.0,
+        hidden_learning: str = "backprop",
     ):
         super().__init__()
+        if hidden_learning not in ("backprop", "feedback_alignment", "frozen"):
+            raise ValueError(f"unknown hidden_learning {hidden_learning!r}")
         self.siren, self.w0 = siren, w0
+        fa = hidden_learning == "feedback_alignment"
         self.act_name = act
         self._act = activation(act)
         sizes = [d_in] + [hidden] * hidden_layers + [d_out]
@@ -112,13 +132,17 @@ class ColumnMLP(nn.Module):
             bound = None
             if siren:
                 bound = 1.0 / a if j == 0 else math.sqrt(6.0 / a) / w0
-            layers.append(ColumnLinear(levels, columns, a, b, bound=bound))
+            layers.append(ColumnLinear(levels, columns, a, b, bound=bound, feedback=fa))
         self.layers = nn.ModuleList(layers)
         if extra_in > 0:
             bound = 1.0 / extra_in if siren else None
             self.extra = ColumnLinear(levels, columns, extra_in, sizes[1], bias=False, bound=bound)
         else:
             self.extra = None
+        if hidden_learning == "frozen":
+            for module in [*layers[:-1], self.extra]:
+                if module is not None:
+                    module.requires_grad_(False)
 
     def forward(self, x: Tensor, extra: Tensor | None = None, level: int | None = None) -> Tensor:
         """``x [K', N, B, d_in]`` (and ``extra [K', N, 1, extra_in]``) -> ``[K', N, B, d_out]``.
@@ -126,16 +150,14 @@ class ColumnMLP(nn.Module):
         With ``level = k`` only the MLP of level ``k`` runs, on ``x [1, N, B, d_in]`` (used by
         the first bottom-up pass, where level k needs level k-1's output first).
         """
-        sl = slice(None) if level is None else slice(level, level + 1)
         h = x
         last = len(self.layers) - 1
         for j, layer in enumerate(self.layers):
-            bias = None if layer.bias is None else layer.bias[sl]
-            u = column_linear(h, layer.weight[sl], bias)
+            u = layer(h, level)
             if j == 0 and self.extra is not None:
                 if extra is None:
                     raise ValueError("this MLP was built with an extra input; pass extra=")
-                u = u + column_linear(extra, self.extra.weight[sl])
+                u = u + self.extra(extra, level)
             if j < last:
                 h = torch.sin(self.w0 * u) if self.siren else self._act(u)
             else:

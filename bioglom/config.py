@@ -255,13 +255,21 @@ class ModelConfig:
     dim: int = _f(32, Int(1, 4096), "embedding dimension d of every level")
     sharing: str = _f(
         "unshared",
-        Choice("shared", "unshared"),
+        Choice("shared", "unshared", "isolated"),
         "unshared: every column has its own nets (weights [K, N, ...]); shared: one net for "
-        "all columns (weights [K, 1, ...])",
+        "all columns (weights [K, 1, ...]); isolated: unshared with the lateral contribution "
+        "off, so that nothing moves between columns (a control)",
     )
     hidden: int = _f(64, Int(1, 65536), "hidden units of each bottom-up and top-down MLP")
     hidden_layers: int = _f(1, Int(0, 8), "hidden layers of each bottom-up/top-down MLP")
     activation: str = _f("gelu", Choice("gelu", "relu", "tanh"), "hidden-unit non-linearity")
+    hidden_learning: str = _f(
+        "backprop",
+        Choice("backprop", "feedback_alignment", "frozen"),
+        "how hidden layers of the column nets learn: back-propagation inside the one net, "
+        "feedback alignment (errors sent back through fixed random matrices), or not at all "
+        "(frozen random features)",
+    )
     state_norm: str = _f(
         "layer",
         Choice("none", "layer", "batch", "homeostatic"),
@@ -402,13 +410,23 @@ class DataConfig:
 class TrainConfig:
     """``[train]``: the learning loop; the rule itself is a pluggable part."""
 
-    rule: str = _f("end_to_end", Choice("end_to_end"), "learning rule")
+    rule: str = _f(
+        "end_to_end",
+        Choice("end_to_end", "codistill", "temporal"),
+        "learning rule: end_to_end (back-propagation through settling, the baseline), "
+        "codistill (delta rule toward the consensus), temporal (temporal-derivative rule)",
+    )
     updates: int = _f(300, Int(0, 100_000_000), "weight updates")
     batch_size: int = _f(16, Int(1, 65536), "images per update")
     optimizer: str = _f("adam", Choice("adam", "sgd"), "optimizer")
     lr: float = _f(1e-3, Real(0.0, 10.0, lo_open=True), "learning rate")
     weight_decay: float = _f(0.0, Real(0.0, 1.0), "L2 weight decay")
-    grad_clip: float = _f(1.0, Real(0.0, 1e6), "clip each update's gradient norm (0: off)")
+    grad_clip: float = _f(
+        1.0,
+        Real(0.0, 1e6),
+        "end_to_end only: clip each update's global gradient norm (0: off); local rules never "
+        "clip by a global norm, which would couple the columns",
+    )
 
 
 @dataclass
@@ -420,6 +438,33 @@ class EndToEndConfig:
     agreement_weight: float = _f(
         0.1, Real(0.0, 1e6), "weight of the two agreement regularisers (bottom-up, top-down)"
     )
+
+
+@dataclass
+class LocalConfig:
+    """``[local]``: what the local rules (codistill, temporal) share (DESIGN 4.1, 4.2)."""
+
+    decoder_weight: float = _f(
+        1.0, Real(0.0, 1e6), "weight of the decoder's reconstruction loss from level 0"
+    )
+
+
+@dataclass
+class TemporalConfig:
+    """``[temporal]``: the temporal-derivative rule (DESIGN 4.2, §12.3)."""
+
+    dt: float = _f(1.0, Real(0.0, 1e6, lo_open=True), "duration of one settling step")
+    spiking: bool = _f(
+        False,
+        Bool(),
+        "estimate de/dt from Poisson spike trains with a derivative filter instead of rates",
+    )
+    gain: float = _f(
+        100.0,
+        Real(0.0, 1e9, lo_open=True),
+        "spikes per unit time per unit of embedding (push-pull pair per component)",
+    )
+    bins: int = _f(10, Int(2, 100_000), "time bins per settling step for the spike trains")
 
 
 @dataclass
@@ -446,6 +491,8 @@ _SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "train": TrainConfig,
     "end_to_end": EndToEndConfig,
+    "local": LocalConfig,
+    "temporal": TemporalConfig,
     "run": RunConfig,
 }
 
@@ -463,6 +510,8 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     end_to_end: EndToEndConfig = field(default_factory=EndToEndConfig)
+    local: LocalConfig = field(default_factory=LocalConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     # -- derived ---------------------------------------------------------------------------
@@ -514,13 +563,32 @@ class Config:
                     )
         for name in ("weights_start", "weights_end"):
             w = getattr(self.consensus, name)
-            if w["bottom_up"] + w["previous"] + w["lateral"] <= 0:
+            lateral = 0.0 if self.model.sharing == "isolated" else w["lateral"]
+            if w["bottom_up"] + w["previous"] + lateral <= 0:
                 raise ConfigError(
                     f"consensus.{name}",
                     w,
                     "the top level has no top-down contribution: bottom_up, previous and "
                     "lateral must not all be 0",
                 )
+        m = self.model
+        if m.sharing == "isolated" and (
+            m.state_norm == "batch"
+            or (m.state_norm == "homeostatic" and m.homeostatic_stats == "shared")
+        ):
+            raise ConfigError(
+                "model.state_norm",
+                m.state_norm,
+                "isolated columns need a per-column normalisation (none, layer, or homeostatic "
+                "with per-column statistics): batch statistics would pass information between "
+                "columns",
+            )
+        if self.train.rule == "temporal" and self.consensus.mode != "mean":
+            raise ConfigError(
+                "consensus.mode",
+                self.consensus.mode,
+                "the temporal-derivative rule needs 'mean' (it has no signal for precisions)",
+            )
         if self.model.state_norm == "layer" and self.model.dim < 2:
             raise ConfigError(
                 "model.dim", self.model.dim, "expected >= 2 with state_norm = 'layer'"

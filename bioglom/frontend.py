@@ -28,12 +28,22 @@ def unpatch(x: Tensor, image_size: tuple[int, int], p: int) -> Tensor:
 class PatchFrontend(nn.Module):
     """Per-column MLP from the column's own patch to level 0 (``[1, N, B, d_out]``)."""
 
-    def __init__(self, channels: int, patch: int, columns: int, hidden: int, d_out: int, act: str):
+    def __init__(
+        self,
+        channels: int,
+        patch: int,
+        columns: int,
+        hidden: int,
+        d_out: int,
+        act: str,
+        hidden_learning: str = "backprop",
+    ):
         super().__init__()
         self.patch = patch
         self.net = ColumnMLP(
-            1, columns, channels * patch * patch, hidden, d_out, int(hidden > 0), act
-        )
+            1, columns, channels * patch * patch, hidden, d_out, int(hidden > 0), act,
+            hidden_learning=hidden_learning,
+        )  # fmt: skip
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(patches(images, self.patch).unsqueeze(0))
@@ -41,10 +51,19 @@ class PatchFrontend(nn.Module):
 
 class CnnFrontend(nn.Module):
     """A small shared CNN (3x3 convolutions, receptive field ``p + 2 * layers``) whose feature
-    map is cut into patches and read out by a per-column linear map (§3.5)."""
+    map is cut into patches and read out by a per-column linear map (§3.5). The convolutions
+    are its hidden layers: frozen with ``hidden_learning = "frozen"``, otherwise they learn by
+    back-propagation inside the front end (feedback alignment applies to the read-out only)."""
 
     def __init__(
-        self, channels: int, patch: int, columns: int, width: int, layers: int, d_out: int
+        self,
+        channels: int,
+        patch: int,
+        columns: int,
+        width: int,
+        layers: int,
+        d_out: int,
+        hidden_learning: str = "backprop",
     ):
         super().__init__()
         self.patch = patch
@@ -54,7 +73,15 @@ class CnnFrontend(nn.Module):
             convs += [nn.Conv2d(c, width, 3, padding=1), nn.GELU()]
             c = width
         self.cnn = nn.Sequential(*convs)
-        self.readout = ColumnLinear(1, columns, width * patch * patch, d_out)
+        if hidden_learning == "frozen":
+            self.cnn.requires_grad_(False)
+        self.readout = ColumnLinear(
+            1,
+            columns,
+            width * patch * patch,
+            d_out,
+            feedback=hidden_learning == "feedback_alignment",
+        )
 
     def forward(self, images: Tensor) -> Tensor:
         return self.readout(patches(self.cnn(images), self.patch).unsqueeze(0))
@@ -72,12 +99,14 @@ class PatchDecoder(nn.Module):
         d_in: int,
         hidden: int,
         act: str,
+        hidden_learning: str = "backprop",
     ):
         super().__init__()
         self.patch, self.image_size = patch, image_size
         self.net = ColumnMLP(
-            1, columns, d_in, hidden, channels * patch * patch, int(hidden > 0), act
-        )
+            1, columns, d_in, hidden, channels * patch * patch, int(hidden > 0), act,
+            hidden_learning=hidden_learning,
+        )  # fmt: skip
 
     def forward(self, level0: Tensor) -> Tensor:
         """``level0 [N, B, d]`` -> images ``[B, C, H, W]`` in (0, 1)."""

@@ -93,7 +93,8 @@ class Glom(nn.Module):
     """GLOM with per-column (``sharing = "unshared"``) or shared nets.
 
     Build with :func:`build_model`. The only difference between the sharing modes is the
-    column dimension ``C`` of every weight (``N`` or ``1``).
+    column dimension ``C`` of every weight (``N`` or ``1``); ``isolated`` is ``unshared`` with
+    the lateral contribution's weight set to 0.
     """
 
     def __init__(self, config: Config, channels: int, image_size: tuple[int, int]):
@@ -110,22 +111,28 @@ class Glom(nn.Module):
         self._grid = (h // p, w // p)
         self.K, self.d = m.levels, m.dim
         self.N = self._grid[0] * self._grid[1]
-        self.columns = self.N if m.sharing == "unshared" else 1
+        self.columns = 1 if m.sharing == "shared" else self.N
+        self.isolated = m.sharing == "isolated"
         self.gaussian = config.consensus.mode == "gaussian"
         out = 2 * self.d if self.gaussian else self.d
         K, C, d = self.K, self.columns, self.d
 
+        hl = m.hidden_learning
         if fe.kind == "patch":
-            self.frontend: nn.Module = PatchFrontend(channels, p, C, fe.hidden, out, m.activation)
+            self.frontend: nn.Module = PatchFrontend(
+                channels, p, C, fe.hidden, out, m.activation, hl
+            )
         else:
-            self.frontend = CnnFrontend(channels, p, C, fe.cnn_channels, fe.cnn_layers, out)
-        self.bottom_up = ColumnMLP(K - 1, C, d, m.hidden, out, m.hidden_layers, m.activation)
+            self.frontend = CnnFrontend(channels, p, C, fe.cnn_channels, fe.cnn_layers, out, hl)
+        self.bottom_up = ColumnMLP(
+            K - 1, C, d, m.hidden, out, m.hidden_layers, m.activation, hidden_learning=hl
+        )
         loc_dim = 4 * td.location_freqs if td.location else 0
         self.top_down = ColumnMLP(
             K - 1, C, d, m.hidden, out, m.hidden_layers, m.activation,
-            extra_in=loc_dim, siren=td.siren, w0=td.siren_w0,
+            extra_in=loc_dim, siren=td.siren, w0=td.siren_w0, hidden_learning=hl,
         )  # fmt: skip
-        self.decoder = PatchDecoder(channels, p, (h, w), C, d, fe.hidden, m.activation)
+        self.decoder = PatchDecoder(channels, p, (h, w), C, d, fe.hidden, m.activation, hl)
         per_column = m.homeostatic_stats == "columns" or (
             m.homeostatic_stats == "auto" and m.sharing != "shared"
         )
@@ -183,6 +190,8 @@ class Glom(nn.Module):
         )
         present = torch.ones(len(CONTRIBUTIONS), K, dtype=torch.bool)
         present[CONTRIBUTIONS.index("top_down"), K - 1] = False  # no top-down at the top
+        if self.isolated:  # the control: nothing moves between columns
+            present[CONTRIBUTIONS.index("lateral"), :] = False
         self.register_buffer("present", present)
 
     # ------------------------------------------------------------------------------------
@@ -215,7 +224,7 @@ class Glom(nn.Module):
         return interpolate(self.beta_start, self.beta_end, *self._ramp(t, steps))
 
     # ------------------------------------------------------------------------------------
-    def _split(self, y: Tensor) -> tuple[Tensor, Tensor | None]:
+    def split_prediction(self, y: Tensor) -> tuple[Tensor, Tensor | None]:
         """A net's output -> (mean, precision) as they enter the consensus: the precision only
         in gaussian mode; with ``normalise_predictions`` the mean standardised per vector and
         the precision rescaled to match (``tau / r^2``)."""
@@ -244,10 +253,10 @@ class Glom(nn.Module):
             e = torch.randn(shape, device=gen_device, generator=generator).to(frame.device)
         else:
             mus, taus = [], []
-            mu, tau = self._split(self.frontend(frame))
+            mu, tau = self.split_prediction(self.frontend(frame))
             for k in range(self.K):
                 if k > 0:
-                    mu, tau = self._split(self.bottom_up(mus[-1], level=k - 1))
+                    mu, tau = self.split_prediction(self.bottom_up(mus[-1], level=k - 1))
                 if tau is None:
                     mus.append(self.norm(mu, level=k))
                 else:
@@ -268,7 +277,11 @@ class Glom(nn.Module):
         beta: Tensor,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """The lateral contribution of every level (eq. 3.1 on each level's neighbourhood)."""
+        """The lateral contribution of every level (eq. 3.1 on each level's neighbourhood);
+        zeros for isolated columns, whose consensus gives it no weight."""
+        if self.isolated:
+            zeros = torch.zeros_like(e)
+            return zeros, (None if precision is None else torch.ones_like(precision))
         att = self.config.attention
         outs, taus = [], []
         for k in range(self.K):
@@ -302,8 +315,10 @@ class Glom(nn.Module):
         Gradients flow through whatever the caller passes: a local learning rule passes a
         detached ``e`` so that nothing reaches earlier steps.
         """
-        bu_mu, bu_tau = self._split(torch.cat([self.frontend(frame), self.bottom_up(e[:-1])], 0))
-        td_mu, td_tau = self._split(self.top_down(e[1:], extra=self.location))
+        bu_mu, bu_tau = self.split_prediction(
+            torch.cat([self.frontend(frame), self.bottom_up(e[:-1])], 0)
+        )
+        td_mu, td_tau = self.split_prediction(self.top_down(e[1:], extra=self.location))
         lat_mu, lat_tau = self.lateral(e, precision, self.beta(t, steps), generator)
         a = self.contribution_weights(t, steps)
         pad = torch.zeros_like(e[:1])

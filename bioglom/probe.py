@@ -7,9 +7,15 @@ Per level ``k`` (see :func:`probe_metric_names`):
 * ``probe_cos_L{k}``: mean cosine between the embeddings of two different columns of the same
   image (1 when a level has collapsed to one vector);
 
+* ``probe_ensemble_L{k}``: the ensemble ratio of the bottom-up predictions inside the level's
+  islands (:func:`bioglom.agreement.ensemble_effect`; < 1 means averaging helps);
+* ``probe_agree_bu_L{k}`` (``k >= 1``), ``probe_agree_td_L{k}`` (``k < K-1``): how alike the
+  columns' nets are on the same inputs (:func:`bioglom.agreement.column_agreement`; 1 for
+  shared weights);
+
 and for the whole model ``probe_recon_mse`` (reconstruction of the clean probe images from
 level 0 after settling) and ``probe_fill_mse`` (error on the removed pixels only, when the
-probe images are corrupted as in training).
+probe images are corrupted with ``end_to_end.holes`` and ``hole_size``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .agreement import column_agreement, ensemble_effect
 from .islands import connected_islands, island_counts
 from .model import Glom
 from .rules.base import corrupt
@@ -27,9 +34,16 @@ from .rules.base import corrupt
 __all__ = ["Probe", "probe_metric_names", "mean_within_image_cosine"]
 
 
+#: how many shared inputs the column-agreement measure feeds every column
+AGREEMENT_INPUTS = 64
+
+
 def probe_metric_names(levels: int) -> tuple[str, ...]:
     per_level = [f"probe_islands_L{k}" for k in range(levels)]
     per_level += [f"probe_cos_L{k}" for k in range(levels)]
+    per_level += [f"probe_ensemble_L{k}" for k in range(levels)]
+    per_level += [f"probe_agree_bu_L{k}" for k in range(1, levels)]
+    per_level += [f"probe_agree_td_L{k}" for k in range(levels - 1)]
     return ("probe_recon_mse", "probe_fill_mse", *per_level)
 
 
@@ -72,9 +86,13 @@ class Probe:
         model.eval()
         gen = torch.Generator().manual_seed(self.seed)
         try:
-            state = model.settle(self.images, check=False, generator=gen).state
+            res = model.settle(self.images, check=False, generator=gen)
+            state = res.state
+            steps = res.steps
             recon = model.decode(state)
+            last = model.step(state, res.precision, self.images, steps - 1, steps, gen)
             filled = model.decode(model.settle(self.corrupted, check=False, generator=gen).state)
+            agree_bu, agree_td = self._agreement(model, state)
         finally:
             model.train(was_training)
         metrics = {"probe_recon_mse": float(((recon - self.images) ** 2).mean())}
@@ -84,12 +102,34 @@ class Probe:
         labels = connected_islands(state, model.grid, self.island_threshold)
         counts = island_counts(labels).mean(axis=1)
         cos = mean_within_image_cosine(state.float()).cpu().numpy()
+        ens = ensemble_effect(last.bottom_up, state, labels)
         for k in range(model.K):
             metrics[f"probe_islands_L{k}"] = float(counts[k])
             metrics[f"probe_cos_L{k}"] = float(cos[k])
+            metrics[f"probe_ensemble_L{k}"] = float(ens[k])
+        for k in range(1, model.K):
+            metrics[f"probe_agree_bu_L{k}"] = float(agree_bu[k - 1])
+        for k in range(model.K - 1):
+            metrics[f"probe_agree_td_L{k}"] = float(agree_td[k])
         snap = {
             "state": state.cpu().numpy().astype(np.float16),
             "islands": labels,
             "reconstruction": recon.cpu().numpy().astype(np.float16),
         }
         return metrics, snap
+
+    def _agreement(self, model: Glom, state: Tensor) -> tuple[Tensor, Tensor]:
+        """Column agreement of the bottom-up and top-down nets on inputs drawn (always the same
+        ones) from the probe's settled embeddings of their source levels."""
+        K, N, B, d = state.shape
+        g = torch.Generator().manual_seed(self.seed)
+        pick = torch.randint(0, N * B, (AGREEMENT_INPUTS,), generator=g).to(state.device)
+        pooled = state.reshape(K, N * B, d)[:, pick]  # [K, M, d]
+        loc = None
+        if model.location is not None:
+            cols = torch.randint(0, N, (AGREEMENT_INPUTS,), generator=g).to(state.device)
+            loc = model.location[:, cols, 0]  # [K-1, M, e]
+        transform = lambda y: model.split_prediction(y)[0]  # noqa: E731
+        bu = column_agreement(model.bottom_up, pooled[:-1], N, transform=transform)
+        td = column_agreement(model.top_down, pooled[1:], N, extra=loc, transform=transform)
+        return bu.cpu(), td.cpu()

@@ -11,11 +11,24 @@ from ..config import Config
 from ..model import Glom
 from .base import LearningRule, corrupt, make_optimizer
 from .end_to_end import EndToEnd
+from .local import CoDistillation, LocalRule, TemporalDerivative
 
 #: rule name (``train.rule``) -> class
-RULES: dict[str, type[LearningRule]] = {EndToEnd.name: EndToEnd}
+RULES: dict[str, type[LearningRule]] = {
+    r.name: r for r in (EndToEnd, CoDistillation, TemporalDerivative)
+}
 
-__all__ = ["RULES", "LearningRule", "EndToEnd", "corrupt", "make_optimizer", "make_rule"]
+__all__ = [
+    "RULES",
+    "LearningRule",
+    "LocalRule",
+    "EndToEnd",
+    "CoDistillation",
+    "TemporalDerivative",
+    "corrupt",
+    "make_optimizer",
+    "make_rule",
+]
 
 
 def make_rule(model: Glom, config: Config) -> LearningRule:

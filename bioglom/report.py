@@ -1,0 +1,39 @@
+"""Small helpers for experiment scripts: final metrics of a run, and Markdown tables."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from .runs import open_run
+
+__all__ = ["final_metrics", "markdown_table", "fmt"]
+
+
+def final_metrics(path: str | os.PathLike) -> dict[str, float]:
+    """The last record of every metric of a run (NaN where the last record lacks it)."""
+    with open_run(path) as run:
+        return {k: float(v[-1]) for k, v in run.metrics.items() if len(v)}
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    """A number for a table: fixed digits, '-' for NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if abs(value) >= 1000 or (0 < abs(value) < 10 ** (-digits)):
+        return f"{value:.{digits}g}"
+    return f"{value:.{digits}f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table; numbers go through :func:`fmt`."""
+
+    def cell(v: object) -> str:
+        return fmt(float(v)) if isinstance(v, float | np.floating) else str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

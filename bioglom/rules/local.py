@@ -1,0 +1,208 @@
+"""Local learning: co-distillation and the temporal-derivative rule (DESIGN 4.1, 4.2; §7, §12).
+
+Nothing here back-propagates through time, across levels or across columns. Settling runs step
+by step on detached states; after step ``t`` each net learns only from its own input, its own
+output and the consensus ``e*(t+1)`` of its own level and column:
+
+``for t in 0..T-1:  out = step(e(t).detach());  e*(t+1) = out.state.detach();
+                    loss_t(out, e(t), e*(t+1)).backward()``
+
+Each step's graph is freed by its ``backward``, so memory does not grow with the number of
+steps; the gradients of all steps are summed and applied in one optimiser step per batch.
+Knowledge moves between unshared columns only through the lateral contribution inside the
+teacher (§12.1). The decoder learns to reconstruct the frame from level 0 of the final state,
+and the front end is the level-0 bottom-up net, learning toward the level-0 consensus.
+
+Losses are means over images and components, summed over columns and levels (so that a shared
+weight's gradient is the sum of the per-column gradients, §12.1, and each unshared column's
+gradient does not shrink with N). The recorded metrics are the same squared errors for every
+rule, as means per column, so the rules can be compared:
+
+* ``loss_bu_L{l}`` = ``1/2 |bu_l - e*_l|^2`` (``L0`` is the front end), ``loss_td_L{l}``
+  likewise for ``l < K-1``, averaged over the steps; ``loss_decoder`` = ``1/2 |decode - x|^2``;
+* ``update_norm_<net>``: the L2 norm of the change this update made to each net's weights.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from ..config import Config, ConfigError
+from ..model import Glom, StepOutput
+from ..spikes import spiking_derivative
+from .base import LearningRule
+
+__all__ = ["LocalRule", "CoDistillation", "TemporalDerivative", "NETS"]
+
+#: the nets of a model whose update norms are recorded
+NETS = ("frontend", "bottom_up", "top_down", "decoder")
+
+
+def _half_sq(pred: Tensor, target: Tensor) -> Tensor:
+    """``1/2 mean_{B,d} |pred - target|^2`` per (level, column): ``[K', N]``."""
+    return 0.5 * ((pred - target) ** 2).mean(dim=(2, 3))
+
+
+class LocalRule(LearningRule):
+    """The step-by-step skeleton; subclasses define the per-step training signal
+    :meth:`step_loss`."""
+
+    metric_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, model: Glom, config: Config):
+        super().__init__(model, config)
+        K = model.K
+        self.metric_names = (
+            "loss",
+            *(f"loss_bu_L{k}" for k in range(K)),
+            *(f"loss_td_L{k}" for k in range(K - 1)),
+            "loss_decoder",
+            *(f"update_norm_{n}" for n in NETS),
+        )
+
+    # -- the per-step signal ---------------------------------------------------------------
+    def step_loss(
+        self, out: StepOutput, e: Tensor, target: Tensor, target_precision: Tensor | None
+    ) -> Tensor:
+        """The scalar whose gradient is this rule's weight change after one step."""
+        raise NotImplementedError
+
+    def step_losses(
+        self,
+        e: Tensor,
+        precision: Tensor | None,
+        frame: Tensor,
+        t: int,
+        steps: int,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, StepOutput, Tensor, Tensor | None]:
+        """One settling step on a detached state and its local training signal.
+
+        Returns ``(loss, out, e*(t+1), tau*(t+1))``; ``loss.backward()`` sends gradient to the
+        nets' weights only (never to ``e``, which is detached here).
+        """
+        e = e.detach()
+        precision = None if precision is None else precision.detach()
+        out = self.model.step(e, precision, frame, t, steps, generator)
+        target = out.state.detach()
+        tp = None if out.precision is None else out.precision.detach()
+        return self.step_loss(out, e, target, tp), out, target, tp
+
+    # -- one update -----------------------------------------------------------------------
+    def update(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        model, steps = self.model, self.config.settle.steps
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            e, tau = model.initial_state(images, generator)
+        K = model.K
+        bu_err = torch.zeros(K, device=images.device)
+        td_err = torch.zeros(K - 1, device=images.device)
+        for t in range(steps):
+            loss, out, e, tau = self.step_losses(e, tau, images, t, steps, generator)
+            loss.backward()
+            with torch.no_grad():
+                bu_err += _half_sq(out.bottom_up, e).mean(1)
+                td_err += _half_sq(out.top_down, e[:-1]).mean(1)
+        dec = 0.5 * ((model.decode(e) - images) ** 2).mean()
+        (self.config.local.decoder_weight * dec).backward()
+        norms = self._step_and_measure()
+        bu_err, td_err = bu_err / steps, td_err / steps
+        metrics = {"loss": bu_err.sum() + td_err.sum() + dec.detach()}
+        metrics.update({f"loss_bu_L{k}": bu_err[k] for k in range(K)})
+        metrics.update({f"loss_td_L{k}": td_err[k] for k in range(K - 1)})
+        metrics["loss_decoder"] = dec.detach()
+        metrics.update({f"update_norm_{n}": v for n, v in norms.items()})
+        return metrics
+
+    def _step_and_measure(self) -> dict[str, Tensor]:
+        """Apply the optimiser step; return the L2 norm of each net's weight change."""
+        nets = {
+            n: [p for p in getattr(self.model, n).parameters() if p.requires_grad] for n in NETS
+        }
+        before = {n: [p.detach().clone() for p in ps] for n, ps in nets.items()}
+        self.optimizer.step()
+        out = {}
+        for n, ps in nets.items():
+            sq = [((p.detach() - b) ** 2).sum() for p, b in zip(ps, before[n], strict=True)]
+            out[n] = torch.sqrt(torch.stack(sq).sum()) if sq else torch.zeros(())
+        return out
+
+
+class CoDistillation(LocalRule):
+    """Delta rule toward the consensus (DESIGN 4.1, §7, §12.1).
+
+    Students: the bottom-up and top-down nets of each level and column; teacher: the consensus
+    of the next step, detached. ``mean`` mode: ``1/2 |pred - e*|^2``; ``gaussian`` mode: the
+    Gaussian negative log-likelihood of the consensus mean under the prediction,
+    ``1/2 (tau (mu - e*)^2 - log tau)``.
+    """
+
+    name = "codistill"
+
+    def step_loss(self, out, e, target, target_precision):
+        if out.bottom_up_precision is None:
+            bu = _half_sq(out.bottom_up, target)
+            td = _half_sq(out.top_down, target[:-1])
+        else:
+            bu = _nll(out.bottom_up, out.bottom_up_precision, target)
+            td = _nll(out.top_down, out.top_down_precision, target[:-1])
+        return bu.sum() + td.sum()
+
+
+def _nll(mu: Tensor, tau: Tensor, target: Tensor) -> Tensor:
+    """``1/2 mean_{B,d} (tau (mu - target)^2 - log tau)`` per (level, column)."""
+    return 0.5 * (tau * (mu - target) ** 2 - torch.log(tau)).mean(dim=(2, 3))
+
+
+class TemporalDerivative(LocalRule):
+    """The temporal-derivative (STDP-like) rule (DESIGN 4.2, §12.3).
+
+    The output weights of each net change by presynaptic activity times the rate of change of
+    the postsynaptic embedding, with no target and no error computed:
+
+    ``dW_out = eta * h^T (e_l(t+1) - e_l(t)) / dt``
+
+    implemented as the gradient of the surrogate ``-sum pred . stopgrad(de/dt)``, which the
+    hidden layers receive by back-propagation inside the net, feedback alignment or not at all
+    (``model.hidden_learning``). Where ``e_l(t)`` equals the net's prediction, ``e_l(t+1) -
+    e_l(t) = e*_l - pred`` and the update is exactly the delta rule's.
+
+    With ``temporal.spiking``, ``de/dt`` is not read off the rates but estimated from Poisson
+    spike trains of push-pull neuron pairs by a derivative filter (:mod:`bioglom.spikes`):
+    noisy but unbiased.
+    """
+
+    name = "temporal"
+
+    def __init__(self, model: Glom, config: Config):
+        if config.consensus.mode != "mean":
+            raise ConfigError(
+                "train.rule",
+                "temporal",
+                "the temporal-derivative rule needs consensus.mode = 'mean' (it has no "
+                "signal for predicted precisions)",
+            )
+        super().__init__(model, config)
+        self.spike_gen: torch.Generator | None = None
+
+    def rate_of_change(self, e0: Tensor, e1: Tensor, generator=None) -> Tensor:
+        """``de/dt`` over one step: exact from rates, or the spiking estimate."""
+        tc = self.config.temporal
+        if not tc.spiking:
+            return (e1 - e0) / tc.dt
+        return spiking_derivative(e0, e1, tc.gain, tc.bins, tc.dt, generator)
+
+    def step_loss(self, out, e, target, target_precision):
+        rate = self.rate_of_change(e, target, self._spike_generator(e.device))
+        n_bd = e.shape[2] * e.shape[3]
+        bu = -(out.bottom_up * rate).sum(dim=(2, 3)) / n_bd
+        td = -(out.top_down * rate[:-1]).sum(dim=(2, 3)) / n_bd
+        return bu.sum() + td.sum()
+
+    def _spike_generator(self, device: torch.device) -> torch.Generator:
+        if self.spike_gen is None or self.spike_gen.device != device:
+            self.spike_gen = torch.Generator(device=device).manual_seed(self.config.run.seed + 3)
+        return self.spike_gen

@@ -1,0 +1,427 @@
+"""Local learning: the properties the rules are meant to have, checked against independent facts.
+
+- no gradient reaches an earlier step, another level or another column;
+- the temporal-derivative update equals the delta-rule update where the state is the prediction;
+- the spiking derivative estimate is unbiased (and has the variance its Poisson model says);
+- a shared weight's gradient is the sum of the unshared columns' gradients;
+- every hidden-layer option lowers a local loss; feedback alignment computes what it says;
+- local learning's saved activations do not grow with the number of steps (BPTT's do).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import fresh_seed, rand_images, small_config
+
+import bioglom
+from bioglom.agreement import column_agreement, ensemble_effect
+from bioglom.columns import ColumnMLP
+from bioglom.functional import column_linear_fa
+from bioglom.rules import make_rule
+from bioglom.spikes import derivative_kernel, derivative_variance, spiking_derivative
+
+
+def setup(**kw):
+    cfg = small_config(**kw)
+    model = bioglom.build_model(cfg)
+    model.train()
+    return cfg, model, make_rule(model, cfg)
+
+
+def grads(model):
+    return {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
+            for n, p in model.named_parameters()}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# locality
+
+
+@pytest.mark.parametrize("rule", ["codistill", "temporal"])
+def test_no_gradient_reaches_an_earlier_step(rule, rng):
+    """A step's local loss sends exactly no gradient to the state it was computed from, nor to
+    any earlier step's state, even when those carry autograd history."""
+    _, model, r = setup(train__rule=rule)
+    x = rand_images(2, gen=rng)
+    e0 = torch.randn(3, 16, 2, 8, generator=rng, requires_grad=True)
+    e1 = model.step(e0, None, x, 0, 3).state  # carries a graph back to e0 and the weights
+    loss, out, target, _ = r.step_losses(e1, None, x, 1, 3)
+    loss.backward()
+    assert e0.grad is None
+    assert not target.requires_grad
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+@pytest.mark.parametrize("rule", ["codistill", "temporal"])
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_no_gradient_crosses_levels(rule, level, rng):
+    """Changing the teacher at one level changes the gradients of that level's nets only:
+    the front end (level 0) or BU_l, and TD_l; every other level's weights see no difference."""
+    _, model, r = setup(train__rule=rule)
+    x = rand_images(2, gen=rng)
+    e = torch.randn(3, 16, 2, 8, generator=rng)
+    out = model.step(e, None, x, 0, 3)
+    target = out.state.detach()
+    other = target.clone()
+    other[level] += torch.randn(other[level].shape, generator=rng)
+
+    def grads_for(t):
+        model.zero_grad(set_to_none=True)
+        o = model.step(e, None, x, 0, 3)
+        r.step_loss(o, e, t, None).backward()
+        return grads(model)
+
+    a, b = grads_for(target), grads_for(other)
+    for name in a:
+        diff = (a[name] - b[name]).abs()
+        if name.startswith(("bottom_up.", "top_down.")) and a[name].dim() == 4:
+            changed = {k for k in range(diff.shape[0]) if diff[k].sum() > 0}
+            if name.startswith("bottom_up."):
+                assert changed <= ({level - 1} if level > 0 else set()), name
+            else:
+                assert changed <= ({level} if level < 2 else set()), name
+        elif name.startswith("frontend."):
+            assert (diff.sum() > 0) == (level == 0), name
+        else:
+            assert diff.sum() == 0, name
+
+
+def test_no_gradient_crosses_columns_when_isolated(rng):
+    """Isolated columns (lateral off, per-vector norm): a whole update on two batches that differ
+    only in one column's patch moves that column's weights differently and leaves every other
+    column's weights bit-for-bit the same. (SGD, because Adam's first step is sign(gradient),
+    which can coincide for different gradients.)"""
+    kw = {"model__sharing": "isolated", "train__rule": "codistill", "train__optimizer": "sgd"}
+    _, m1, r1 = setup(**kw)
+    _, m2, r2 = setup(**kw)
+    x = rand_images(3, gen=rng)
+    x2 = x.clone()
+    x2[:, :, 4:6, 2:4] = torch.rand(3, 3, 2, 2, generator=rng)  # grid (2, 1) -> column 9
+    g = fresh_seed()
+    r1.update(x, torch.Generator().manual_seed(g))
+    r2.update(x2, torch.Generator().manual_seed(g))
+    for (name, p), q in zip(m1.named_parameters(), m2.parameters(), strict=True):
+        if p.dim() == 4 and p.shape[1] == 16:  # column-wise weights [K', N, ...]
+            same = [bool(torch.equal(p[:, n], q[:, n])) for n in range(16)]
+            assert same == [n != 9 for n in range(16)], name
+
+
+def test_lateral_contribution_is_what_carries_knowledge_between_columns(rng):
+    """With the lateral term on (unshared), the same one-column change moves other columns too."""
+    _, m1, r1 = setup(train__rule="codistill", train__optimizer="sgd")
+    _, m2, r2 = setup(train__rule="codistill", train__optimizer="sgd")
+    x = rand_images(3, gen=rng)
+    x2 = x.clone()
+    x2[:, :, 4:6, 2:4] = torch.rand(3, 3, 2, 2, generator=rng)
+    g = fresh_seed()
+    r1.update(x, torch.Generator().manual_seed(g))
+    r2.update(x2, torch.Generator().manual_seed(g))
+    w1, w2 = m1.bottom_up.layers[-1].weight, m2.bottom_up.layers[-1].weight
+    moved = [n for n in range(16) if not torch.equal(w1[:, n], w2[:, n])]
+    assert len(moved) > 1
+
+
+def test_isolated_columns_get_no_lateral_weight():
+    """sharing = isolated: unshared weights, lateral weight exactly 0 at every level and step."""
+    _, m, _ = setup(model__sharing="isolated")
+    assert m.columns == 16
+    for t in range(3):
+        assert torch.all(m.contribution_weights(t, 3)[3] == 0)
+
+
+def test_isolated_refuses_a_normalisation_that_couples_columns():
+    """Batch statistics mix columns, so the isolated control refuses them."""
+    with pytest.raises(bioglom.ConfigError, match="per-column normalisation"):
+        small_config(model__sharing="isolated", model__state_norm="batch")
+
+
+# ---------------------------------------------------------------------------------------------
+# the temporal-derivative rule
+
+
+def test_temporal_update_equals_delta_update_when_the_state_is_the_prediction():
+    """With raw predictions and no state normalisation, init = bottom_up makes e(0) the
+    bottom-up prediction at every level; one SGD update of the temporal-derivative rule then
+    moves the front end and bottom-up nets exactly as the delta rule does. The top-down nets,
+    whose prediction is not the state, move differently (so the equality is not trivial)."""
+    kw = {
+        "model__state_norm": "none",
+        "consensus__normalise_predictions": False,
+        "settle__steps": 1,
+        "train__optimizer": "sgd",
+        "train__lr": 0.05,
+    }
+    _, md, rd = setup(train__rule="codistill", **kw)
+    _, mt, rt = setup(train__rule="temporal", **kw)
+    x = torch.from_numpy(bioglom.data.part_whole_scenes(4, 8, fresh_seed() % 10_000).images)
+    rd.update(x, torch.Generator().manual_seed(0))
+    rt.update(x, torch.Generator().manual_seed(0))
+    for (name, p), q in zip(md.named_parameters(), mt.parameters(), strict=True):
+        if name.startswith(("frontend.", "bottom_up.", "decoder.")):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+    td_d = torch.cat([p.flatten() for p in md.top_down.parameters()])
+    td_t = torch.cat([p.flatten() for p in mt.top_down.parameters()])
+    assert (td_d - td_t).abs().max() > 1e-4
+
+
+def test_temporal_update_is_pre_times_rate_of_change(rng):
+    """The output layer's weight change is eta * h^T (e(t+1) - e(t)) / dt for each column,
+    computed here from the hidden activity h by hand (raw predictions, SGD)."""
+    kw = {
+        "model__state_norm": "none",
+        "consensus__normalise_predictions": False,
+        "train__optimizer": "sgd",
+        "train__lr": 0.1,
+        "temporal__dt": 0.5,
+    }
+    _, m, r = setup(train__rule="temporal", **kw)
+    x = rand_images(2, gen=rng)
+    e = torch.randn(3, 16, 2, 8, generator=rng)
+    W = m.bottom_up.layers[-1].weight
+    loss, out, target, _ = r.step_losses(e, None, x, 0, 3)
+    loss.backward()
+    l0 = m.bottom_up.layers[0]
+    k, n = 1, 4  # BU net of level 2, column 4
+    h = torch.nn.functional.gelu(e[k, n] @ l0.weight[k, n] + l0.bias[k, n, 0])  # [B, hidden]
+    rate = (target[k + 1, n] - e[k + 1, n]) / 0.5
+    expected_dw = 0.1 * h.T @ rate / (2 * 8)  # mean over B and d in the rule's normalisation
+    torch.testing.assert_close(-0.1 * W.grad[k, n], expected_dw, rtol=1e-5, atol=1e-7)
+
+
+def test_derivative_kernel_moments():
+    """The filter has zero sum and unit first moment, so it reads slopes exactly."""
+    s, k = derivative_kernel(7, dt=2.0)
+    delta = 2.0 / 7
+    assert float(k.sum()) == pytest.approx(0.0, abs=1e-12)
+    assert float((k * s).sum() * delta) == pytest.approx(1.0, abs=1e-12)
+    assert torch.all(k[:3] < 0) and torch.all(k[4:] > 0)  # STDP-like: early -, late +
+
+
+def test_spiking_derivative_is_unbiased():
+    """Over 4000 trials the mean spiking estimate of de/dt matches (e1 - e0)/dt within 5
+    standard errors for every component (sigma from the exact Poisson variance), including
+    components that change sign within the step; the empirical variance matches that sigma^2
+    within 15%."""
+    g = torch.Generator().manual_seed(fresh_seed())
+    e0 = torch.randn(40, generator=g, dtype=torch.float64)
+    e1 = e0 + torch.randn(40, generator=g, dtype=torch.float64)
+    e1[:5] = -e0[:5]  # sign changes inside the step
+    gain, bins, dt, trials = 50.0, 8, 1.0, 4000
+    est = spiking_derivative(
+        e0.expand(trials, 40), e1.expand(trials, 40), gain, bins, dt, generator=g
+    )
+    truth = (e1 - e0) / dt
+    var = derivative_variance(e0, e1, gain, bins, dt)
+    se = torch.sqrt(var / trials)
+    assert torch.all((est.mean(0) - truth).abs() < 5 * se)
+    ratio = est.var(0) / var
+    assert torch.all((ratio - 1).abs() < 0.15)
+
+
+def test_spiking_rule_learns_like_the_rate_rule_on_average(rng):
+    """The spiking rule's gradient, averaged over many spike draws, converges on the rate
+    rule's gradient (relative error below 5% with 400 draws at gain 100)."""
+    _, m, r = setup(train__rule="temporal")
+    _, ms, rs = setup(train__rule="temporal", temporal__spiking=True)
+    x = rand_images(2, gen=rng)
+    e = torch.randn(3, 16, 2, 8, generator=rng)
+    r.step_losses(e, None, x, 0, 3)[0].backward()
+    exact = torch.cat([p.grad.flatten() for p in m.bottom_up.parameters()])
+    total = torch.zeros_like(exact)
+    for _ in range(400):
+        ms.zero_grad(set_to_none=True)
+        rs.step_losses(e, None, x, 0, 3)[0].backward()
+        total += torch.cat([p.grad.flatten() for p in ms.bottom_up.parameters()])
+    assert float((total / 400 - exact).norm() / exact.norm()) < 0.05
+
+
+# ---------------------------------------------------------------------------------------------
+# shared vs unshared
+
+
+@pytest.mark.parametrize("rule", ["codistill", "temporal"])
+def test_shared_gradient_is_the_sum_of_unshared_gradients(rule, rng):
+    """With every unshared column holding the shared weights, the shared weight's gradient of a
+    step's local loss is the sum over columns of the unshared gradients (§12.1)."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        _, ms, rs = setup(model__sharing="shared", train__rule=rule)
+        _, mu, ru = setup(model__sharing="unshared", train__rule=rule)
+        ms.double(), mu.double()
+        with torch.no_grad():
+            for p, q in zip(ms.parameters(), mu.parameters(), strict=True):
+                q.copy_(p.expand_as(q))
+        x = rand_images(2, gen=rng).double()
+        e = torch.randn(3, 16, 2, 8, generator=rng)
+        rs.step_losses(e, None, x, 1, 3)[0].backward()
+        ru.step_losses(e, None, x, 1, 3)[0].backward()
+        for (name, p), q in zip(ms.named_parameters(), mu.parameters(), strict=True):
+            if p.grad is None:  # the decoder takes no part in a settling step's loss
+                assert q.grad is None and name.startswith("decoder."), name
+                continue
+            if p.shape != q.shape:
+                torch.testing.assert_close(p.grad, q.grad.sum(1, keepdim=True), msg=name)
+            else:  # the CNN's convolutions are shared in both modes
+                torch.testing.assert_close(p.grad, q.grad, msg=name)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# hidden layers
+
+
+def test_feedback_alignment_backward_is_what_it_says():
+    """dW = x^T dy and db = sum dy as in back-propagation, but dx = dy F^T with the fixed
+    feedback matrix F instead of W^T (per column; summed over columns when shared)."""
+    g = torch.Generator().manual_seed(fresh_seed())
+    K, N, B, i, o = 2, 3, 4, 5, 6
+    for C in (N, 1):
+        x = torch.randn(K, N, B, i, generator=g, requires_grad=True)
+        W = torch.randn(K, C, i, o, generator=g, requires_grad=True)
+        b = torch.randn(K, C, 1, o, generator=g, requires_grad=True)
+        F = torch.randn(K, C, i, o, generator=g)
+        dy = torch.randn(K, N, B, o, generator=g)
+        (column_linear_fa(x, W, b, F) * dy).sum().backward()
+        Fx = F.expand(K, N, i, o)
+        torch.testing.assert_close(x.grad, dy @ Fx.transpose(-1, -2))
+        gw = x.detach().transpose(-1, -2) @ dy  # [K, N, i, o]
+        torch.testing.assert_close(W.grad, gw if C == N else gw.sum(1, keepdim=True))
+        gb = dy.sum(2, keepdim=True)
+        torch.testing.assert_close(b.grad, gb if C == N else gb.sum(1, keepdim=True))
+
+
+@pytest.mark.parametrize("option", ["backprop", "feedback_alignment", "frozen"])
+def test_each_hidden_learning_option_lowers_a_local_loss(option):
+    """On a fixed regression problem (per column, targets from a fixed random teacher net),
+    every option lowers the delta-rule loss to below 60% of its start in 300 Adam steps;
+    frozen leaves the hidden layer untouched, the others move it."""
+    torch.manual_seed(fresh_seed() % 2**31)
+    net = ColumnMLP(2, 4, 6, 32, 5, hidden_layers=1, hidden_learning=option)
+    teacher = ColumnMLP(2, 4, 6, 16, 5, hidden_layers=1)
+    x = torch.randn(2, 4, 64, 6)
+    with torch.no_grad():
+        y = teacher(x)
+    hidden_before = net.layers[0].weight.detach().clone()
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(300):
+        opt.zero_grad()
+        loss = 0.5 * ((net(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0]
+    moved = not torch.equal(net.layers[0].weight, hidden_before)
+    assert moved == (option != "frozen")
+
+
+def test_frozen_model_has_only_output_layers_learning():
+    """hidden_learning = frozen: hidden layers (and the CNN's convolutions) keep requires_grad
+    off; output layers learn."""
+    _, m, _ = setup(model__hidden_learning="frozen", frontend__kind="cnn")
+    assert not any(p.requires_grad for p in m.bottom_up.layers[0].parameters())
+    assert all(p.requires_grad for p in m.bottom_up.layers[-1].parameters())
+    assert not any(p.requires_grad for p in m.frontend.cnn.parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# memory
+
+
+def peak_saved_bytes(fn) -> int:
+    """Peak bytes of tensors held for backward while fn runs (autograd saved-tensor hooks)."""
+    state = {"now": 0, "peak": 0}
+
+    class Held:
+        def __init__(self, t):
+            self.t, self.n = t, t.numel() * t.element_size()
+            state["now"] += self.n
+            state["peak"] = max(state["peak"], state["now"])
+
+        def __del__(self):
+            state["now"] -= self.n
+
+    with torch.autograd.graph.saved_tensors_hooks(Held, lambda h: h.t):
+        fn()
+    return state["peak"]
+
+
+def test_local_learning_memory_does_not_grow_with_steps(rng):
+    """The activations held for backward peak at the same size for 2 and 8 settling steps
+    under co-distillation, while the end-to-end baseline's grow with the steps."""
+    x = rand_images(2, gen=rng)
+    peaks = {}
+    for rule in ("codistill", "end_to_end"):
+        for steps in (2, 8):
+            _, _, r = setup(train__rule=rule, settle__steps=steps)
+            peaks[rule, steps] = peak_saved_bytes(lambda r=r: r.update(x))
+    assert peaks["codistill", 8] == peaks["codistill", 2]
+    assert peaks["end_to_end", 8] > 3 * peaks["end_to_end", 2]
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics
+
+
+def test_rule_metrics_and_update_norms(rng):
+    """A local update returns every declared metric, finite, with non-zero update norms."""
+    for rule in ("codistill", "temporal"):
+        _, _, r = setup(train__rule=rule)
+        out = r.update(rand_images(4, gen=rng), rng)
+        assert set(out) == set(r.metric_names)
+        assert all(math.isfinite(float(v)) for v in out.values())
+        assert all(float(out[f"update_norm_{n}"]) > 0 for n in ("bottom_up", "top_down"))
+
+
+def test_column_agreement_by_definition():
+    """Identical columns agree exactly (A = 1); otherwise A = 1 - mean Var_columns / Var_all,
+    recomputed here with numpy."""
+    torch.manual_seed(fresh_seed() % 2**31)
+    net = ColumnMLP(2, 5, 4, 8, 3)
+    x = torch.randn(2, 7, 4)
+    a = column_agreement(net, x, 5)
+    with torch.no_grad():
+        y = net(x[:, None].expand(2, 5, 7, 4).contiguous()).numpy()
+    expected = 1 - y.var(axis=1).mean(axis=(1, 2)) / y.reshape(2, 35, 3).var(axis=1).mean(axis=1)
+    np.testing.assert_allclose(a.numpy(), expected, rtol=1e-5)
+    with torch.no_grad():
+        for layer in net.layers:
+            layer.weight.copy_(layer.weight[:, :1].expand_as(layer.weight))
+            layer.bias.copy_(layer.bias[:, :1].expand_as(layer.bias))
+    np.testing.assert_allclose(column_agreement(net, x, 5).numpy(), 1.0, atol=1e-6)
+
+
+def test_ensemble_effect_on_a_hand_worked_island():
+    """One island of two columns predicting 1 and 3 around a mean embedding of 2 (d = 1): the
+    mean prediction is exact (error 0) while single predictions are off by 1, so R = 0; an
+    island predicting 3 and 3 gives R = 1; singleton islands are ignored."""
+    K, N, B, d = 1, 3, 1, 1
+    state = torch.tensor([2.0, 2.0, 9.0]).view(K, N, B, d)
+    labels = np.array([0, 0, 1]).reshape(K, B, 1, 3)
+    pred = torch.tensor([1.0, 3.0, 5.0]).view(K, N, B, d)
+    assert ensemble_effect(pred, state, labels)[0] == pytest.approx(0.0)
+    pred = torch.tensor([3.0, 3.0, 5.0]).view(K, N, B, d)
+    assert ensemble_effect(pred, state, labels)[0] == pytest.approx(1.0)
+    solo = np.array([0, 1, 2]).reshape(K, B, 1, 3)
+    assert np.isnan(ensemble_effect(pred, state, solo)[0])
+
+
+def test_probe_reports_agreement_one_for_shared_columns(tmp_path):
+    """Through a whole run: shared columns agree exactly, unshared ones do not."""
+    from bioglom.runs import open_run
+    from bioglom.train import train
+
+    for sharing in ("shared", "unshared"):
+        cfg = small_config(model__sharing=sharing, train__rule="codistill", train__updates=2)
+        train(cfg, tmp_path / f"{sharing}.h5", progress=False)
+        with open_run(tmp_path / f"{sharing}.h5") as run:
+            a = run.metrics["probe_agree_bu_L1"][-1]
+            if sharing == "shared":
+                assert a == pytest.approx(1.0, abs=1e-5)
+            else:
+                assert a < 0.9
