@@ -8,16 +8,19 @@
   1 when all columns compute one function (always so for shared weights), about 0 when their
   functions are unrelated.
 
-* :func:`ensemble_effect`: inside each island (a connected set of columns agreeing at level
-  ``l``), compare the error of the island's *mean* bottom-up prediction with the mean error
-  of the single columns' predictions, against the island's mean embedding ``T``:
+* :func:`ensemble_effect`: "if the bottom-up models at different locations are somewhat
+  different, we will get a strong ensemble effect at the object level: the average of all the
+  simultaneous bottom-up predictions for the same object in different locations will be much
+  better than the individual predictions" (§12.1). Columns whose *inputs* agree -- an island at
+  level ``l-1`` -- each predict level ``l``; the island's mean prediction and each single
+  prediction are scored against a target the predictions did not shape, the consensus of the
+  other contributions (top-down, previous, lateral) at level ``l``:
 
-  ``R_l = sum_I |I| |mean_{x in I} bu(x) - T_I|^2 / sum_I sum_{x in I} |bu(x) - T_I|^2``
+  ``R_l = sum_I sum_{x in I} |mean_{y in I} bu(y) - T(x)|^2 / sum_I sum_{x in I} |bu(x) - T(x)|^2``
 
-  ``R < 1`` is the ensemble effect: "the average of all the simultaneous bottom-up predictions
-  for the same object in different locations will be much better than the individual
-  predictions". Since the second sum is the first plus the spread of the predictions inside
-  the island, ``1 - R`` is the share of the single-column error that averaging removes.
+  over islands of at least two columns. ``R < 1``: the mean beats single columns (the ensemble
+  effect); ``R = 1``: no effect (identical predictions, as with shared weights on identical
+  inputs); ``R > 1``: averaging hurts (single columns track their own targets).
 """
 
 from __future__ import annotations
@@ -65,35 +68,26 @@ def column_agreement(
     return 1.0 - across / total.clamp_min(1e-12)
 
 
-def ensemble_effect(predictions: Tensor, state: Tensor, labels: np.ndarray) -> np.ndarray:
-    """Ensemble ratio ``R`` per level over islands of at least two columns (NaN if none).
+def ensemble_effect(predictions: Tensor, targets: Tensor, labels: np.ndarray) -> float:
+    """Ensemble ratio ``R`` of one level over islands of at least two columns (NaN if none).
 
     Parameters
     ----------
-    predictions : ``[K, N, B, d]`` bottom-up predictions of every level
-    state : ``[K, N, B, d]`` the embeddings the islands were found in
-    labels : ``[K, B, H_g, W_g]`` island labels (per level and image)
+    predictions : ``[N, B, d]`` the bottom-up predictions for level ``l``
+    targets : ``[N, B, d]`` the target ``T`` at level ``l``, per column
+    labels : ``[B, H_g, W_g]`` islands of the predictions' *input* level ``l-1``
     """
-    K, N, B, d = state.shape
-    out = np.full(K, np.nan)
-    for k in range(K):
-        lab = torch.as_tensor(labels[k].reshape(B, N).astype(np.int64))  # [B, N]
-        ids = (lab + torch.arange(B)[:, None] * N).reshape(-1)  # island id per (image, column)
-        p = predictions[k].detach().cpu().double().transpose(0, 1).reshape(B * N, d)
-        s = state[k].detach().cpu().double().transpose(0, 1).reshape(B * N, d)
-        size = torch.bincount(ids, minlength=B * N).double()
-        mean_p = torch.zeros(B * N, d, dtype=torch.float64).index_add_(0, ids, p)
-        mean_s = torch.zeros(B * N, d, dtype=torch.float64).index_add_(0, ids, s)
-        keep = size >= 2
-        if not bool(keep.any()):
-            continue
-        mean_p = mean_p[keep] / size[keep, None]
-        mean_s = mean_s[keep] / size[keep, None]
-        ensemble = (size[keep] * ((mean_p - mean_s) ** 2).sum(1)).sum()
-        remap = torch.full((B * N,), -1, dtype=torch.long)
-        remap[torch.nonzero(keep).flatten()] = torch.arange(int(keep.sum()))
-        member = remap[ids]
-        inside = member >= 0
-        single = ((p[inside] - mean_s[member[inside]]) ** 2).sum()
-        out[k] = float(ensemble / single) if single > 0 else np.nan
-    return out
+    N, B, d = predictions.shape
+    lab = torch.as_tensor(np.asarray(labels).reshape(B, N).astype(np.int64))
+    ids = (lab + torch.arange(B)[:, None] * N).reshape(-1)  # island per (image, column)
+    p = predictions.detach().cpu().double().transpose(0, 1).reshape(B * N, d)
+    t = targets.detach().cpu().double().transpose(0, 1).reshape(B * N, d)
+    size = torch.bincount(ids, minlength=B * N).double()
+    mean_p = torch.zeros(B * N, d, dtype=torch.float64).index_add_(0, ids, p)
+    mean_p = mean_p / size.clamp_min(1)[:, None]
+    inside = size[ids] >= 2
+    if not bool(inside.any()):
+        return float("nan")
+    ensemble = ((mean_p[ids] - t) ** 2)[inside].sum()
+    single = ((p - t) ** 2)[inside].sum()
+    return float(ensemble / single) if single > 0 else float("nan")

@@ -62,16 +62,22 @@ def _print_summary(path: Path, status: str, metrics: dict[str, float], levels: i
     shown = [k for k in ("loss", "loss_recon", "probe_recon_mse", "probe_fill_mse") if k in metrics]
     if shown:
         print("final: " + ", ".join(f"{k} {_fmt(metrics[k])}" for k in shown))
-    rows = [
-        (k, metrics.get(f"probe_islands_L{k}"), metrics.get(f"probe_cos_L{k}"))
-        for k in range(levels)
+    columns = [
+        ("islands/image", "probe_islands", "{:.1f}"),
+        ("within-image cos", "probe_cos", "{:.3f}"),
+        ("ensemble ratio", "probe_ensemble", "{:.3f}"),
+        ("agreement BU", "probe_agree_bu", "{:.3f}"),
+        ("agreement TD", "probe_agree_td", "{:.3f}"),
     ]
-    if any(r[1] is not None for r in rows):
-        print("level  islands/image  mean cosine within image")
-        for k, isl, cos in rows:
-            isl_s = "-" if isl is None else f"{isl:.1f}"
-            cos_s = "-" if cos is None else f"{cos:.3f}"
-            print(f"{k:>5}  {isl_s:>13}  {cos_s:>24}")
+    if any(f"probe_islands_L{k}" in metrics for k in range(levels)):
+        print("level  " + "  ".join(f"{title:>16}" for title, _, _ in columns))
+        for k in range(levels):
+            cells = []
+            for _, name, form in columns:
+                v = metrics.get(f"{name}_L{k}")
+                ok = v is not None and math.isfinite(v)
+                cells.append(f"{form.format(v) if ok else '-':>16}")
+            print(f"{k:>5}  " + "  ".join(cells))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -271,10 +271,11 @@ class ModelConfig:
         "(frozen random features)",
     )
     state_norm: str = _f(
-        "layer",
+        "homeostatic",
         Choice("none", "layer", "batch", "homeostatic"),
         "keeps embeddings at a controlled scale: layer (each vector), batch (each unit over "
-        "columns and images), homeostatic (each unit by its running mean and variance)",
+        "columns and images), homeostatic (each unit by its running mean and variance); batch "
+        "and shared homeostatic statistics carry information between columns",
     )
     homeostatic_momentum: float = _f(
         0.05, Real(0.0, 1.0, lo_open=True), "rate of the homeostatic running statistics"
@@ -411,7 +412,7 @@ class TrainConfig:
     """``[train]``: the learning loop; the rule itself is a pluggable part."""
 
     rule: str = _f(
-        "end_to_end",
+        "codistill",
         Choice("end_to_end", "codistill", "temporal"),
         "learning rule: end_to_end (back-propagation through settling, the baseline), "
         "codistill (delta rule toward the consensus), temporal (temporal-derivative rule)",
@@ -464,7 +465,7 @@ class TemporalConfig:
         Real(0.0, 1e9, lo_open=True),
         "spikes per unit time per unit of embedding (push-pull pair per component)",
     )
-    bins: int = _f(10, Int(2, 100_000), "time bins per settling step for the spike trains")
+    bins: int = _f(4, Int(2, 100_000), "time bins per settling step for the spike trains")
 
 
 @dataclass
@@ -572,6 +573,13 @@ class Config:
                     "lateral must not all be 0",
                 )
         m = self.model
+        if m.sharing == "isolated" and self.frontend.kind == "cnn":
+            raise ConfigError(
+                "frontend.kind",
+                "cnn",
+                "isolated columns need the per-column patch front end: the CNN's convolutions "
+                "are shared by all columns and see the neighbours' pixels",
+            )
         if m.sharing == "isolated" and (
             m.state_norm == "batch"
             or (m.state_norm == "homeostatic" and m.homeostatic_stats == "shared")

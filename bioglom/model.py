@@ -41,8 +41,8 @@ from .norm import StateNorm, standardise
 
 __all__ = ["Glom", "StepOutput", "SettleResult", "build_model", "image_geometry"]
 
-#: log-precisions predicted by the nets are clamped to this range (gaussian mode)
-LOG_PRECISION_RANGE = (-8.0, 8.0)
+#: log-precisions predicted by the nets are squashed smoothly into (-L, L): L tanh(raw / L)
+LOG_PRECISION_LIMIT = 8.0
 
 
 @dataclass
@@ -57,6 +57,8 @@ class StepOutput:
     lateral : attention-weighted neighbour average
     state : the consensus after normalisation, ``e(t+1)``: the teacher for local learning
     weights : ``[4, K]`` normalised contribution weights used (order of ``CONTRIBUTIONS``)
+    bottom_up_raw, top_down_raw : the nets' mean outputs before standardisation (the same
+        tensors as ``bottom_up``/``top_down`` when predictions are not normalised)
     precision, bottom_up_precision, top_down_precision, lateral_precision : gaussian mode only
     """
 
@@ -65,6 +67,8 @@ class StepOutput:
     lateral: Tensor
     state: Tensor
     weights: Tensor
+    bottom_up_raw: Tensor | None = None
+    top_down_raw: Tensor | None = None
     precision: Tensor | None = None
     bottom_up_precision: Tensor | None = None
     top_down_precision: Tensor | None = None
@@ -230,7 +234,7 @@ class Glom(nn.Module):
         the precision rescaled to match (``tau / r^2``)."""
         if self.gaussian:
             mu, log_tau = y.chunk(2, dim=-1)
-            tau = torch.exp(log_tau.clamp(*LOG_PRECISION_RANGE))
+            tau = torch.exp(LOG_PRECISION_LIMIT * torch.tanh(log_tau / LOG_PRECISION_LIMIT))
         else:
             mu, tau = y, None
         if self.normalise_predictions:
@@ -315,10 +319,10 @@ class Glom(nn.Module):
         Gradients flow through whatever the caller passes: a local learning rule passes a
         detached ``e`` so that nothing reaches earlier steps.
         """
-        bu_mu, bu_tau = self.split_prediction(
-            torch.cat([self.frontend(frame), self.bottom_up(e[:-1])], 0)
-        )
-        td_mu, td_tau = self.split_prediction(self.top_down(e[1:], extra=self.location))
+        bu_out = torch.cat([self.frontend(frame), self.bottom_up(e[:-1])], 0)
+        td_out = self.top_down(e[1:], extra=self.location)
+        bu_mu, bu_tau = self.split_prediction(bu_out)
+        td_mu, td_tau = self.split_prediction(td_out)
         lat_mu, lat_tau = self.lateral(e, precision, self.beta(t, steps), generator)
         a = self.contribution_weights(t, steps)
         pad = torch.zeros_like(e[:1])
@@ -338,6 +342,8 @@ class Glom(nn.Module):
             lateral=lat_mu,
             state=state,
             weights=a,
+            bottom_up_raw=bu_out[..., : self.d],
+            top_down_raw=td_out[..., : self.d],
             precision=tau,
             bottom_up_precision=bu_tau,
             top_down_precision=td_tau,

@@ -7,8 +7,10 @@ Per level ``k`` (see :func:`probe_metric_names`):
 * ``probe_cos_L{k}``: mean cosine between the embeddings of two different columns of the same
   image (1 when a level has collapsed to one vector);
 
-* ``probe_ensemble_L{k}``: the ensemble ratio of the bottom-up predictions inside the level's
-  islands (:func:`bioglom.agreement.ensemble_effect`; < 1 means averaging helps);
+* ``probe_ensemble_L{k}`` (``k >= 1``): the ensemble ratio of the bottom-up predictions for
+  level ``k`` of columns whose level ``k-1`` embeddings form an island, scored against the
+  consensus of the other contributions (:func:`bioglom.agreement.ensemble_effect`; < 1: the
+  island's mean prediction beats single columns);
 * ``probe_agree_bu_L{k}`` (``k >= 1``), ``probe_agree_td_L{k}`` (``k < K-1``): how alike the
   columns' nets are on the same inputs (:func:`bioglom.agreement.column_agreement`; 1 for
   shared weights);
@@ -41,7 +43,7 @@ AGREEMENT_INPUTS = 64
 def probe_metric_names(levels: int) -> tuple[str, ...]:
     per_level = [f"probe_islands_L{k}" for k in range(levels)]
     per_level += [f"probe_cos_L{k}" for k in range(levels)]
-    per_level += [f"probe_ensemble_L{k}" for k in range(levels)]
+    per_level += [f"probe_ensemble_L{k}" for k in range(1, levels)]
     per_level += [f"probe_agree_bu_L{k}" for k in range(1, levels)]
     per_level += [f"probe_agree_td_L{k}" for k in range(levels - 1)]
     return ("probe_recon_mse", "probe_fill_mse", *per_level)
@@ -93,6 +95,7 @@ class Probe:
             last = model.step(state, res.precision, self.images, steps - 1, steps, gen)
             filled = model.decode(model.settle(self.corrupted, check=False, generator=gen).state)
             agree_bu, agree_td = self._agreement(model, state)
+            targets = self._targets_without_bottom_up(model, last, state)
         finally:
             model.train(was_training)
         metrics = {"probe_recon_mse": float(((recon - self.images) ** 2).mean())}
@@ -102,11 +105,13 @@ class Probe:
         labels = connected_islands(state, model.grid, self.island_threshold)
         counts = island_counts(labels).mean(axis=1)
         cos = mean_within_image_cosine(state.float()).cpu().numpy()
-        ens = ensemble_effect(last.bottom_up, state, labels)
         for k in range(model.K):
             metrics[f"probe_islands_L{k}"] = float(counts[k])
             metrics[f"probe_cos_L{k}"] = float(cos[k])
-            metrics[f"probe_ensemble_L{k}"] = float(ens[k])
+        for k in range(1, model.K):
+            metrics[f"probe_ensemble_L{k}"] = ensemble_effect(
+                last.bottom_up[k], targets[k], labels[k - 1]
+            )
         for k in range(1, model.K):
             metrics[f"probe_agree_bu_L{k}"] = float(agree_bu[k - 1])
         for k in range(model.K - 1):
@@ -117,6 +122,19 @@ class Probe:
             "reconstruction": recon.cpu().numpy().astype(np.float16),
         }
         return metrics, snap
+
+    @staticmethod
+    @torch.no_grad()
+    def _targets_without_bottom_up(model: Glom, out, state: Tensor) -> Tensor:
+        """The consensus of top-down, previous and lateral alone (weights renormalised), as the
+        state's normalisation would map it: a target the bottom-up predictions did not shape."""
+        a = out.weights.clone()
+        a[0] = 0.0  # CONTRIBUTIONS[0] is bottom_up
+        a = a / a.sum(0, keepdim=True).clamp_min(1e-12)
+        td = torch.cat([out.top_down, torch.zeros_like(state[:1])], 0)
+        mix = a[1].view(-1, 1, 1, 1) * td + a[2].view(-1, 1, 1, 1) * state
+        mix = mix + a[3].view(-1, 1, 1, 1) * out.lateral
+        return model.norm(mix)
 
     def _agreement(self, model: Glom, state: Tensor) -> tuple[Tensor, Tensor]:
         """Column agreement of the bottom-up and top-down nets on inputs drawn (always the same

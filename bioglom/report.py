@@ -23,7 +23,7 @@ def fmt(value: float, digits: int = 3) -> str:
     """A number for a table: fixed digits, '-' for NaN."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if abs(value) >= 1000 or (0 < abs(value) < 10 ** (-digits)):
+    if abs(value) >= 1000:
         return f"{value:.{digits}g}"
     return f"{value:.{digits}f}"
 

@@ -114,7 +114,7 @@ def train(
     ``run.snapshot_every`` updates and at the end; saves the final weights beside the run as
     ``<out>.pt``. A run that raises is marked ``failed``, one stopped with Ctrl-C
     ``interrupted``, one whose losses or probe reconstruction turn non-finite ``diverged``
-    (checked at each record; it stops there).
+    (checked at each record; it stops there). The returned model is in eval mode.
     """
     out = Path(out) if out is not None else default_run_path(config)
     train_set, probe_set = load_data(config)
@@ -225,6 +225,7 @@ def train(
         raise
     finally:
         bar.close()
+        model.eval()
         summary = {k: v for k, v in last.items() if np.isfinite(v)}
         summary["updates"] = float(u)
         writer.close(status=status, summary=summary)

@@ -12,8 +12,9 @@ Three arms on the same scenes, settling steps and seed, all learning locally by 
 
 Writes one HDF5 run per arm to DIR and prints a table of the last record: probe
 reconstruction error, column agreement (1 = all columns compute one function), the ensemble
-ratio of bottom-up predictions within islands (< 1: the island's mean prediction beats single
-columns), islands per image and the mean within-image cosine per level.
+ratio (bottom-up predictions of columns whose inputs form an island, scored against the
+consensus of the other contributions; < 1: the island's mean prediction beats single columns),
+islands per image and the mean within-image cosine per level.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from bioglom.train import train  # noqa: E402
 # ---- configuration ------------------------------------------------------------------------
 COMMON = {
     "train.rule": "codistill",
-    "model.state_norm": "homeostatic",  # per-unit set point; per column unless shared
+    "model.state_norm": "homeostatic",  # each unit's running set point ...
+    "model.homeostatic_stats": "columns",  # ... per column in every arm: only sharing differs
     "run.seed": 0,
 }
 PRESETS = {
@@ -89,7 +91,7 @@ def main() -> int:
             m["probe_recon_mse"],
             mean_of(m, "probe_agree_bu", range(1, K)),
             mean_of(m, "probe_agree_td", range(K - 1)),
-            per_level(m, "probe_ensemble", levels),
+            per_level(m, "probe_ensemble", range(1, K)),
             per_level(m, "probe_islands", levels),
             per_level(m, "probe_cos", levels),
         ]
@@ -100,7 +102,7 @@ def main() -> int:
         "probe recon MSE",
         "agreement BU",
         "agreement TD",
-        f"ensemble ratio L0-{K - 1}",
+        f"ensemble ratio L1-{K - 1}",
         f"islands/image L0-{K - 1}",
         f"within-image cosine L0-{K - 1}",
     ]

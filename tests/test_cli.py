@@ -30,7 +30,7 @@ def test_run_trains_and_prints_a_summary(tmp_path, capsys):
         assert run.status == "finished" and run.steps[-1] == 3
         assert run.config.model.levels == 3
     assert main(["info", str(out)]) == 0
-    assert "rule end_to_end" in capsys.readouterr().out
+    assert "rule codistill" in capsys.readouterr().out
 
 
 def test_run_refuses_to_overwrite(tmp_path, capsys):

@@ -125,7 +125,7 @@ def test_per_level_tables_scale_with_the_number_of_levels():
             "consensus.weights_end",
             "top level has no top-down",
         ),
-        (["model.dim=1"], "model.dim", "state_norm = 'layer'"),
+        (["model.dim=1", "model.state_norm=layer"], "model.dim", "state_norm = 'layer'"),
     ],
 )
 def test_bad_values_name_field_value_and_allowed(overrides, field, fragment):

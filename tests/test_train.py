@@ -43,7 +43,7 @@ def test_rule_registry_matches_config_choices():
 def test_end_to_end_lowers_its_loss_on_a_fixed_batch():
     """Repeated end-to-end updates on one fixed batch lower the reconstruction loss well below
     where it started (the rule optimises what it claims to)."""
-    cfg = small_config(train__lr=3e-3, end_to_end__holes=0)
+    cfg = small_config(train__rule="end_to_end", train__lr=3e-3, end_to_end__holes=0)
     model = bioglom.build_model(cfg)
     rule = make_rule(model, cfg)
     x = torch.from_numpy(bioglom.data.part_whole_scenes(8, 8, fresh_seed() % 1000).images)
@@ -57,7 +57,9 @@ def test_end_to_end_lowers_its_loss_on_a_fixed_batch():
 def test_end_to_end_loss_is_reconstruction_plus_agreement():
     """The baseline's loss equals |decode(e(T)) - x|^2 + lambda/T sum_t (|bu(t) - e(t+1)|^2 +
     |td(t) - e(t+1)|^2), recomputed here from the same corruption and the same settling."""
-    cfg = small_config(end_to_end__agreement_weight=0.3)
+    cfg = small_config(
+        train__rule="end_to_end", end_to_end__agreement_weight=0.3, model__state_norm="layer"
+    )
     model = bioglom.build_model(cfg)
     model.train()
     rule = make_rule(model, cfg)
@@ -116,7 +118,7 @@ def test_train_writes_a_readable_run(tmp_path):
         assert snap["islands"].shape == (3, 4, 4, 4)
         assert run.probe["images"].shape == (4, 3, 8, 8)
         assert run.probe["object_masks"].shape == (4, 8, 8)
-        assert run.attrs["rule"] == "end_to_end"
+        assert run.attrs["rule"] == "codistill"
         assert run.summary["updates"] == 4
         np.testing.assert_allclose(
             snap["state"].astype(np.float32),
@@ -128,6 +130,25 @@ def test_train_writes_a_readable_run(tmp_path):
     fresh.load_state_dict(state["model"])
     for p, q in zip(fresh.parameters(), result.model.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_probe_evaluation_leaves_the_model_unchanged():
+    """Measuring the probe batch, in train or eval mode, changes no weight and no homeostatic
+    statistic, and restores the mode it found."""
+    import copy
+
+    from bioglom.probe import Probe
+
+    cfg = small_config(model__state_norm="homeostatic")
+    model = bioglom.build_model(cfg)
+    probe = Probe(torch.rand(4, 3, 8, 8), 1, 0.35, 0.8)
+    for mode in (True, False):
+        model.train(mode)
+        before = copy.deepcopy(model.state_dict())
+        probe.evaluate(model)
+        assert model.training == mode
+        for k, v in model.state_dict().items():
+            assert torch.equal(v, before[k]), k
 
 
 def test_a_non_finite_loss_stops_the_run_as_diverged(tmp_path, monkeypatch):

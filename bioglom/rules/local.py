@@ -107,7 +107,8 @@ class LocalRule(LearningRule):
                 bu_err += _half_sq(out.bottom_up, e).mean(1)
                 td_err += _half_sq(out.top_down, e[:-1]).mean(1)
         dec = 0.5 * ((model.decode(e) - images) ** 2).mean()
-        (self.config.local.decoder_weight * dec).backward()
+        # summed over columns like every other local loss: dec is a mean over all N patches
+        (self.config.local.decoder_weight * model.N * dec).backward()
         norms = self._step_and_measure()
         bu_err, td_err = bu_err / steps, td_err / steps
         metrics = {"loss": bu_err.sum() + td_err.sum() + dec.detach()}
@@ -165,10 +166,14 @@ class TemporalDerivative(LocalRule):
 
     ``dW_out = eta * h^T (e_l(t+1) - e_l(t)) / dt``
 
-    implemented as the gradient of the surrogate ``-sum pred . stopgrad(de/dt)``, which the
-    hidden layers receive by back-propagation inside the net, feedback alignment or not at all
-    (``model.hidden_learning``). Where ``e_l(t)`` equals the net's prediction, ``e_l(t+1) -
-    e_l(t) = e*_l - pred`` and the update is exactly the delta rule's.
+    implemented as the gradient of the surrogate ``-sum y . stopgrad(de/dt)`` on the net's raw
+    output ``y`` (before the consensus standardises it), so that with SGD the output weights
+    change by exactly ``h^T de/dt``; the hidden layers receive the same signal by
+    back-propagation inside the net, feedback alignment or not at all
+    (``model.hidden_learning``). Where ``e_l(t)`` equals the net's prediction (raw predictions,
+    no state normalisation), ``e_l(t+1) - e_l(t) = e*_l - y`` and the update is exactly the
+    delta rule's. With Adam (the default optimiser) the step is Adam's transform of that
+    gradient, as for every rule.
 
     With ``temporal.spiking``, ``de/dt`` is not read off the rates but estimated from Poisson
     spike trains of push-pull neuron pairs by a derivative filter (:mod:`bioglom.spikes`):
@@ -198,11 +203,24 @@ class TemporalDerivative(LocalRule):
     def step_loss(self, out, e, target, target_precision):
         rate = self.rate_of_change(e, target, self._spike_generator(e.device))
         n_bd = e.shape[2] * e.shape[3]
-        bu = -(out.bottom_up * rate).sum(dim=(2, 3)) / n_bd
-        td = -(out.top_down * rate[:-1]).sum(dim=(2, 3)) / n_bd
+        # on the nets' raw outputs: the output units' weights change by pre x rate exactly,
+        # whatever standardisation the consensus applies afterwards
+        bu = -(out.bottom_up_raw * rate).sum(dim=(2, 3)) / n_bd
+        td = -(out.top_down_raw * rate[:-1]).sum(dim=(2, 3)) / n_bd
         return bu.sum() + td.sum()
 
     def _spike_generator(self, device: torch.device) -> torch.Generator:
         if self.spike_gen is None or self.spike_gen.device != device:
             self.spike_gen = torch.Generator(device=device).manual_seed(self.config.run.seed + 3)
         return self.spike_gen
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.spike_gen is not None:
+            state["spike_generator"] = self.spike_gen.get_state()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if "spike_generator" in state:
+            self._spike_generator(self.model.device).set_state(state["spike_generator"])
