@@ -81,10 +81,14 @@ def spiking_derivative(
     The rate variable is encoded as push-pull Poisson spike trains; the derivative filter is
     applied to each train and the pair is decoded: ``(D+ - D-) / g``.
     """
+    bad = ~(torch.isfinite(e0) & torch.isfinite(e1))
+    if bool(bad.any()):  # no spikes from a non-finite rate: the estimate is NaN there
+        e0, e1 = e0.masked_fill(bad, 0.0), e1.masked_fill(bad, 0.0)
     cp, cm = spike_counts(e0, e1, gain, bins, dt, generator)
     _, k = derivative_kernel(bins, dt)
     k = k.to(e0.dtype).to(e0.device).view(-1, *([1] * e0.dim()))
-    return ((k * cp).sum(0) - (k * cm).sum(0)) / gain
+    out = ((k * cp).sum(0) - (k * cm).sum(0)) / gain
+    return out.masked_fill(bad, float("nan"))
 
 
 def derivative_variance(e0: Tensor, e1: Tensor, gain: float, bins: int, dt: float = 1.0) -> Tensor:

@@ -230,6 +230,16 @@ def test_spiking_derivative_is_unbiased():
     assert torch.all((ratio - 1).abs() < 0.15)
 
 
+def test_spiking_derivative_of_a_non_finite_rate_is_nan():
+    """A NaN or infinite rate gives a NaN estimate there (so that a diverging run is caught as
+    diverged) and ordinary estimates elsewhere, instead of an error from the Poisson sampler."""
+    e0 = torch.tensor([0.5, float("nan"), 1.0, -0.3])
+    e1 = torch.tensor([0.7, 0.2, float("inf"), 0.1])
+    d = spiking_derivative(e0, e1, 50.0, 4)
+    assert torch.isnan(d[1]) and torch.isnan(d[2])
+    assert torch.isfinite(d[[0, 3]]).all()
+
+
 def test_spiking_rule_learns_like_the_rate_rule_on_average(rng):
     """The spiking rule's gradient, averaged over many spike draws, converges on the rate
     rule's gradient (relative error below 5% with 400 draws at gain 100)."""
