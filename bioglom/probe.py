@@ -4,9 +4,10 @@ Per level ``k`` (see :func:`probe_metric_names`):
 
 * ``probe_islands_L{k}``: mean number of islands per image (4-neighbour components with
   cosine above ``run.island_threshold``);
-* ``probe_cos_L{k}``: mean cosine between the embeddings of two different columns of the same
-  image (1 when a level has collapsed to one vector);
-
+* collapse (:mod:`bioglom.diagnostics`): ``probe_cos_L{k}`` (mean cosine between two columns
+  of one image), ``probe_cos_across_L{k}`` (between two images at one column),
+  ``probe_std_L{k}`` (per-dimension std of the normalised embeddings), ``probe_rank_L{k}``
+  (effective rank, RankMe), ``probe_norm_L{k}`` (mean embedding norm);
 * ``probe_ensemble_L{k}`` (``k >= 1``): the ensemble ratio of the bottom-up predictions for
   level ``k`` of columns whose level ``k-1`` embeddings form an island, scored against the
   consensus of the other contributions (:func:`bioglom.agreement.ensemble_effect`; < 1: the
@@ -16,8 +17,10 @@ Per level ``k`` (see :func:`probe_metric_names`):
   shared weights);
 
 and for the whole model ``probe_recon_mse`` (reconstruction of the clean probe images from
-level 0 after settling) and ``probe_fill_mse`` (error on the removed pixels only, when the
-probe images are corrupted with ``end_to_end.holes`` and ``hole_size``).
+level 0 after settling), ``probe_fill_mse`` (error on the removed pixels only, when the probe
+images are corrupted with ``end_to_end.holes`` and ``hole_size``) and ``probe_linear_acc``
+(a ridge-regression probe of one level's column-averaged embedding, fitted on 3/4 of a
+held-out labelled set and scored on the rest, when the data has labels).
 """
 
 from __future__ import annotations
@@ -29,11 +32,21 @@ import torch
 from torch import Tensor
 
 from .agreement import column_agreement, ensemble_effect
+from .diagnostics import collapse_diagnostics, linear_probe_accuracy
 from .islands import connected_islands, island_counts
 from .model import Glom
 from .rules.base import corrupt
 
-__all__ = ["Probe", "probe_metric_names", "mean_within_image_cosine"]
+__all__ = ["Probe", "probe_metric_names", "DIAGNOSTICS"]
+
+#: collapse diagnostics recorded per level: metric stem -> key of collapse_diagnostics
+DIAGNOSTICS = {
+    "probe_cos": "cos_within",
+    "probe_cos_across": "cos_across",
+    "probe_std": "std",
+    "probe_rank": "rank",
+    "probe_norm": "norm",
+}
 
 
 #: how many shared inputs the column-agreement measure feeds every column
@@ -42,25 +55,11 @@ AGREEMENT_INPUTS = 64
 
 def probe_metric_names(levels: int) -> tuple[str, ...]:
     per_level = [f"probe_islands_L{k}" for k in range(levels)]
-    per_level += [f"probe_cos_L{k}" for k in range(levels)]
+    per_level += [f"{stem}_L{k}" for stem in DIAGNOSTICS for k in range(levels)]
     per_level += [f"probe_ensemble_L{k}" for k in range(1, levels)]
     per_level += [f"probe_agree_bu_L{k}" for k in range(1, levels)]
     per_level += [f"probe_agree_td_L{k}" for k in range(levels - 1)]
-    return ("probe_recon_mse", "probe_fill_mse", *per_level)
-
-
-def mean_within_image_cosine(state: Tensor) -> Tensor:
-    """``[K]``: mean over images and column pairs ``x != y`` of ``cos(e_k(x), e_k(y))``.
-
-    With unit vectors ``u``, ``sum_{x != y} u_x . u_y = |sum_x u_x|^2 - N``.
-    """
-    K, N, B, d = state.shape
-    u = state / state.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    s = u.sum(dim=1)  # [K, B, d]
-    pair_sum = (s * s).sum(-1) - N  # [K, B]
-    if N < 2:
-        return torch.full((K,), float("nan"))
-    return (pair_sum / (N * (N - 1))).mean(dim=1)
+    return ("probe_recon_mse", "probe_fill_mse", "probe_linear_acc", *per_level)
 
 
 @dataclass
@@ -72,6 +71,10 @@ class Probe:
     hole_size: float
     island_threshold: float
     seed: int = 0
+    linear_images: Tensor | None = None  # [M, C, H, W] labelled held-out images
+    linear_labels: np.ndarray | None = None  # [M]
+    linear_level: int = -1
+    linear_batch: int = 64
 
     def __post_init__(self) -> None:
         g = torch.Generator().manual_seed(self.seed)
@@ -96,18 +99,22 @@ class Probe:
             filled = model.decode(model.settle(self.corrupted, check=False, generator=gen).state)
             agree_bu, agree_td = self._agreement(model, state)
             targets = self._targets_without_bottom_up(model, last, state)
+            linear = self._linear_probe(model, gen)
         finally:
             model.train(was_training)
         metrics = {"probe_recon_mse": float(((recon - self.images) ** 2).mean())}
         m = self.hole_mask.expand_as(self.images)
         if bool(m.any()):
             metrics["probe_fill_mse"] = float(((filled - self.images)[m] ** 2).mean())
+        if linear is not None:
+            metrics["probe_linear_acc"] = linear
         labels = connected_islands(state, model.grid, self.island_threshold)
         counts = island_counts(labels).mean(axis=1)
-        cos = mean_within_image_cosine(state.float()).cpu().numpy()
+        diag = collapse_diagnostics(state)
         for k in range(model.K):
             metrics[f"probe_islands_L{k}"] = float(counts[k])
-            metrics[f"probe_cos_L{k}"] = float(cos[k])
+            for stem, key in DIAGNOSTICS.items():
+                metrics[f"{stem}_L{k}"] = float(diag[key][k])
         for k in range(1, model.K):
             metrics[f"probe_ensemble_L{k}"] = ensemble_effect(
                 last.bottom_up[k], targets[k], labels[k - 1]
@@ -122,6 +129,21 @@ class Probe:
             "reconstruction": recon.cpu().numpy().astype(np.float16),
         }
         return metrics, snap
+
+    def _linear_probe(self, model: Glom, gen: torch.Generator) -> float | None:
+        """Accuracy of a ridge probe on the column-averaged embedding of one level."""
+        if self.linear_images is None or self.linear_labels is None:
+            return None
+        feats = []
+        for chunk in self.linear_images.split(self.linear_batch):
+            state = model.settle(chunk, check=False, generator=gen).state
+            feats.append(state[self.linear_level].mean(dim=0).float().cpu())  # [b, d]
+        x = torch.cat(feats).numpy()
+        y = np.asarray(self.linear_labels)
+        fit = (3 * len(x)) // 4
+        if fit < 2 or fit == len(x):
+            return None
+        return linear_probe_accuracy(x[:fit], y[:fit], x[fit:], y[fit:])
 
     @staticmethod
     @torch.no_grad()

@@ -23,10 +23,13 @@ from tqdm.auto import tqdm
 from . import __version__
 from .config import Config, ConfigError
 from .data import ImageSet, load_images, part_whole_scenes
+from .digits import mnist, sklearn_digits
 from .model import Glom, build_model
 from .probe import Probe, probe_metric_names
 from .rules import make_rule
+from .rules.sleep import NIGHT_METRICS, Sleep
 from .runs import RunWriter
+from .schedule import parse_schedule, phase_of_update
 
 __all__ = ["load_data", "train", "TrainResult", "default_run_path"]
 
@@ -43,44 +46,65 @@ class TrainResult:
     reason: str = ""  # why a run did not finish, e.g. "non-finite loss by update 40"
 
 
-def load_data(config: Config) -> tuple[ImageSet, ImageSet]:
-    """``(train, probe)`` image sets for the config; the probe images are held out.
+@dataclass
+class DataSplits:
+    """The images of a run: training, the probe batch, and the linear-probe set (or None)."""
 
-    Generated scenes: ``n_train + n_probe`` scenes from ``data.seed``, the last ``n_probe`` are
-    the probe. A file: its last ``n_probe`` images are the probe, the rest train.
-    """
+    train: ImageSet
+    probe: ImageSet
+    linear: ImageSet | None
+
+
+def _source_images(config: Config) -> ImageSet:
     d = config.data
     if d.source == "scenes":
-        data = part_whole_scenes(
-            d.n_train + d.n_probe,
+        return part_whole_scenes(
+            d.n_train + d.n_probe + d.n_linear,
             d.image_size,
             d.seed,
             min_objects=d.min_objects,
             max_objects=d.max_objects,
             noise=d.noise,
         )
-    else:
-        try:
-            data = load_images(d.path)
-        except (ValueError, OSError) as err:
-            raise ConfigError("data.path", d.path, str(err)) from None
-        n = len(data)
-        if n < d.n_probe + config.train.batch_size:
+    try:
+        if d.source == "digits":
+            return sklearn_digits(seed=d.seed)
+        if d.source == "mnist":
+            return mnist(d.path or None, "train", seed=d.seed)
+        return load_images(d.path)
+    except (ValueError, OSError) as err:
+        raise ConfigError("data.path", d.path, str(err)) from None
+    except ImportError as err:
+        raise ConfigError("data.source", d.source, str(err)) from None
+
+
+def load_data(config: Config) -> DataSplits:
+    """The training, probe and linear-probe images for the config, held apart.
+
+    Generated scenes: ``n_train + n_probe + n_linear`` scenes from ``data.seed``. A fixed set
+    (a file, the digits, MNIST): its last ``n_probe`` images are the probe, the ``n_linear``
+    before them the linear-probe set (when the data has labels), the rest train.
+    """
+    d = config.data
+    data = _source_images(config)
+    n = len(data)
+    n_linear = d.n_linear if data.labels is not None else 0
+    if d.source != "scenes":
+        need = d.n_probe + n_linear + config.train.batch_size
+        if n < need:
             raise ConfigError(
                 "data.n_probe",
                 d.n_probe,
-                f"the file holds {n} images; need n_probe + train.batch_size = "
-                f"{d.n_probe + config.train.batch_size} at least",
+                f"the data holds {n} images; need n_probe + n_linear + train.batch_size = "
+                f"{need} at least",
             )
-        p = config.frontend.patch_size
-        h, w = data.size
-        if h % p or w % p:
-            raise ConfigError(
-                "frontend.patch_size", p, f"expected a divisor of the file's image size {h}x{w}"
-            )
-    n = len(data)
-    split = n - d.n_probe
-    return data.subset(np.arange(split)), data.subset(np.arange(split, n))
+    p = config.frontend.patch_size
+    h, w = data.size
+    if h % p or w % p:
+        raise ConfigError("frontend.patch_size", p, f"expected a divisor of the image size {h}x{w}")
+    a, b = n - d.n_probe - n_linear, n - d.n_probe
+    linear = data.subset(np.arange(a, b)) if n_linear else None
+    return DataSplits(data.subset(np.arange(a)), data.subset(np.arange(b, n)), linear)
 
 
 def default_run_path(config: Config, stem: str = "run") -> Path:
@@ -100,6 +124,13 @@ def _versions() -> dict[str, str]:
     }
 
 
+def schedule_of(config: Config) -> list[str]:
+    """The phase kind of every update: ``schedule.phases`` expanded, or ``day`` x updates."""
+    if config.schedule.phases.strip():
+        return phase_of_update(parse_schedule(config.schedule.phases))
+    return ["day"] * config.train.updates
+
+
 def train(
     config: Config,
     out: str | Path | None = None,
@@ -109,36 +140,48 @@ def train(
 ) -> TrainResult:
     """Train a model as ``config`` says and write the run to ``out`` (an ``.h5`` file).
 
-    Records rule metrics (means since the previous record) and probe metrics every
-    ``run.record_every`` updates, at every snapshot and at the end; snapshots the probe every
-    ``run.snapshot_every`` updates and at the end; saves the final weights beside the run as
-    ``<out>.pt``. A run that raises is marked ``failed``, one stopped with Ctrl-C
-    ``interrupted``, one whose losses or probe reconstruction turn non-finite ``diverged``
-    (checked at each record; it stops there). The returned model is in eval mode.
+    Follows the schedule (:mod:`bioglom.schedule`): a ``day`` update is the rule's update on a
+    batch of real images, whose settled top-level states then enter the replay memory; a
+    ``night`` update is :class:`~bioglom.rules.sleep.Sleep`'s negative update on dreams;
+    ``interleaved`` does both. Records the metrics (means since the previous record) and the
+    probe every ``run.record_every`` updates, at every snapshot and at the end, each with the
+    phase of its update; snapshots the probe every ``run.snapshot_every`` updates and at the
+    end; saves the final weights beside the run as ``<out>.pt``. A run that raises is marked
+    ``failed``, one stopped with Ctrl-C ``interrupted``, one whose losses or probe
+    reconstruction turn non-finite ``diverged`` (checked at each record; it stops there). The
+    returned model is in eval mode.
     """
     out = Path(out) if out is not None else default_run_path(config)
-    train_set, probe_set = load_data(config)
+    data = load_data(config)
+    train_set, probe_set = data.train, data.probe
     model = build_model(config, channels=train_set.channels, image_size=train_set.size)
     device = model.device
     rule = make_rule(model, config)
+    kinds = schedule_of(config)
+    sleep = Sleep(model, config) if any(k != "day" for k in kinds) else None
     gen = torch.Generator().manual_seed(config.run.seed + 1)
     batch_rng = np.random.default_rng(config.run.seed)
 
     images = torch.from_numpy(train_set.images).to(device)
+    linear = data.linear
     probe = Probe(
         torch.from_numpy(probe_set.images).to(device),
         config.end_to_end.holes,
         config.end_to_end.hole_size,
         config.run.island_threshold,
         seed=config.run.seed + 2,
+        linear_images=None if linear is None else torch.from_numpy(linear.images).to(device),
+        linear_labels=None if linear is None else linear.labels,
+        linear_level=config.run.linear_probe_level,
     )
     K, N, Bp, d = model.K, model.N, len(probe_set), model.d
     probe_arrays = {"images": probe_set.images}
-    for key in ("part_masks", "object_masks", "part_to_object"):
+    for key in ("part_masks", "object_masks", "part_to_object", "labels"):
         value = getattr(probe_set, key)
         if value is not None:
             probe_arrays[key] = value
-    metric_names = (*rule.metric_names, *probe_metric_names(K), "elapsed_s")
+    night_names = NIGHT_METRICS if sleep is not None else ()
+    metric_names = (*rule.metric_names, *night_names, *probe_metric_names(K), "elapsed_s")
     writer = RunWriter(
         out,
         config_text=config.to_toml(),
@@ -160,38 +203,52 @@ def train(
             "island_threshold": config.run.island_threshold,
             "grid": json.dumps(list(model.grid)),
             "device": str(device),
+            "data_source": config.data.source,
+            "schedule": config.schedule.phases or f"day {config.train.updates}",
         },
         versions=_versions(),
         overwrite=overwrite,
     )
     weights_path = out.with_suffix(".pt")
-    updates, record_every = config.train.updates, config.run.record_every
+    updates, record_every = len(kinds), config.run.record_every
     sums: dict[str, torch.Tensor] = {}
-    count = 0
+    counts: dict[str, int] = {}
     start = time.perf_counter()
     last: dict[str, float] = {}
     status = "failed"
 
-    def record(step: int, snapshot: bool) -> list[str]:
+    def accumulate(metrics: dict[str, torch.Tensor]) -> None:
+        for k, v in metrics.items():
+            sums[k] = sums[k] + v if k in sums else v.detach().clone()
+            counts[k] = counts.get(k, 0) + 1
+
+    def record(step: int, snapshot: bool, phase: str) -> list[str]:
         """Write one record (and a snapshot); return the names of non-finite losses."""
-        nonlocal sums, count, last
-        values = {k: float(v) / count for k, v in sums.items()} if count else {}
+        nonlocal sums, counts, last
+        values = {k: float(v) / counts[k] for k, v in sums.items()}
         bad = [k for k, v in values.items() if not np.isfinite(v)]
         pm, snap = probe.evaluate(model)
         values.update(pm)
         values["elapsed_s"] = time.perf_counter() - start
-        writer.record(step, values, phase="train")
+        writer.record(step, values, phase=phase)
         if snapshot:
             writer.snapshot(step, snap)
         last = values
-        sums, count = {}, 0
+        sums, counts = {}, {}
         if not np.isfinite(values["probe_recon_mse"]):
             bad.append("probe_recon_mse")
         return bad
 
+    def batch() -> torch.Tensor:
+        idx = torch.from_numpy(batch_rng.choice(len(images), config.train.batch_size, False))
+        return images[idx.to(device)]
+
+    def title(kind: str) -> str:
+        return f"{config.train.rule} ({config.model.sharing}) [{kind}]"
+
     bar = tqdm(
         total=updates,
-        desc=f"{config.train.rule} ({config.model.sharing})",
+        desc=title(kinds[0] if kinds else "day"),
         unit="upd",
         disable=not progress,
         dynamic_ncols=True,
@@ -200,17 +257,23 @@ def train(
     u = 0
     try:
         model.train()
-        record(0, snapshot=True)
-        for u in range(1, updates + 1):
-            idx = torch.from_numpy(batch_rng.choice(len(images), config.train.batch_size, False))
-            metrics = rule.update(images[idx.to(device)], gen)
-            for k, v in metrics.items():
-                sums[k] = sums[k] + v if k in sums else v.clone()
-            count += 1
+        record(0, snapshot=True, phase=kinds[0] if kinds else "day")
+        for u, kind in enumerate(kinds, start=1):
+            if u == 1 or kind != kinds[u - 2]:
+                bar.set_description(title(kind), refresh=False)
+            if kind in ("day", "interleaved"):
+                accumulate(rule.update(batch(), gen))
+                if sleep is not None:
+                    sleep.memory.add(rule.last_state[-1])
+            if kind in ("night", "interleaved"):
+                if len(sleep.memory) == 0:  # a night before any day: perceive, do not learn
+                    with torch.no_grad():
+                        sleep.memory.add(model.settle(batch(), check=False).state[-1])
+                accumulate(sleep.update(gen))
             bar.update(1)
             snap = u % config.run.snapshot_every == 0 or u == updates
             if u % record_every == 0 or snap:
-                bad = record(u, snapshot=snap)
+                bad = record(u, snapshot=snap, phase=kind)
                 bar.set_postfix(
                     loss=f"{last.get('loss', float('nan')):.4f}",
                     probe_mse=f"{last['probe_recon_mse']:.4f}",

@@ -19,6 +19,7 @@ SMALL = {
     "data.image_size": 8,
     "data.n_train": 16,
     "data.n_probe": 4,
+    "data.n_linear": 16,
     "train.batch_size": 4,
     "settle.steps": 3,
     "attention.radius": 1,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bioglom.diagnostics import collapse_diagnostics
 from bioglom.islands import connected_islands, island_counts
-from bioglom.probe import mean_within_image_cosine
 
 
 def hand_made_state(layout: np.ndarray, d: int = 6, noise: float = 0.0, seed: int = 0):
@@ -70,7 +70,7 @@ def test_mean_within_image_cosine_matches_pairwise_definition():
     """The closed form |sum u|^2 - N equals the explicit mean over pairs x != y."""
     g = torch.Generator().manual_seed(1)
     s = torch.randn(2, 5, 3, 4, generator=g)
-    got = mean_within_image_cosine(s)
+    got = collapse_diagnostics(s)["cos_within"]
     u = s / s.norm(dim=-1, keepdim=True)
     for k in range(2):
         vals = [
@@ -82,4 +82,4 @@ def test_mean_within_image_cosine_matches_pairwise_definition():
         ]
         assert abs(float(got[k]) - np.mean(vals)) < 1e-5
     collapsed = torch.ones(1, 7, 2, 3)
-    assert abs(float(mean_within_image_cosine(collapsed)[0]) - 1.0) < 1e-6
+    assert abs(float(collapse_diagnostics(collapsed)["cos_within"][0]) - 1.0) < 1e-6

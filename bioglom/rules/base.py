@@ -70,6 +70,8 @@ class LearningRule:
         self.model = model
         self.config = config
         self.optimizer = make_optimizer(model.parameters(), config.train)
+        #: the settled state ``[K, N, B, d]`` of the last batch (detached): what a day saw
+        self.last_state: Tensor | None = None
 
     def update(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """One weight update on a batch ``[B, C, H, W]``; returns 0-d tensors (no host sync)."""

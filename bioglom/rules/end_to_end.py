@@ -38,6 +38,7 @@ class EndToEnd(LearningRule):
             agree_bu = agree_bu + F.mse_loss(out.bottom_up, out.state)
             agree_td = agree_td + F.mse_loss(out.top_down, out.state[:-1])
             e, tau = out.state, out.precision
+        self.last_state = e.detach()
         recon = F.mse_loss(model.decode(e), images)
         agree_bu, agree_td = agree_bu / steps, agree_td / steps
         loss = recon + cfg.agreement_weight * (agree_bu + agree_td)

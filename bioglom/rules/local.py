@@ -106,6 +106,7 @@ class LocalRule(LearningRule):
             with torch.no_grad():
                 bu_err += _half_sq(out.bottom_up, e).mean(1)
                 td_err += _half_sq(out.top_down, e[:-1]).mean(1)
+        self.last_state = e
         dec = 0.5 * ((model.decode(e) - images) ** 2).mean()
         # summed over columns like every other local loss: dec is a mean over all N patches
         (self.config.local.decoder_weight * model.N * dec).backward()

@@ -1,0 +1,175 @@
+"""Day and night: schedules, dreams, the negative loss, the replay memory (§12.2, DESIGN 5)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import fresh_seed, rand_images, small_config
+
+import bioglom
+from bioglom.config import ConfigError, load_config
+from bioglom.rules.sleep import ReplayMemory, Sleep, dream, negative_loss
+from bioglom.runs import open_run
+from bioglom.schedule import Phase, parse_schedule, phase_of_update
+from bioglom.train import train
+
+# ---------------------------------------------------------------------------------------------
+# schedules
+
+
+@pytest.mark.parametrize(
+    "text, phases",
+    [
+        ("day 5", [Phase("day", 5)]),
+        ("night 2, then (day 3, night 1) x 2",
+         [Phase("night", 2), Phase("day", 3), Phase("night", 1), Phase("day", 3),
+          Phase("night", 1)]),
+        ("interleaved 4", [Phase("interleaved", 4)]),
+        ("(day 1, (night 1) x 2) * 2, day 1",
+         [Phase("day", 1), Phase("night", 1), Phase("night", 1), Phase("day", 1),
+          Phase("night", 1), Phase("night", 1), Phase("day", 1)]),
+        ("  DAY 3 ,night 1  ", [Phase("day", 3), Phase("night", 1)]),
+    ],
+)  # fmt: skip
+def test_schedules_expand_to_the_right_phases(text, phases):
+    """Phases, repetitions (nested too), optional 'then' and case are read as written."""
+    assert parse_schedule(text) == phases
+    assert len(phase_of_update(phases)) == sum(p.length for p in phases)
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("", "at least one phase"),
+        ("dusk 5", "expected a phase"),
+        ("day", "the length of a day phase"),
+        ("day 0", ">= 1"),
+        ("(day 5, night 1", "expected ')'"),
+        ("(day 5) 3", "'x COUNT'"),
+        ("day 5 night 5", "unexpected text"),
+        ("day 5; night 1", "unexpected character"),
+    ],
+)
+def test_a_bad_schedule_is_a_config_error_naming_it(text, fragment):
+    """Bad schedules raise ConfigError on schedule.phases with the text and what is wrong."""
+    with pytest.raises(ConfigError) as info:
+        parse_schedule(text)
+    assert info.value.field == "schedule.phases"
+    assert fragment in str(info.value)
+
+
+def test_config_validates_the_schedule():
+    """A bad schedule is caught when the config is loaded, not when training starts."""
+    with pytest.raises(ConfigError, match="schedule.phases"):
+        load_config(overrides={"schedule.phases": "day 10, nap 3"})
+
+
+# ---------------------------------------------------------------------------------------------
+# the replay memory, dreams and the negative loss
+
+
+def test_replay_memory_never_exceeds_its_bound_and_keeps_the_latest():
+    """A ring buffer of capacity 5 fed 23 states holds exactly the last 5."""
+    mem = ReplayMemory(5)
+    seen = []
+    for i in range(7):
+        b = 1 + i % 4
+        top = torch.arange(len(seen), len(seen) + b, dtype=torch.float32).view(1, b, 1)
+        top = top.expand(3, b, 2)  # [N=3, B, d=2]
+        mem.add(top)
+        seen += list(range(len(seen), len(seen) + b))
+        assert len(mem) == min(len(seen), 5) and mem.items.shape[0] == 5
+    stored = sorted(int(v) for v in mem.items[:, 0, 0])
+    assert stored == seen[-5:]
+    draw = mem.sample(50, torch.Generator().manual_seed(0))
+    assert draw.shape == (3, 50, 2) and set(draw[0, :, 0].tolist()) <= set(map(float, seen[-5:]))
+
+
+def test_negative_loss_is_zero_with_zero_gradient_beyond_the_margin():
+    """Pairs whose cosine is below the margin contribute exactly 0 to the loss and its gradient;
+    above it, the loss is cos - margin and pushes the prediction away."""
+    g = torch.Generator().manual_seed(fresh_seed())
+    d = 6
+    others = torch.randn(1, 4, 3, d, generator=g)
+    far = -others + 0.1 * torch.randn(1, 4, 3, d, generator=g)  # cosine near -1
+    far.requires_grad_()
+    loss, active = negative_loss(far, others, margin=0.2)
+    loss.backward()
+    assert loss.item() == 0.0 and active.item() == 0.0
+    assert torch.all(far.grad == 0)
+    near = (others + 0.05 * torch.randn(1, 4, 3, d, generator=g)).requires_grad_()
+    loss, active = negative_loss(near, others, margin=0.2)
+    cos = torch.nn.functional.cosine_similarity(near, others, dim=-1)
+    expected = (cos - 0.2).mean(dim=2).sum()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    loss.backward()
+    step = near.detach() - 0.1 * near.grad
+    assert torch.all(torch.nn.functional.cosine_similarity(step, others, dim=-1) < cos)
+
+
+def test_dreams_use_no_lateral_attention_and_stay_within_their_column(monkeypatch):
+    """Night never calls lateral attention; a dream in one column depends only on that column's
+    replayed top level (changing another column's changes nothing here)."""
+    cfg = small_config(train__rule="codistill")
+    model = bioglom.build_model(cfg)
+
+    def forbidden(*a, **k):
+        raise AssertionError("lateral attention called at night")
+
+    monkeypatch.setattr(model, "lateral", forbidden)
+    monkeypatch.setattr("bioglom.model.lateral_attention", forbidden)
+    g = torch.Generator().manual_seed(fresh_seed())
+    top = torch.randn(16, 3, 8, generator=g)
+    a = dream(model, top, steps=3)
+    top2 = top.clone()
+    top2[5] = torch.randn(3, 8, generator=g)
+    b = dream(model, top2, steps=3)
+    assert a.shape == (4, 3, 16, 3, 8)
+    changed = {n for n in range(16) if not torch.equal(a[:, :, n], b[:, :, n])}
+    assert changed == {5}
+    sleep = Sleep(model, cfg)
+    sleep.memory.add(top)
+    out = sleep.update(g)  # the whole night update, with lateral forbidden
+    assert set(out) == {"night_loss", "night_active", "night_positive", "update_norm_night"}
+
+
+def test_a_night_update_moves_only_the_bottom_up_nets(rng):
+    """Negative learning in sleep trains the bottom-up nets and nothing else."""
+    cfg = small_config(night__margin=-1.0)  # every pair is inside the margin: a real update
+    model = bioglom.build_model(cfg)
+    sleep = Sleep(model, cfg)
+    sleep.memory.add(model.settle(rand_images(4, gen=rng)).state[-1])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = sleep.update(rng)
+    assert float(out["update_norm_night"]) > 0
+    for k, v in model.state_dict().items():
+        moved = not torch.equal(v, before[k])
+        assert moved == k.startswith("bottom_up."), k
+
+
+# ---------------------------------------------------------------------------------------------
+# the trainer
+
+
+def test_trainer_follows_the_schedule_and_logs_the_phase(tmp_path):
+    """A day/night schedule records the phase of each record; night records carry night
+    metrics and day records the rule's; interleaved records carry both."""
+    cfg = small_config(schedule__phases="day 2, night 2, interleaved 2", run__record_every=1)
+    train(cfg, tmp_path / "s.h5", progress=False)
+    with open_run(tmp_path / "s.h5") as run:
+        assert list(run.steps) == [0, 1, 2, 3, 4, 5, 6]
+        assert list(run.phase) == ["day", "day", "day", "night", "night", "interleaved",
+                                   "interleaved"]  # fmt: skip
+        m = run.metrics
+        assert all(m["night_loss"][[1, 2]] != m["night_loss"][[1, 2]])  # NaN by day
+        assert all(m["loss"][[3, 4]] != m["loss"][[3, 4]])  # NaN at night
+        assert all(m["night_loss"][[5, 6]] == m["night_loss"][[5, 6]])
+        assert all(m["loss"][[5, 6]] == m["loss"][[5, 6]])
+        assert run.attrs["schedule"] == "day 2, night 2, interleaved 2"
+
+
+def test_negative_first_perceives_before_it_dreams(tmp_path):
+    """A night before any day fills the memory by perceiving a batch without learning."""
+    cfg = small_config(schedule__phases="night 2, day 1")
+    result = train(cfg, tmp_path / "n.h5", progress=False)
+    assert result.status == "finished"
