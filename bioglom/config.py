@@ -415,7 +415,8 @@ class DataConfig:
     n_linear: int = _f(
         256,
         Int(0, 1_000_000),
-        "held-out labelled images for the linear probe (3/4 fit, 1/4 scored; 0: no probe)",
+        "held-out labelled images for the linear probe (3/4 fit, 1/4 scored; 0: no probe); "
+        "generated scenes draw them from data.seed + 1",
     )
     min_objects: int = _f(2, Int(1, 8), "fewest objects per generated scene")
     max_objects: int = _f(3, Int(1, 8), "most objects per generated scene")

@@ -55,17 +55,17 @@ class DataSplits:
     linear: ImageSet | None
 
 
+def _scenes(config: Config, n: int, seed: int) -> ImageSet:
+    d = config.data
+    return part_whole_scenes(
+        n, d.image_size, seed, min_objects=d.min_objects, max_objects=d.max_objects, noise=d.noise
+    )
+
+
 def _source_images(config: Config) -> ImageSet:
     d = config.data
     if d.source == "scenes":
-        return part_whole_scenes(
-            d.n_train + d.n_probe + d.n_linear,
-            d.image_size,
-            d.seed,
-            min_objects=d.min_objects,
-            max_objects=d.max_objects,
-            noise=d.noise,
-        )
+        return _scenes(config, d.n_train + d.n_probe, d.seed)
     try:
         if d.source == "digits":
             return sklearn_digits(seed=d.seed)
@@ -81,12 +81,19 @@ def _source_images(config: Config) -> ImageSet:
 def load_data(config: Config) -> DataSplits:
     """The training, probe and linear-probe images for the config, held apart.
 
-    Generated scenes: ``n_train + n_probe + n_linear`` scenes from ``data.seed``. A fixed set
-    (a file, the digits, MNIST): its last ``n_probe`` images are the probe, the ``n_linear``
-    before them the linear-probe set (when the data has labels), the rest train.
+    Generated scenes: ``n_train + n_probe`` scenes from ``data.seed`` (the last ``n_probe`` are
+    the probe) and ``n_linear`` more from ``data.seed + 1``, so that the linear-probe set does
+    not change the others. A fixed set (a file, the digits, MNIST): its last ``n_probe`` images
+    are the probe, the ``n_linear`` before them the linear-probe set (when the data has
+    labels), the rest train.
     """
     d = config.data
     data = _source_images(config)
+    if d.source == "scenes":
+        n = len(data)
+        linear = _scenes(config, d.n_linear, d.seed + 1) if d.n_linear else None
+        split = n - d.n_probe
+        return DataSplits(data.subset(np.arange(split)), data.subset(np.arange(split, n)), linear)
     n = len(data)
     n_linear = d.n_linear if data.labels is not None else 0
     if d.source != "scenes":
