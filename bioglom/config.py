@@ -518,6 +518,13 @@ class NightConfig:
         "a bottom-up prediction is pushed away from another dream's embedding only while "
         "their cosine exceeds this",
     )
+    negatives: str = _f(
+        "other_dreams",
+        Choice("other_dreams", "near_frames"),
+        "what a dream's bottom-up prediction is pushed from: another dream at the same column "
+        "and step, or the same dream `gap` steps away (frames near but not adjacent, §12.2)",
+    )
+    gap: int = _f(2, Int(2, 1000), "steps between a dream frame and its near_frames negative")
     positive: bool = _f(
         False, Bool(), "also co-distil the bottom-up nets on the dreams (§12.2, last paragraph)"
     )
@@ -697,6 +704,13 @@ class Config:
                 "run.linear_probe_level",
                 self.run.linear_probe_level,
                 f"expected a level in [-{K}, {K - 1}] (model.levels = {K})",
+            )
+        if self.night.negatives == "near_frames" and self.night.gap > self.settle.steps:
+            raise ConfigError(
+                "night.gap",
+                self.night.gap,
+                f"expected at most settle.steps = {self.settle.steps} (a dream has that many "
+                "steps after its first frame)",
             )
         if self.schedule.phases.strip():
             from .schedule import parse_schedule  # raises ConfigError naming the field

@@ -107,6 +107,24 @@ def test_negative_loss_is_zero_with_zero_gradient_beyond_the_margin():
     assert torch.all(torch.nn.functional.cosine_similarity(step, others, dim=-1) < cos)
 
 
+def test_negatives_are_other_dreams_or_near_but_not_adjacent_frames():
+    """other_dreams: the next dream in the batch at the same step and column; near_frames: the
+    same dream gap steps later, or earlier near the end -- never the adjacent frame."""
+    from bioglom.rules.sleep import negatives
+
+    seq = torch.arange(5 * 3 * 2 * 4 * 1, dtype=torch.float32).view(5, 3, 2, 4, 1)  # T+1=5
+    torch.testing.assert_close(negatives(seq, 1, "other_dreams"), seq[1, 1:].roll(1, dims=2))
+    torch.testing.assert_close(negatives(seq, 0, "near_frames", 2), seq[2, 1:])
+    torch.testing.assert_close(negatives(seq, 3, "near_frames", 2), seq[1, 1:])
+    for t in range(5):
+        s = next(
+            s for s in range(5) if torch.equal(negatives(seq, t, "near_frames", 2), seq[s, 1:])
+        )
+        assert abs(s - t) == 2
+    with pytest.raises(ConfigError, match="night.gap"):
+        small_config(night__negatives="near_frames", night__gap=5)
+
+
 def test_dreams_use_no_lateral_attention_and_stay_within_their_column(monkeypatch):
     """Night never calls lateral attention; a dream in one column depends only on that column's
     replayed top level (changing another column's changes nothing here)."""
@@ -133,9 +151,10 @@ def test_dreams_use_no_lateral_attention_and_stay_within_their_column(monkeypatc
     assert set(out) == {"night_loss", "night_active", "night_positive", "update_norm_night"}
 
 
-def test_a_night_update_moves_only_the_bottom_up_nets(rng):
+@pytest.mark.parametrize("kind", ["other_dreams", "near_frames"])
+def test_a_night_update_moves_only_the_bottom_up_nets(kind, rng):
     """Negative learning in sleep trains the bottom-up nets and nothing else."""
-    cfg = small_config(night__margin=-1.0)  # every pair is inside the margin: a real update
+    cfg = small_config(night__margin=-1.0, night__negatives=kind)  # every pair inside the margin
     model = bioglom.build_model(cfg)
     sleep = Sleep(model, cfg)
     sleep.memory.add(model.settle(rand_images(4, gen=rng)).state[-1])

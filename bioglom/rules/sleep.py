@@ -13,9 +13,10 @@ used when awake." (§12.2)
   (normalised) weighted mean of its top-down prediction and its previous state. No bottom-up
   and no lateral contribution: nothing passes between columns.
 * :func:`negative_loss` -- each bottom-up prediction ``BU_l(e_{l-1})`` of a dream is pushed away
-  from the level-``l`` embedding of another dream at the same column and step, only while their
-  cosine exceeds the margin (footnote 24: separation, not distance):
-  ``relu(cos(BU_l(a), e_l(b)) - m)``.
+  from an unrelated level-``l`` embedding -- another dream's at the same column and step
+  (``night.negatives = "other_dreams"``), or the same dream's ``night.gap`` steps away, a frame
+  near but not adjacent (``"near_frames"``, §12.2) -- only while their cosine exceeds the
+  margin (footnote 24: separation, not distance): ``relu(cos(BU_l(a), e_l(b)) - m)``.
 * :class:`Sleep` -- one night update: dream a batch, apply the negative loss (and optionally
   co-distillation on the dreams, §12.2's last paragraph) to the bottom-up nets, with its own
   optimiser. Level 0's bottom-up net is the front end, which reads pixels that dreams do not
@@ -31,7 +32,7 @@ from torch import Tensor
 from ..config import CONTRIBUTIONS, Config
 from ..model import Glom
 
-__all__ = ["ReplayMemory", "dream", "negative_loss", "Sleep", "NIGHT_METRICS"]
+__all__ = ["ReplayMemory", "dream", "negatives", "negative_loss", "Sleep", "NIGHT_METRICS"]
 
 #: metrics a night update returns
 NIGHT_METRICS = ("night_loss", "night_active", "night_positive", "update_norm_night")
@@ -142,6 +143,21 @@ def negative_loss(pred: Tensor, others: Tensor, margin: float) -> tuple[Tensor, 
     return loss, (cos > margin).float().mean()
 
 
+def negatives(seq: Tensor, t: int, kind: str, gap: int = 2) -> Tensor:
+    """The embeddings ``[K-1, N, B, d]`` (levels 1..K-1) that step ``t``'s predictions are
+    pushed from: another dream at the same column and step (``other_dreams``), or the same
+    dream ``gap`` steps later -- earlier when that runs past the end (``near_frames``)."""
+    if kind == "other_dreams":
+        return seq[t, 1:].roll(1, dims=2)
+    if kind == "near_frames":
+        last = seq.shape[0] - 1
+        if gap > last:
+            raise ValueError(f"gap {gap} does not fit a dream of {last} steps")
+        s = t + gap if t + gap <= last else t - gap
+        return seq[s, 1:]
+    raise ValueError(f"unknown negatives {kind!r}")
+
+
 class Sleep:
     """Night updates of a model's bottom-up nets on dreams (DESIGN 4.3, 5)."""
 
@@ -170,7 +186,7 @@ class Sleep:
         for t in range(steps + 1):
             e = seq[t]
             pred = model.split_prediction(model.bottom_up(e[:-1]))[0]  # levels 1..K-1
-            others = e[1:].roll(1, dims=2)  # another dream, same column and step
+            others = negatives(seq, t, nc.negatives, nc.gap)
             loss, frac = negative_loss(pred, others, nc.margin)
             total = loss
             if nc.positive and t < steps:  # co-distil toward the dream's next state
