@@ -25,6 +25,8 @@ from .config import ConfigError
 __all__ = ["Phase", "parse_schedule", "phase_of_update", "KINDS"]
 
 KINDS = ("day", "night", "interleaved")
+#: the longest schedule accepted, in updates (repetitions multiply quickly)
+MAX_UPDATES = 10_000_000
 _TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z]+)|([(),*]))")
 
 
@@ -102,7 +104,10 @@ def parse_schedule(text: str) -> list[Phase]:
             if not (peek("word", "x") or peek("sym", "*")):
                 raise fail("expected 'x COUNT' after ')'")
             i += 1
-            return inner * number("a repetition count")
+            count = number("a repetition count")
+            if sum(p.length for p in inner) * count > MAX_UPDATES:
+                raise fail(f"more than {MAX_UPDATES} updates in all")
+            return inner * count
         if peek("word") and toks[i][1] in KINDS:
             kind = toks[i][1]
             i += 1
@@ -114,6 +119,11 @@ def parse_schedule(text: str) -> list[Phase]:
     phases = sequence()
     if i != len(toks):
         raise fail("unexpected text")
+    total = sum(p.length for p in phases)
+    if total > MAX_UPDATES:
+        raise ConfigError(
+            "schedule.phases", text, f"{total} updates in all; expected at most {MAX_UPDATES}"
+        )
     return phases
 
 

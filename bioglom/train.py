@@ -151,8 +151,9 @@ def train(
     batch of real images, whose settled top-level states then enter the replay memory; a
     ``night`` update is :class:`~bioglom.rules.sleep.Sleep`'s negative update on dreams;
     ``interleaved`` does both. Records the metrics (means since the previous record) and the
-    probe every ``run.record_every`` updates, at every snapshot and at the end, each with the
-    phase of its update; snapshots the probe every ``run.snapshot_every`` updates and at the
+    probe every ``run.record_every`` updates, at the last update of every phase, at every
+    snapshot and at the end, each with the phase of its update (so no record spans two
+    phases); snapshots the probe every ``run.snapshot_every`` updates and at the
     end; saves the final weights beside the run as ``<out>.pt``. A run that raises is marked
     ``failed``, one stopped with Ctrl-C ``interrupted``, one whose losses or probe
     reconstruction turn non-finite ``diverged`` (checked at each record; it stops there). The
@@ -273,13 +274,11 @@ def train(
                 if sleep is not None:
                     sleep.memory.add(rule.last_state[-1])
             if kind in ("night", "interleaved"):
-                if len(sleep.memory) == 0:  # a night before any day: perceive, do not learn
-                    with torch.no_grad():
-                        sleep.memory.add(model.settle(batch(), check=False).state[-1])
                 accumulate(sleep.update(gen))
             bar.update(1)
             snap = u % config.run.snapshot_every == 0 or u == updates
-            if u % record_every == 0 or snap:
+            boundary = u < updates and kinds[u] != kind  # the last update of a phase
+            if u % record_every == 0 or snap or boundary:
                 bad = record(u, snapshot=snap, phase=kind)
                 bar.set_postfix(
                     loss=f"{last.get('loss', float('nan')):.4f}",

@@ -20,8 +20,10 @@ available, else scikit-learn's 8x8 digits; the script says which. State normalis
 
 Writes one HDF5 run per arm, a figure DIR/collapse.png (collapse metrics and linear-probe
 accuracy against updates, nights shaded), and prints a table: for the first positive-only
-block of each arm, how far each metric fell, and how many negative updates of the next night
-brought it back within 10% of its value before that block (or that it never did).
+block of each arm, how far each metric fell from its best value during the block, how many
+updates the rank took to lose half of its fall, and how many negative updates of the next
+night brought each metric back within 10% of that best value (counted at the records, so "at
+most"; "never" if the night ended first; "-" if it did not fall by 10% or no night followed).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ PRESETS = {
     # the README's numbers
     "full": {
         "lengths": {"day": 1500, "night": 200, "block": 300, "night_block": 40, "cycles": 5},
-        "overrides": {"data.n_linear": 1024, "data.n_probe": 32, "run.record_every": 20,
+        "overrides": {"data.n_linear": 1024, "data.n_probe": 32, "run.record_every": 10,
                       "run.snapshot_every": 500},
         "mnist": True,
     },
@@ -103,22 +105,34 @@ def first_day_block(kinds: list[str]) -> tuple[int, int] | None:
     return start + 1, end + 1
 
 
-def fall_and_recovery(steps, values, kinds, block) -> tuple[float, str]:
-    """Relative fall of a metric over a day block, and the night updates that restored it
-    to within 10% of its value before the block ("never", or "-" with no night after)."""
+def fall_and_recovery(steps, values, kinds, block) -> tuple[float, int | None, str]:
+    """How a metric did over a positive-only block and the night after it.
+
+    Returns (relative fall from the block's best value to its last value, updates from the
+    block's start until half of that fall had happened, night updates until the metric was
+    back within 10% of the best value: a number (an upper bound: the first record that shows
+    it), "never", or "-" when it fell by less than 10% or no night followed the block).
+    """
     first, last = block
-    before = values[np.searchsorted(steps, first - 1)]
-    after = values[np.searchsorted(steps, last)]
-    fall = (before - after) / abs(before) if before else float("nan")
-    if last >= len(kinds) or kinds[last] == "day":
-        return fall, "-"
+    steps, values = np.asarray(steps), np.asarray(values)
+    inside = (steps >= first - 1) & (steps <= last)
+    best = float(values[inside].max())
+    end = float(values[steps == last][0])
+    fall = (best - end) / abs(best) if best else float("nan")
+    half = None
+    for s, v in zip(steps[inside], values[inside], strict=True):
+        if fall > 0 and v <= best - 0.5 * (best - end):
+            half = int(s - (first - 1))
+            break
+    if not fall >= 0.1 or last >= len(kinds) or kinds[last] == "day":
+        return fall, half, "-"
     night_end = last
     while night_end < len(kinds) and kinds[night_end] != "day":
         night_end += 1
     for s, v in zip(steps, values, strict=True):
-        if last < s <= night_end and abs(v - before) <= 0.1 * abs(before):
-            return fall, str(int(s - last))
-    return fall, "never"
+        if last < s <= night_end and abs(v - best) <= 0.1 * abs(best):
+            return fall, half, str(int(s - last))
+    return fall, half, "never"
 
 
 def plot(results: dict, kinds_of: dict, top: int, path: Path) -> bool:
@@ -191,17 +205,23 @@ def main() -> int:
         kinds = kinds_of[arm]
         block = first_day_block(kinds)
         row = [arm, arms(preset["lengths"])[arm]]
-        for key in METRICS.values():
+        for i, key in enumerate(METRICS.values()):
             series = m[key.format(top=top)]
             if block is None:
-                row += ["-", "-"]
+                row += ["-", "-"] + (["-"] if i == 0 else [])
                 continue
-            fall, back = fall_and_recovery(m["step"], series, kinds, block)
-            row += [fmt(100 * fall, 1) + "%", back]
+            fall, half, back = fall_and_recovery(m["step"], series, kinds, block)
+            row += [fmt(100 * fall, 1) + "%"]
+            if i == 0:
+                row += ["-" if half is None else str(half)]
+            row += [back]
         rows.append(row)
     headers = ["arm", "schedule"]
-    for name in METRICS:
-        headers += [f"{name}: fall", f"{name}: night updates to within 10%"]
+    for i, name in enumerate(METRICS):
+        headers += [f"{name}: fall"]
+        if i == 0:
+            headers += [f"{name}: updates to half its fall"]
+        headers += [f"{name}: night updates to within 10%"]
     print(f"\nday_night, preset {args.preset}: runs in {out}; metrics of level {top} (top)")
     print(markdown_table(headers, rows))
     final = [

@@ -66,3 +66,21 @@ def test_linear_probe_reads_separable_classes_and_not_noise():
     assert linear_probe_accuracy(x[:300], y[:300], x[300:], y[300:]) == 1.0
     noise_y = rng.integers(0, 4, 400)
     assert linear_probe_accuracy(x[:300], noise_y[:300], x[300:], noise_y[300:]) < 0.5
+
+
+def test_within_image_cosine_and_std_by_brute_force():
+    """On random states whose levels differ, cos_within is the mean over images of the mean
+    cosine between two different columns, and std is the mean over dimensions of the std of the
+    unit vectors over every (column, image) sample -- both recomputed with loops."""
+    g = torch.Generator().manual_seed(fresh_seed())
+    s = torch.randn(2, 4, 3, 5, generator=g)
+    s[1] = s[1] * 0.1 + torch.randn(5, generator=g)  # level 1 much less spread than level 0
+    diag = collapse_diagnostics(s)
+    u = s / s.norm(dim=-1, keepdim=True)
+    for k in range(2):
+        vals = [float(u[k, x, b] @ u[k, y, b]) for b in range(3) for x in range(4)
+                for y in range(4) if x != y]  # fmt: skip
+        assert diag["cos_within"][k] == pytest.approx(np.mean(vals), abs=1e-6)
+        samples = u[k].reshape(12, 5).numpy()
+        assert diag["std"][k] == pytest.approx(samples.std(axis=0).mean(), abs=1e-6)
+    assert diag["std"][1] < diag["std"][0] and diag["cos_within"][1] > diag["cos_within"][0]

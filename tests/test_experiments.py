@@ -44,3 +44,23 @@ def test_quick_preset_writes_one_run_per_arm_and_a_table(script, arms, tmp_path)
             else:
                 assert cfg.train.rule == ("codistill" if arm == "delta" else "temporal")
                 assert cfg.temporal.spiking == (arm == "spiking")
+
+
+def test_day_night_fall_and_recovery_arithmetic():
+    """The day/night table's arithmetic on hand-made series: the fall is measured from the
+    block's best value, half-fall time from the block start, recovery in night updates to
+    within 10% of that best; a metric that did not fall gets no recovery count."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import day_night as dn
+
+    kinds = ["day"] * 6 + ["night"] * 4 + ["day"] * 2
+    assert dn.first_day_block(kinds) == (1, 6)
+    assert dn.first_day_block(["night", "interleaved"]) is None
+    steps = [0, 2, 4, 6, 8, 10, 12]
+    values = [8.0, 10.0, 4.0, 2.0, 5.0, 9.5, 9.0]  # best 10 at update 2, end 2 at update 6
+    fall, half, back = dn.fall_and_recovery(steps, values, kinds, (1, 6))
+    assert fall == pytest.approx(0.8) and half == 4 and back == "4"  # 9.5 at update 10
+    fall, half, back = dn.fall_and_recovery(steps, [1, 1, 1, 0.95, 1, 1, 1], kinds, (1, 6))
+    assert back == "-"  # fell by 5% only
+    fall, half, back = dn.fall_and_recovery(steps, [8, 10, 4, 2, 5, 6, 9], kinds, (1, 6))
+    assert back == "never"  # the night ended at update 10 still far from 10

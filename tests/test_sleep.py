@@ -48,6 +48,8 @@ def test_schedules_expand_to_the_right_phases(text, phases):
         ("(day 5) 3", "'x COUNT'"),
         ("day 5 night 5", "unexpected text"),
         ("day 5; night 1", "unexpected character"),
+        ("(((day 1) x 1000) x 1000) x 1000", "more than 10000000 updates"),
+        ("day 9999999, night 2", "expected at most 10000000"),
     ],
 )
 def test_a_bad_schedule_is_a_config_error_naming_it(text, fragment):
@@ -187,8 +189,48 @@ def test_trainer_follows_the_schedule_and_logs_the_phase(tmp_path):
         assert run.attrs["schedule"] == "day 2, night 2, interleaved 2"
 
 
-def test_negative_first_perceives_before_it_dreams(tmp_path):
-    """A night before any day fills the memory by perceiving a batch without learning."""
-    cfg = small_config(schedule__phases="night 2, day 1")
-    result = train(cfg, tmp_path / "n.h5", progress=False)
-    assert result.status == "finished"
+def test_nights_never_attend_and_a_first_night_dreams_from_scratch(tmp_path, monkeypatch):
+    """Through the whole trainer: no night update calls lateral attention -- also a night before
+    any day, which dreams from random top-level embeddings -- and a night-only run changes
+    only the bottom-up nets (no perception, no homeostatic drift)."""
+    import bioglom.model as model_module
+    import bioglom.train as train_module
+    from bioglom.rules import sleep as sleep_module
+
+    state = {"night": False, "calls": 0}
+    real_lateral = model_module.Glom.lateral
+
+    def watched(self, *a, **k):
+        if state["night"]:
+            state["calls"] += 1
+        return real_lateral(self, *a, **k)
+
+    real_update = sleep_module.Sleep.update
+
+    def night_update(self, *a, **k):
+        state["night"] = True
+        try:
+            return real_update(self, *a, **k)
+        finally:
+            state["night"] = False
+
+    monkeypatch.setattr(model_module.Glom, "lateral", watched)
+    monkeypatch.setattr(sleep_module.Sleep, "update", night_update)
+    cfg = small_config(schedule__phases="night 3", model__state_norm="homeostatic")
+    result = train_module.train(cfg, tmp_path / "n.h5", progress=False)
+    assert result.status == "finished" and state["calls"] == 0
+    before = bioglom.build_model(cfg).state_dict()
+    for k, v in result.model.state_dict().items():
+        assert torch.equal(v, before[k]) != k.startswith("bottom_up."), k
+    cfg = small_config(schedule__phases="night 2, day 2, interleaved 2")
+    assert train_module.train(cfg, tmp_path / "m.h5", progress=False).status == "finished"
+    assert state["calls"] == 0
+
+
+def test_records_never_span_two_phases(tmp_path):
+    """The last update of every phase is recorded, whatever run.record_every says."""
+    cfg = small_config(schedule__phases="day 3, night 2, day 4", run__record_every=100)
+    train(cfg, tmp_path / "b.h5", progress=False)
+    with open_run(tmp_path / "b.h5") as run:
+        assert list(run.steps) == [0, 3, 5, 9]
+        assert list(run.phase) == ["day", "day", "night", "day"]

@@ -20,7 +20,12 @@ used when awake." (§12.2)
 * :class:`Sleep` -- one night update: dream a batch, apply the negative loss (and optionally
   co-distillation on the dreams, §12.2's last paragraph) to the bottom-up nets, with its own
   optimiser. Level 0's bottom-up net is the front end, which reads pixels that dreams do not
-  have; it is not trained at night.
+  have; it is not trained at night. A night before any day has nothing to replay: its dreams
+  start from random top-level embeddings (unit Gaussian, normalised) -- no perception, no
+  attention at night.
+
+The top level's random walk stands in for the generator of top-level sequences that §12.2
+assumes; in gaussian mode the dreams carry means only.
 """
 
 from __future__ import annotations
@@ -63,10 +68,14 @@ class ReplayMemory:
             self.size = min(self.size + 1, self.capacity)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``[N, n, d]``: n stored states drawn uniformly with replacement."""
+        """``[N, n, d]``: n stored states drawn uniformly, without replacement while the memory
+        holds at least n (so that no dream is pushed from a copy of itself)."""
         if self.size == 0:
             raise RuntimeError("the replay memory is empty: nothing was seen by day yet")
-        idx = torch.randint(0, self.size, (n,), generator=generator)
+        if self.size >= n:
+            idx = torch.randperm(self.size, generator=generator)[:n]
+        else:
+            idx = torch.randint(0, self.size, (n,), generator=generator)
         return self.items[idx.to(self.items.device)].transpose(0, 1)
 
     def state_dict(self) -> dict:
@@ -175,8 +184,12 @@ class Sleep:
         was_training = model.training
         model.eval()  # dreaming does not move homeostatic set points
         try:
-            seq = dream(model, self.memory.sample(nc.batch_size, generator), steps, nc.perturb,
-                        nc.drift, generator)  # fmt: skip
+            if len(self.memory):
+                top = self.memory.sample(nc.batch_size, generator)
+            else:  # nothing seen by day yet: innate, random top-level embeddings
+                ref = model.weights_start
+                top = _noise((model.N, nc.batch_size, model.d), ref, generator)
+            seq = dream(model, top, steps, nc.perturb, nc.drift, generator)
         finally:
             model.train(was_training)
         self.optimizer.zero_grad(set_to_none=True)
@@ -205,7 +218,7 @@ class Sleep:
         return {
             "night_loss": loss_sum / n,
             "night_active": active / (steps + 1),
-            "night_positive": positive / n,
+            "night_positive": positive / (steps * model.N),
             "update_norm_night": change,
         }
 
