@@ -63,21 +63,24 @@ def _print_summary(path: Path, status: str, metrics: dict[str, float], levels: i
     if shown:
         print("final: " + ", ".join(f"{k} {_fmt(metrics[k])}" for k in shown))
     columns = [
-        ("islands/image", "probe_islands", "{:.1f}"),
-        ("within-image cos", "probe_cos", "{:.3f}"),
-        ("ensemble ratio", "probe_ensemble", "{:.3f}"),
-        ("agreement BU", "probe_agree_bu", "{:.3f}"),
-        ("agreement TD", "probe_agree_td", "{:.3f}"),
+        ("islands/img", "probe_islands", "{:.1f}"),
+        ("obj FG-ARI", "probe_fgari_obj", "{:.3f}"),
+        ("part FG-ARI", "probe_fgari_part", "{:.3f}"),
+        ("nesting", "probe_nesting", "{:.3f}"),
+        ("cos within", "probe_cos", "{:.3f}"),
+        ("ensemble", "probe_ensemble", "{:.3f}"),
+        ("agree BU", "probe_agree_bu", "{:.3f}"),
+        ("agree TD", "probe_agree_td", "{:.3f}"),
     ]
     if any(f"probe_islands_L{k}" in metrics for k in range(levels)):
-        print("level  " + "  ".join(f"{title:>16}" for title, _, _ in columns))
+        print("level " + " ".join(f"{title:>11}" for title, _, _ in columns))
         for k in range(levels):
             cells = []
             for _, name, form in columns:
                 v = metrics.get(f"{name}_L{k}")
                 ok = v is not None and math.isfinite(v)
-                cells.append(f"{form.format(v) if ok else '-':>16}")
-            print(f"{k:>5}  " + "  ".join(cells))
+                cells.append(f"{form.format(v) if ok else '-':>11}")
+            print(f"{k:>5} " + " ".join(cells))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -541,8 +541,14 @@ class RunConfig:
     device: str = _f("cpu", Device(), "torch device")
     record_every: int = _f(25, Int(1, 100_000_000), "updates between metric records")
     snapshot_every: int = _f(100, Int(1, 100_000_000), "updates between probe snapshots")
+    island_method: str = _f(
+        "connected",
+        Choice("connected", "agglomerative"),
+        "how the probe's islands are extracted: connected 4-neighbours with cosine above the "
+        "threshold, or average-linkage clustering of each image's columns cut at the threshold",
+    )
     island_threshold: float = _f(
-        0.8, Real(-1.0, 1.0), "cosine above which neighbouring columns join an island"
+        0.8, Real(-1.0, 1.0), "cosine above which columns join an island (either method)"
     )
     linear_probe_level: int = _f(
         -1,

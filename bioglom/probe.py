@@ -2,8 +2,13 @@
 
 Per level ``k`` (see :func:`probe_metric_names`):
 
-* ``probe_islands_L{k}``: mean number of islands per image (4-neighbour components with
-  cosine above ``run.island_threshold``);
+* islands (:mod:`bioglom.islands`, by ``run.island_method`` at ``run.island_threshold``):
+  ``probe_islands_L{k}`` (mean number per image), ``probe_island_size_L{k}`` (mean columns per
+  island), ``probe_nesting_L{k}`` (``k < K-1``: share of each island inside one island of level
+  ``k+1``);
+* scores against ground truth (:mod:`bioglom.scores`), when the probe images have masks:
+  ``probe_fgari_{t}_L{k}``, ``probe_ari_{t}_L{k}``, ``probe_miou_{t}_L{k}`` for ``t`` in
+  ``obj`` (object masks) and ``part`` (part masks), every level scored against both;
 * collapse (:mod:`bioglom.diagnostics`): ``probe_cos_L{k}`` (mean cosine between two columns
   of one image), ``probe_cos_across_L{k}`` (between two images at one column),
   ``probe_std_L{k}`` (per-dimension std of the normalised embeddings), ``probe_rank_L{k}``
@@ -33,11 +38,12 @@ from torch import Tensor
 
 from .agreement import column_agreement, ensemble_effect
 from .diagnostics import collapse_diagnostics, linear_probe_accuracy
-from .islands import connected_islands, island_counts
+from .islands import extract_islands
 from .model import Glom
 from .rules.base import corrupt
+from .scores import score_islands
 
-__all__ = ["Probe", "probe_metric_names", "DIAGNOSTICS"]
+__all__ = ["Probe", "probe_metric_names", "DIAGNOSTICS", "SCORES"]
 
 #: collapse diagnostics recorded per level: metric stem -> key of collapse_diagnostics
 DIAGNOSTICS = {
@@ -53,8 +59,17 @@ DIAGNOSTICS = {
 AGREEMENT_INPUTS = 64
 
 
-def probe_metric_names(levels: int) -> tuple[str, ...]:
+#: island scores recorded per level and ground truth: metric stem -> key of score_islands
+SCORES = ("fgari", "ari", "miou")
+
+
+def probe_metric_names(levels: int, truth: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Every metric :meth:`Probe.evaluate` may return, for ``levels`` levels and ground-truth
+    names ``truth`` (e.g. ``("obj", "part")``)."""
     per_level = [f"probe_islands_L{k}" for k in range(levels)]
+    per_level += [f"probe_island_size_L{k}" for k in range(levels)]
+    per_level += [f"probe_nesting_L{k}" for k in range(levels - 1)]
+    per_level += [f"probe_{s}_{t}_L{k}" for t in truth for s in SCORES for k in range(levels)]
     per_level += [f"{stem}_L{k}" for stem in DIAGNOSTICS for k in range(levels)]
     per_level += [f"probe_ensemble_L{k}" for k in range(1, levels)]
     per_level += [f"probe_agree_bu_L{k}" for k in range(1, levels)]
@@ -71,6 +86,8 @@ class Probe:
     hole_size: float
     island_threshold: float
     seed: int = 0
+    island_method: str = "connected"
+    truth: dict[str, np.ndarray] | None = None  # name -> [B, H_g, W_g] column labels
     linear_images: Tensor | None = None  # [M, C, H, W] labelled held-out images
     linear_labels: np.ndarray | None = None  # [M]
     linear_level: int = -1
@@ -108,11 +125,17 @@ class Probe:
             metrics["probe_fill_mse"] = float(((filled - self.images)[m] ** 2).mean())
         if linear is not None:
             metrics["probe_linear_acc"] = linear
-        labels = connected_islands(state, model.grid, self.island_threshold)
-        counts = island_counts(labels).mean(axis=1)
+        labels = extract_islands(state, model.grid, self.island_method, self.island_threshold)
+        scores = score_islands(labels, self.truth)
         diag = collapse_diagnostics(state)
         for k in range(model.K):
-            metrics[f"probe_islands_L{k}"] = float(counts[k])
+            metrics[f"probe_islands_L{k}"] = float(scores["count"][k])
+            metrics[f"probe_island_size_L{k}"] = float(scores["size"][k])
+            if k < model.K - 1:
+                metrics[f"probe_nesting_L{k}"] = float(scores["nesting"][k])
+            for t in self.truth or {}:
+                for stem in SCORES:
+                    metrics[f"probe_{stem}_{t}_L{k}"] = float(scores[f"{stem}_{t}"][k])
             for stem, key in DIAGNOSTICS.items():
                 metrics[f"{stem}_L{k}"] = float(diag[key][k])
         for k in range(1, model.K):

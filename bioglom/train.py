@@ -30,8 +30,9 @@ from .rules import make_rule
 from .rules.sleep import NIGHT_METRICS, Sleep
 from .runs import RunWriter
 from .schedule import parse_schedule, phase_of_update
+from .scores import column_labels
 
-__all__ = ["load_data", "train", "TrainResult", "default_run_path"]
+__all__ = ["load_data", "train", "TrainResult", "default_run_path", "probe_truth", "TRUTH_MASKS"]
 
 
 @dataclass
@@ -114,6 +115,24 @@ def load_data(config: Config) -> DataSplits:
     return DataSplits(data.subset(np.arange(a)), data.subset(np.arange(b, n)), linear)
 
 
+#: ground-truth names of the island scores, and the mask each is made from
+TRUTH_MASKS = {"obj": "object_masks", "part": "part_masks"}
+
+
+def probe_truth(images: ImageSet, grid: tuple[int, int]) -> dict[str, np.ndarray] | None:
+    """Column labels (majority over each patch) of the probe's masks, by truth name; None when
+    the data has no masks or the image size is not a multiple of the grid."""
+    h, w = images.size
+    if h % grid[0] or w % grid[1]:
+        return None
+    truth = {
+        name: column_labels(getattr(images, key), grid)
+        for name, key in TRUTH_MASKS.items()
+        if getattr(images, key) is not None
+    }
+    return truth or None
+
+
 def default_run_path(config: Config, stem: str = "run") -> Path:
     """``<run.out_dir>/<stem>-<UTC time>.h5``."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -181,6 +200,8 @@ def train(
         linear_images=None if linear is None else torch.from_numpy(linear.images).to(device),
         linear_labels=None if linear is None else linear.labels,
         linear_level=config.run.linear_probe_level,
+        island_method=config.run.island_method,
+        truth=probe_truth(probe_set, model.grid),
     )
     K, N, Bp, d = model.K, model.N, len(probe_set), model.d
     probe_arrays = {"images": probe_set.images}
@@ -189,7 +210,12 @@ def train(
         if value is not None:
             probe_arrays[key] = value
     night_names = NIGHT_METRICS if sleep is not None else ()
-    metric_names = (*rule.metric_names, *night_names, *probe_metric_names(K), "elapsed_s")
+    metric_names = (
+        *rule.metric_names,
+        *night_names,
+        *probe_metric_names(K, tuple(probe.truth or ())),
+        "elapsed_s",
+    )
     writer = RunWriter(
         out,
         config_text=config.to_toml(),
@@ -207,7 +233,7 @@ def train(
             "state_norm": config.model.state_norm,
             "consensus_mode": config.consensus.mode,
             "neighbourhood": config.attention.neighbourhood,
-            "island_method": "connected 4-neighbours, cosine > threshold",
+            "island_method": config.run.island_method,
             "island_threshold": config.run.island_threshold,
             "grid": json.dumps(list(model.grid)),
             "device": str(device),

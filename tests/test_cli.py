@@ -25,7 +25,7 @@ def test_run_trains_and_prints_a_summary(tmp_path, capsys):
     assert main(["run", str(DEFAULT), "--out", str(out), *TINY]) == 0
     text = capsys.readouterr().out
     assert f"run: {out}" in text and "status: finished" in text
-    assert "probe_recon_mse" in text and "islands/image" in text
+    assert "probe_recon_mse" in text and "islands/img" in text and "obj FG-ARI" in text
     with open_run(out) as run:
         assert run.status == "finished" and run.steps[-1] == 3
         assert run.config.model.levels == 3

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
 import torch
+from conftest import fresh_seed
 
 from bioglom.diagnostics import collapse_diagnostics
-from bioglom.islands import connected_islands, island_counts
+from bioglom.islands import (
+    agglomerative_islands,
+    connected_islands,
+    extract_islands,
+    island_counts,
+    island_sizes,
+    parse_tree,
+)
 
 
 def hand_made_state(layout: np.ndarray, d: int = 6, noise: float = 0.0, seed: int = 0):
@@ -83,3 +94,58 @@ def test_mean_within_image_cosine_matches_pairwise_definition():
         assert abs(float(got[k]) - np.mean(vals)) < 1e-5
     collapsed = torch.ones(1, 7, 2, 3)
     assert abs(float(collapse_diagnostics(collapsed)["cos_within"][0]) - 1.0) < 1e-6
+
+
+def test_agglomerative_joins_separated_regions_that_agree():
+    """Agglomerative clustering ignores the grid: the two non-touching regions that carry the
+    same vector are one island, where connected components see two."""
+    layout = np.array(
+        [
+            [0, 0, 1, 1],
+            [0, 0, 1, 1],
+            [2, 2, 0, 0],
+            [2, 2, 0, 0],
+        ]
+    )
+    state = hand_made_state(layout, noise=0.01, seed=fresh_seed())
+    agg = agglomerative_islands(state, (4, 4), threshold=0.8)
+    np.testing.assert_array_equal(agg[0, 0], layout)  # first appearance: 0, 1, 2 as laid out
+    assert island_counts(connected_islands(state, (4, 4), 0.8))[0, 0] == 4
+
+
+def test_agglomerative_threshold_is_a_mean_cosine_cut():
+    """Three columns: a and b at cosine 0.6, c orthogonal to both. Average linkage merges a and
+    b below a cut of 0.6 and not above it; c stays alone unless the cut is below 0."""
+    a, b, c = [1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]
+    e = torch.tensor([a, b, c]).view(1, 3, 1, 3)
+    assert agglomerative_islands(e, (1, 3), 0.5)[0, 0].tolist() == [[0, 0, 1]]
+    assert agglomerative_islands(e, (1, 3), 0.7)[0, 0].tolist() == [[0, 1, 2]]
+    assert agglomerative_islands(e, (1, 3), -0.5)[0, 0].tolist() == [[0, 0, 0]]
+
+
+def test_extract_islands_names_a_bad_method():
+    with pytest.raises(ValueError, match="'kmeans'"):
+        extract_islands(torch.zeros(1, 4, 1, 2), (2, 2), "kmeans")
+
+
+def test_parse_tree_links_each_island_to_the_island_above():
+    """A hand-made two-level labelling of a 2x4 grid: level 0 has three islands, level 1 two;
+    island L0.1 straddles the boundary (3 of its 4 columns in L1.1)."""
+    level0 = np.array([[0, 0, 1, 1], [0, 1, 1, 2]])
+    level1 = np.array([[0, 0, 1, 1], [0, 0, 1, 1]])
+    labels = np.stack([level0, level1])[:, None]  # [K=2, B=1, 2, 4]
+    tree = parse_tree(labels)
+    json.dumps(tree)  # plain data
+    nodes = {n["id"]: n for n in tree["nodes"]}
+    assert sorted(nodes) == ["L0.0", "L0.1", "L0.2", "L1.0", "L1.1"]
+    assert nodes["L0.0"]["parent"] == "L1.0" and nodes["L0.0"]["inside"] == 1.0
+    assert nodes["L0.1"]["parent"] == "L1.1" and nodes["L0.1"]["inside"] == 0.75
+    assert nodes["L0.1"]["size"] == 4 and nodes["L0.1"]["centroid"] == [0.5, 2.0]
+    assert nodes["L0.2"]["parent"] == "L1.1"
+    assert nodes["L1.1"]["children"] == ["L0.1", "L0.2"]
+    assert nodes["L1.0"]["parent"] is None and nodes["L1.0"]["inside"] is None
+
+
+def test_island_sizes_are_columns_per_island():
+    labels = np.array([[0, 0, 1, 1], [0, 0, 0, 0]]).reshape(2, 1, 2, 2)
+    np.testing.assert_allclose(island_sizes(labels), [[2.0], [4.0]])

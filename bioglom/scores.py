@@ -1,0 +1,190 @@
+"""Islands scored against ground truth: ARI, FG-ARI, matched IoU, nesting (DESIGN section 6).
+
+GLOM claims that islands of agreeing columns *are* the parse tree (§1, §2, §6): at a part level
+the islands should be the parts, at an object level the objects, and each island should lie
+inside one island of the level above. Where the data has pixel masks (the embedded scenes, a
+user's file with ``part_masks`` / ``object_masks``), the masks are first turned into one label
+per column by majority over the column's patch (:func:`column_labels`); the scores below then
+compare two labelings of the same columns, one image at a time.
+
+With ``n_ij`` the contingency table of true segment ``i`` against island ``j`` over ``n``
+columns, ``a_i = sum_j n_ij``, ``b_j = sum_i n_ij`` and ``C(x) = x (x - 1) / 2`` (pairs):
+
+* ARI (Hubert & Arabie 1985)::
+
+      index = sum_ij C(n_ij),  expected = sum_i C(a_i) sum_j C(b_j) / C(n),
+      ARI = (index - expected) / ((sum_i C(a_i) + sum_j C(b_j)) / 2 - expected)
+
+  1 for the same partition (labels permuted or not), about 0 for a chance one. The
+  denominator is 0 only when both labelings are one cluster, or both all singletons: the
+  partitions are then identical and ARI is 1.
+* FG-ARI: ARI over the columns whose true label is not background (label 0), as in the
+  object-discovery literature (e.g. Greff et al. 2019, Locatello et al. 2020); NaN for an image
+  with fewer than two foreground columns.
+* mIoU: the mean over true segments (background excluded unless asked) of the intersection over
+  union with the island matched to it; islands and segments are matched one-to-one to maximise
+  the summed IoU (Hungarian algorithm); a segment left without an island scores 0.
+* nesting: for each island at level ``l``, the largest share of its columns that lies inside a
+  single island at level ``l + 1``; averaged over islands. 1 when every island nests. A level
+  above that collapsed to one island makes it 1 trivially: read it with the island counts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+__all__ = [
+    "adjusted_rand_index",
+    "column_labels",
+    "fg_ari",
+    "matched_iou",
+    "nesting",
+    "score_islands",
+]
+
+
+def _pairs(x: np.ndarray) -> np.ndarray:
+    return x * (x - 1) / 2.0
+
+
+def _contingency(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """``n_ij`` of two flat labelings (any integer ids)."""
+    _, t = np.unique(true, return_inverse=True)
+    _, p = np.unique(pred, return_inverse=True)
+    t, p = t.reshape(-1), p.reshape(-1)
+    table = np.zeros((t.max() + 1, p.max() + 1), dtype=np.float64)
+    np.add.at(table, (t, p), 1.0)
+    return table
+
+
+def adjusted_rand_index(true: np.ndarray, pred: np.ndarray) -> float:
+    """ARI of two labelings of the same items (flattened); see the module docstring.
+
+    NaN for fewer than two items (no pairs to count).
+    """
+    true, pred = np.asarray(true).reshape(-1), np.asarray(pred).reshape(-1)
+    if true.shape != pred.shape:
+        raise ValueError(f"labelings differ in size: {true.size} and {pred.size}")
+    n = true.size
+    if n < 2:
+        return float("nan")
+    table = _contingency(true, pred)
+    index = _pairs(table).sum()
+    sum_a = _pairs(table.sum(1)).sum()
+    sum_b = _pairs(table.sum(0)).sum()
+    expected = sum_a * sum_b / _pairs(np.float64(n))
+    top = (sum_a + sum_b) / 2.0
+    if top == expected:  # both one cluster, or both all singletons: the same partition
+        return 1.0
+    return float((index - expected) / (top - expected))
+
+
+def fg_ari(true: np.ndarray, pred: np.ndarray, background: int = 0) -> float:
+    """ARI over the items whose true label is not ``background``; NaN if fewer than two."""
+    true, pred = np.asarray(true).reshape(-1), np.asarray(pred).reshape(-1)
+    if true.shape != pred.shape:
+        raise ValueError(f"labelings differ in size: {true.size} and {pred.size}")
+    fg = true != background
+    if fg.sum() < 2:
+        return float("nan")
+    return adjusted_rand_index(true[fg], pred[fg])
+
+
+def matched_iou(true: np.ndarray, pred: np.ndarray, background: int | None = 0) -> float:
+    """Mean IoU of the true segments with Hungarian-matched islands; NaN if no segment.
+
+    ``background``: the true label left out of the mean (it still counts in the unions);
+    None keeps every segment.
+    """
+    true, pred = np.asarray(true).reshape(-1), np.asarray(pred).reshape(-1)
+    if true.shape != pred.shape:
+        raise ValueError(f"labelings differ in size: {true.size} and {pred.size}")
+    t_ids = np.unique(true)
+    table = _contingency(true, pred)  # rows in the order of t_ids
+    union = table.sum(1, keepdims=True) + table.sum(0, keepdims=True) - table
+    iou = table / union
+    keep = np.ones(len(t_ids), dtype=bool) if background is None else t_ids != background
+    iou = iou[keep]
+    if iou.shape[0] == 0:
+        return float("nan")
+    rows, cols = linear_sum_assignment(iou, maximize=True)
+    return float(iou[rows, cols].sum() / iou.shape[0])
+
+
+def nesting(lower: np.ndarray, upper: np.ndarray) -> float:
+    """Mean over the islands of ``lower`` of the largest share inside one island of ``upper``.
+
+    ``lower`` and ``upper`` label the same columns (one image, levels ``l`` and ``l + 1``).
+    """
+    lower, upper = np.asarray(lower).reshape(-1), np.asarray(upper).reshape(-1)
+    if lower.shape != upper.shape:
+        raise ValueError(f"labelings differ in size: {lower.size} and {upper.size}")
+    table = _contingency(lower, upper)
+    return float((table.max(1) / table.sum(1)).mean())
+
+
+def column_labels(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """One label per column: the most frequent mask id over the column's patch.
+
+    Parameters
+    ----------
+    masks : int ``[B, H, W]`` pixel masks (0 = background)
+    grid : ``(H_g, W_g)``; ``H`` and ``W`` must be multiples of it
+
+    Returns
+    -------
+    int64 ``[B, H_g, W_g]``; ties go to the smaller id.
+    """
+    m = np.asarray(masks)
+    if m.ndim != 3:
+        raise ValueError(f"masks must be [B, H, W], got shape {m.shape}")
+    B, H, W = m.shape
+    hg, wg = grid
+    if H % hg or W % wg:
+        raise ValueError(f"mask size {H}x{W} is not a multiple of the grid {hg}x{wg}")
+    if m.min() < 0:
+        raise ValueError(f"mask ids must be >= 0, got {m.min()}")
+    ph, pw = H // hg, W // wg
+    patches = m.reshape(B, hg, ph, wg, pw).transpose(0, 1, 3, 2, 4).reshape(B * hg * wg, -1)
+    n_ids = int(m.max()) + 1
+    counts = np.zeros((patches.shape[0], n_ids), dtype=np.int64)
+    np.add.at(counts, (np.arange(patches.shape[0])[:, None], patches), 1)
+    return counts.argmax(1).reshape(B, hg, wg).astype(np.int64)
+
+
+def score_islands(
+    labels: np.ndarray, truth: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Every score per level, averaged over images (NaN-aware).
+
+    Parameters
+    ----------
+    labels : ``[K, B, H_g, W_g]`` islands
+    truth : name -> ``[B, H_g, W_g]`` column labels, e.g. ``{"obj": ..., "part": ...}``
+
+    Returns
+    -------
+    ``count``, ``size`` (mean columns per island) ``[K]``; ``nesting`` ``[K - 1]``; and for
+    each truth name ``t``: ``fgari_t``, ``ari_t``, ``miou_t`` ``[K]``.
+    """
+    lab = np.asarray(labels)
+    K, B = lab.shape[:2]
+    flat = lab.reshape(K, B, -1)
+    count = flat.max(-1) + 1
+    out = {
+        "count": count.mean(1),
+        "size": (flat.shape[-1] / count).mean(1),
+        "nesting": np.array(
+            [np.mean([nesting(flat[k, b], flat[k + 1, b]) for b in range(B)]) for k in range(K - 1)]
+        ),
+    }
+    for name, t in (truth or {}).items():
+        t = np.asarray(t).reshape(B, -1)
+        for score, fn in (("fgari", fg_ari), ("ari", adjusted_rand_index), ("miou", matched_iou)):
+            per = np.array([[fn(t[b], flat[k, b]) for b in range(B)] for k in range(K)])
+            with np.errstate(all="ignore"):
+                valid = ~np.isnan(per)
+                sums = np.where(valid, per, 0.0).sum(1)
+                out[f"{score}_{name}"] = np.where(valid.any(1), sums / valid.sum(1), np.nan)
+    return out

@@ -1,0 +1,197 @@
+"""Island scores against ground truth, checked against definitions written out here.
+
+The reference ARI counts pairs one by one (no contingency table); the reference matched IoU
+tries every assignment of islands to segments. Labelings are drawn fresh on every run.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from conftest import fresh_seed
+
+from bioglom.scores import (
+    adjusted_rand_index,
+    column_labels,
+    fg_ari,
+    matched_iou,
+    nesting,
+    score_islands,
+)
+
+
+def brute_force_ari(true, pred) -> float:
+    """ARI from explicit pair counts: pairs together in both, in the truth, in the prediction."""
+    both = same_true = same_pred = total = 0
+    for i, j in itertools.combinations(range(len(true)), 2):
+        t, p = true[i] == true[j], pred[i] == pred[j]
+        both += t and p
+        same_true += t
+        same_pred += p
+        total += 1
+    expected = same_true * same_pred / total
+    top = (same_true + same_pred) / 2
+    return 1.0 if top == expected else (both - expected) / (top - expected)
+
+
+def random_labelings(rng, trials: int = 60):
+    for _ in range(trials):
+        n = int(rng.integers(2, 40))
+        a = rng.integers(0, int(rng.integers(1, 6)), n)
+        b = rng.integers(0, int(rng.integers(1, 8)), n)
+        yield a, b
+
+
+def test_ari_equals_pair_counting_on_random_labelings():
+    rng = np.random.default_rng(fresh_seed())
+    for a, b in random_labelings(rng):
+        assert adjusted_rand_index(a, b) == pytest.approx(brute_force_ari(a, b), abs=1e-12)
+
+
+def test_fg_ari_equals_pair_counting_over_foreground_only():
+    """FG-ARI is the ARI of the items whose true label is not 0; what the prediction does on
+    background items cannot change it."""
+    rng = np.random.default_rng(fresh_seed())
+    for a, b in random_labelings(rng):
+        fg = a != 0
+        if fg.sum() < 2:
+            assert np.isnan(fg_ari(a, b))
+            continue
+        expected = brute_force_ari(a[fg], b[fg])
+        assert fg_ari(a, b) == pytest.approx(expected, abs=1e-12)
+        b2 = b.copy()
+        b2[~fg] = rng.integers(0, 50, (~fg).sum())
+        assert fg_ari(a, b2) == pytest.approx(expected, abs=1e-12)
+
+
+def test_identical_and_permuted_labelings_score_one():
+    rng = np.random.default_rng(fresh_seed())
+    a = rng.integers(0, 5, 60)
+    perm = rng.permutation(10)
+    b = perm[a] + 100  # the same partition under other names
+    for fn in (adjusted_rand_index, fg_ari, matched_iou):
+        assert fn(a, a) == pytest.approx(1.0)
+        assert fn(a, b) == pytest.approx(1.0)
+
+
+def test_single_cluster_edge_cases():
+    """Both one cluster: the same partition, 1. One side one cluster, the other split: no pair
+    agreement beyond chance, 0. Both all singletons: 1. Fewer than two items: NaN."""
+    one = np.zeros(10, dtype=int)
+    split = np.arange(10) % 3
+    singletons = np.arange(10)
+    assert adjusted_rand_index(one, one) == 1.0
+    assert adjusted_rand_index(one, split) == 0.0
+    assert adjusted_rand_index(split, one) == 0.0
+    assert adjusted_rand_index(singletons, singletons + 5) == 1.0
+    assert np.isnan(adjusted_rand_index(np.array([3]), np.array([1])))
+    fg_one = np.ones(10, dtype=int)  # one object, no background
+    assert fg_ari(fg_one, one) == 1.0
+    assert fg_ari(fg_one, split) == 0.0
+    assert np.isnan(fg_ari(np.zeros(10, dtype=int), split))  # all background
+
+
+def brute_force_matched_iou(true, pred, background=0) -> float:
+    segments = [t for t in np.unique(true) if t != background]
+    islands = list(np.unique(pred))
+    islands += [None] * max(0, len(segments) - len(islands))  # unmatched segments score 0
+
+    def iou(t, p):
+        if p is None:
+            return 0.0
+        a, b = true == t, pred == p
+        return (a & b).sum() / (a | b).sum()
+
+    best = max(
+        sum(iou(t, p) for t, p in zip(segments, chosen, strict=False))
+        for chosen in itertools.permutations(islands, len(segments))
+    )
+    return best / len(segments)
+
+
+def test_matched_iou_by_hand_and_against_all_assignments():
+    """By hand: segment 1 = {0, 1}, 2 = {2, 3}, background {4, 5}; islands 5 = {0, 1, 2},
+    7 = {3, 4, 5}. IoU(1, 5) = 2/3, IoU(2, 5) = IoU(2, 7) = 1/4, IoU(1, 7) = 0; the best
+    one-to-one match is 1-5, 2-7: (2/3 + 1/4) / 2."""
+    true = np.array([1, 1, 2, 2, 0, 0])
+    pred = np.array([5, 5, 5, 7, 7, 7])
+    assert matched_iou(true, pred) == pytest.approx((2 / 3 + 1 / 4) / 2)
+    rng = np.random.default_rng(fresh_seed())
+    for _ in range(30):
+        n = int(rng.integers(4, 20))
+        a = rng.integers(0, 4, n)
+        b = rng.integers(0, int(rng.integers(1, 5)), n)
+        if (a != 0).any():
+            assert matched_iou(a, b) == pytest.approx(brute_force_matched_iou(a, b))
+
+
+def test_nesting_by_hand():
+    """Level l islands {0,1,2} and {3}; level l+1 splits the first 2:1. Shares 2/3 and 1."""
+    lower = np.array([0, 0, 0, 1])
+    upper = np.array([4, 4, 9, 9])
+    assert nesting(lower, upper) == pytest.approx((2 / 3 + 1) / 2)
+    assert nesting(upper, upper) == 1.0
+
+
+def test_column_labels_take_the_majority_of_each_patch():
+    """2x2 patches: a patch with three 5s and one 2 is 5; a 2-2 tie goes to the smaller id."""
+    masks = np.array(
+        [
+            [
+                [5, 5, 2, 2],
+                [5, 2, 7, 7],
+                [0, 0, 1, 1],
+                [0, 0, 1, 3],
+            ]
+        ]
+    )
+    np.testing.assert_array_equal(column_labels(masks, (2, 2))[0], [[5, 2], [0, 1]])
+    with pytest.raises(ValueError, match="multiple"):
+        column_labels(masks, (3, 3))
+
+
+def test_score_islands_averages_images_and_levels():
+    """Level 0 reproduces the truth in image 0 and lumps image 1 into one island; level 1 is one
+    island everywhere. FG-ARI of level 0: (1 + 0) / 2; nesting is 1 under a single top island."""
+    truth = np.array([[[1, 1], [2, 2]], [[1, 1], [2, 2]]])  # [B=2, 2, 2]
+    level0 = np.array([[[0, 0], [1, 1]], [[0, 0], [0, 0]]])
+    level1 = np.zeros_like(level0)
+    labels = np.stack([level0, level1])  # [K=2, B=2, 2, 2]
+    s = score_islands(labels, {"obj": truth})
+    np.testing.assert_allclose(s["fgari_obj"], [0.5, 0.0])
+    np.testing.assert_allclose(s["count"], [1.5, 1.0])
+    np.testing.assert_allclose(s["size"], [3.0, 4.0])
+    np.testing.assert_allclose(s["nesting"], [1.0])
+
+
+@pytest.mark.parametrize("method", ["connected", "agglomerative"])
+def test_run_records_the_scores_of_its_stored_islands(tmp_path, method):
+    """The scores a run logs equal the scores recomputed here from the islands it stored and
+    from its probe masks (majority over each 2x2 patch)."""
+    from conftest import small_config
+
+    from bioglom.runs import open_run
+    from bioglom.train import train
+
+    config = small_config(train__updates=1, run__island_method=method, run__seed=fresh_seed())
+    train(config, tmp_path / "run.h5", progress=False)
+    with open_run(tmp_path / "run.h5") as run:
+        step = int(run.snapshot_steps[-1])
+        labels = run.snapshot(step)["islands"]
+        truth = {
+            "obj": column_labels(run.probe["object_masks"], (4, 4)),
+            "part": column_labels(run.probe["part_masks"], (4, 4)),
+        }
+        metrics = {k: v[-1] for k, v in run.metrics.items()}
+        assert run.attrs["island_method"] == method
+    expected = score_islands(labels, truth)
+    for k in range(3):
+        assert metrics[f"probe_islands_L{k}"] == pytest.approx(expected["count"][k])
+        for t in ("obj", "part"):
+            for stem in ("fgari", "ari", "miou"):
+                got, want = metrics[f"probe_{stem}_{t}_L{k}"], expected[f"{stem}_{t}"][k]
+                assert got == pytest.approx(want, nan_ok=True)
+    for k in range(2):
+        assert metrics[f"probe_nesting_L{k}"] == pytest.approx(expected["nesting"][k])
