@@ -134,8 +134,10 @@ def plot_island_maps(
     *,
     alpha: float = 0.55,
     titles: Sequence[str] | None = None,
+    min_size: int = 2,
 ) -> Sequence[Any]:
-    """One panel per level: every island its own colour, laid over the image.
+    """One panel per level: every island its own colour, laid over the image; columns in
+    islands smaller than ``min_size`` (singletons, by default) are left uncoloured.
 
     Parameters
     ----------
@@ -152,11 +154,16 @@ def plot_island_maps(
     img = _image_hwc(image)
     h, w = img.shape[:2]
     for k, a in enumerate(axes):
-        colours = island_colours(int(lab[k].max()) + 1)
-        over = colours[lab[k]]  # [hg, wg, 3]
-        over = np.repeat(np.repeat(over, h // hg, axis=0), w // wg, axis=1)
-        a.imshow((1 - alpha) * img[: over.shape[0], : over.shape[1]] + alpha * over)
         n = int(lab[k].max()) + 1
+        sizes = np.bincount(lab[k].reshape(-1), minlength=n)
+        shown = np.cumsum(sizes >= min_size) - 1  # colour index among the islands drawn
+        colours = island_colours(max(int(shown[-1]) + 1, 1))[np.maximum(shown, 0)]
+        over = colours[lab[k]]  # [hg, wg, 3]
+        weight = alpha * (sizes[lab[k]] >= min_size)[..., None]  # [hg, wg, 1]
+        up = lambda x: np.repeat(np.repeat(x, h // hg, axis=0), w // wg, axis=1)  # noqa: E731
+        over, weight = up(over), up(weight)
+        base = img[: over.shape[0], : over.shape[1]]
+        a.imshow((1 - weight) * base + weight * over)
         a.set_title(titles[k] if titles else f"level {k}: {n} island{'s' * (n != 1)}", fontsize=9)
         a.axis("off")
     return axes

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ("shared_vs_codistilled.py", ("shared", "unshared", "isolated")),
         ("temporal_vs_delta.py", ("delta", "temporal", "spiking")),
         ("day_night.py", ("day_only", "long_blocks", "alternating", "interleaved")),
+        ("islands.py", ("untrained", "end_to_end", "codistill", "temporal", "codistill_batch")),
     ],
 )
 def test_quick_preset_writes_one_run_per_arm_and_a_table(script, arms, tmp_path):
@@ -37,6 +38,14 @@ def test_quick_preset_writes_one_run_per_arm_and_a_table(script, arms, tmp_path)
             cfg = run.config
             if script.startswith("shared"):
                 assert cfg.model.sharing == arm and cfg.train.rule == "codistill"
+            elif script.startswith("islands"):
+                assert cfg.data.source == "scenes" and "probe_fgari_obj_L0" in run.metrics
+                assert (tmp_path / "quick" / "islands.png").exists()
+                if arm == "untrained":
+                    assert cfg.train.updates == 0
+                else:
+                    assert cfg.train.rule == arm.split("_batch")[0] and cfg.train.updates > 0
+                    assert (cfg.model.state_norm == "batch") == arm.endswith("_batch")
             elif script.startswith("day"):
                 assert cfg.data.source == "digits"
                 assert ("night" in cfg.schedule.phases) == (arm in ("long_blocks", "alternating"))
