@@ -5,7 +5,8 @@ Per level ``k`` (see :func:`probe_metric_names`):
 * islands (:mod:`bioglom.islands`, by ``run.island_method`` at ``run.island_threshold``):
   ``probe_islands_L{k}`` (mean number per image), ``probe_island_size_L{k}`` (mean columns per
   island), ``probe_nesting_L{k}`` (``k < K-1``: share of each island inside one island of level
-  ``k+1``);
+  ``k+1``), ``probe_island_ari_across_L{k}`` (ARI between the islands of different images; 1
+  when the islands ignore the image);
 * scores against ground truth (:mod:`bioglom.scores`), when the probe images have masks:
   ``probe_fgari_{t}_L{k}``, ``probe_ari_{t}_L{k}``, ``probe_miou_{t}_L{k}`` for ``t`` in
   ``obj`` (object masks) and ``part`` (part masks), every level scored against both;
@@ -69,6 +70,7 @@ def probe_metric_names(levels: int, truth: tuple[str, ...] = ()) -> tuple[str, .
     per_level = [f"probe_islands_L{k}" for k in range(levels)]
     per_level += [f"probe_island_size_L{k}" for k in range(levels)]
     per_level += [f"probe_nesting_L{k}" for k in range(levels - 1)]
+    per_level += [f"probe_island_ari_across_L{k}" for k in range(levels)]
     per_level += [f"probe_{s}_{t}_L{k}" for t in truth for s in SCORES for k in range(levels)]
     per_level += [f"{stem}_L{k}" for stem in DIAGNOSTICS for k in range(levels)]
     per_level += [f"probe_ensemble_L{k}" for k in range(1, levels)]
@@ -131,6 +133,7 @@ class Probe:
         for k in range(model.K):
             metrics[f"probe_islands_L{k}"] = float(scores["count"][k])
             metrics[f"probe_island_size_L{k}"] = float(scores["size"][k])
+            metrics[f"probe_island_ari_across_L{k}"] = float(scores["ari_across"][k])
             if k < model.K - 1:
                 metrics[f"probe_nesting_L{k}"] = float(scores["nesting"][k])
             for t in self.truth or {}:

@@ -14,7 +14,12 @@ level:
 * island count per image and mean island size (columns), and whether size grows with level;
 * nesting: share of each island inside one island of the level above;
 * FG-ARI against the object masks and against the part masks (column labels by majority over
-  each patch), and Hungarian-matched mean IoU against the objects.
+  each patch), and Hungarian-matched mean IoU against the objects;
+* ARI across images: how alike the islands of different images are (1: the same partition in
+  every image, i.e. islands that encode location and ignore the image).
+
+Two rows need no training and calibrate the scores: ``blocks_2x2`` and ``blocks_4x4`` split
+the grid into fixed blocks, the same in every image.
 
 Islands are extracted two ways (DESIGN section 6): connected 4-neighbours with cosine above
 ``THRESHOLD``, and average-linkage agglomerative clustering cut at the same cosine; and since a
@@ -94,7 +99,7 @@ def scores_of_run(path: Path) -> dict:
         grid = tuple(json.loads(run.attrs["grid"]))
     truth = {name: column_labels(probe[key], grid) for name, key in TRUTH_MASKS.items()}
     state = snap["state"].astype(np.float32)
-    out = {"status": status, "levels": cfg.model.levels, "state": state, "grid": grid}
+    out = {"status": status, "levels": cfg.model.levels, "grid": grid, "truth": truth}
     for method in METHODS:
         labels = extract_islands(state, grid, method, THRESHOLD)
         out[method] = score_islands(labels, truth)
@@ -105,6 +110,27 @@ def scores_of_run(path: Path) -> dict:
             best = np.fmax(best, s["fgari_obj"])
         out[f"{method}_best_fgari_obj"] = best
     out["image"] = probe["images"][0]
+    return out
+
+
+def fixed_blocks(reference: dict, splits: tuple[int, ...]) -> dict:
+    """Image-independent baselines: the grid cut into ``s x s`` blocks at every level and in
+    every image, scored against the same truth as ``reference``'s run."""
+    K, truth = reference["levels"], reference["truth"]
+    hg, wg = reference["grid"]
+    B = truth["obj"].shape[0]
+    rows, cols = np.arange(hg)[:, None], np.arange(wg)[None, :]
+    out = {}
+    for s in splits:
+        blocks = (rows * s // hg) * s + cols * s // wg
+        labels = np.broadcast_to(blocks, (K, B, hg, wg))
+        r = {"status": "no training", "levels": K, "grid": (hg, wg), "truth": truth}
+        for method in METHODS:
+            r[method] = score_islands(labels, truth)
+            r[f"{method}_best_fgari_obj"] = r[method]["fgari_obj"]
+            r[f"{method}_labels"] = labels
+        r["image"] = reference["image"]
+        out[f"blocks_{s}x{s}"] = r
     return out
 
 
@@ -127,6 +153,7 @@ def table(results: dict, method: str) -> str:
         f"best object FG-ARI over {list(GRID)}",
         "object mIoU",
         "part FG-ARI",
+        "ARI across images",
     ]
     rows = []
     for arm, r in results.items():
@@ -143,6 +170,7 @@ def table(results: dict, method: str) -> str:
                     float(r[f"{method}_best_fgari_obj"][k]),
                     float(s["miou_obj"][k]),
                     float(s["fgari_part"][k]),
+                    float(s["ari_across"][k]),
                 ]
             )
     return markdown_table(headers, rows)
@@ -191,6 +219,9 @@ def main() -> int:
     ap.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     ap.add_argument("--out", default="runs/islands", help="folder for the runs")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument(
+        "--rescore", action="store_true", help="score the runs already in DIR, do not train"
+    )
     args = ap.parse_args()
 
     out = Path(args.out) / args.preset
@@ -198,8 +229,10 @@ def main() -> int:
     for arm, overrides in ARMS.items():
         config = load_config(overrides={**COMMON, **PRESETS[args.preset], **overrides})
         path = out / f"{arm}.h5"
-        train(config, path, overwrite=True, progress=not args.quiet)
+        if not args.rescore:
+            train(config, path, overwrite=True, progress=not args.quiet)
         results[arm] = scores_of_run(path)
+    results.update(fixed_blocks(results["untrained"], (2, 4)))
 
     print(f"\nislands, preset {args.preset}: runs in {out}; scores of the last snapshot")
     print("status: " + ", ".join(f"{a} {r['status']}" for a, r in results.items()))
@@ -212,9 +245,10 @@ def main() -> int:
         print(f"\n{method}: {how}\n")
         print(table(results, method))
     print("\nislands larger at higher levels? (mean size never shrinks with level; size ratio)")
-    rows = [[arm] + [grows_with_level(r[m]["size"]) for m in METHODS] for arm, r in results.items()]
+    trained = {arm: r for arm, r in results.items() if arm in ARMS}
+    rows = [[arm] + [grows_with_level(r[m]["size"]) for m in METHODS] for arm, r in trained.items()]
     print(markdown_table(["arm", *METHODS], rows))
-    for path in figures(results, out):
+    for path in figures(trained, out):
         print(f"figure: {path}")
     return 0
 

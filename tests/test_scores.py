@@ -189,9 +189,26 @@ def test_run_records_the_scores_of_its_stored_islands(tmp_path, method):
     expected = score_islands(labels, truth)
     for k in range(3):
         assert metrics[f"probe_islands_L{k}"] == pytest.approx(expected["count"][k])
+        got = metrics[f"probe_island_ari_across_L{k}"]
+        assert got == pytest.approx(expected["ari_across"][k], nan_ok=True)
         for t in ("obj", "part"):
             for stem in ("fgari", "ari", "miou"):
                 got, want = metrics[f"probe_{stem}_{t}_L{k}"], expected[f"{stem}_{t}"][k]
                 assert got == pytest.approx(want, nan_ok=True)
     for k in range(2):
         assert metrics[f"probe_nesting_L{k}"] == pytest.approx(expected["nesting"][k])
+
+
+def test_ari_across_images_is_one_for_a_fixed_partition():
+    """Every image with the same islands (under other names): 1; islands that follow each
+    image's content differently: below 1."""
+    rng = np.random.default_rng(fresh_seed())
+    fixed = rng.integers(0, 4, (3, 3))
+    same = np.stack([fixed, fixed + 10, fixed * 2])[None]  # [K=1, B=3, 3, 3]
+    assert score_islands(same)["ari_across"][0] == pytest.approx(1.0)
+    varied = np.stack([fixed, np.rot90(fixed), np.zeros_like(fixed)])[None]
+    expected = np.mean(
+        [brute_force_ari(a.reshape(-1), b.reshape(-1)) for a, b in
+         [(varied[0, 0], varied[0, 1]), (varied[0, 1], varied[0, 2]), (varied[0, 2], varied[0, 0])]]
+    )  # fmt: skip
+    assert score_islands(varied)["ari_across"][0] == pytest.approx(expected)
