@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run file to write (default: <run.out_dir>/<config>-<time>.h5)")
     r.add_argument("--device", help="torch device, overrides run.device (cpu, cuda, auto)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing run file")
+    r.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its checkpoint (<run>.ckpt), appending to it",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     i = sub.add_parser("info", help="print a run's status, config summary and last metrics")
     i.add_argument("run", help="an .h5 run file")
@@ -90,12 +95,27 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     from .train import default_run_path, train  # heavy imports after the config is checked
 
-    out = Path(args.out) if args.out else default_run_path(config, Path(args.config).stem)
-    if out.exists() and not args.overwrite:
-        print(f"bioglom: error: {out} exists; pass --overwrite to replace it", file=sys.stderr)
+    if args.resume and not args.out:
+        print("bioglom: error: --resume needs --out RUN.h5 (the run to continue)", file=sys.stderr)
         return 2
-    result = train(config, out, overwrite=args.overwrite, progress=not args.quiet)
+    if args.resume and args.overwrite:
+        print("bioglom: error: --resume and --overwrite exclude each other", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else default_run_path(config, Path(args.config).stem)
+    if out.exists() and not (args.overwrite or args.resume):
+        print(
+            f"bioglom: error: {out} exists; pass --resume to continue it or --overwrite to "
+            "replace it",
+            file=sys.stderr,
+        )
+        return 2
+    result = train(
+        config, out, overwrite=args.overwrite, progress=not args.quiet, resume=args.resume
+    )
     _print_summary(result.path, result.status, result.summary, config.model.levels)
+    if result.status == "interrupted":
+        print(f"bioglom: run interrupted: {result.reason}", file=sys.stderr)
+        return 130
     if result.status != "finished":
         print(f"bioglom: run {result.status}: {result.reason}", file=sys.stderr)
         return 3

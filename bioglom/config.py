@@ -541,6 +541,11 @@ class RunConfig:
     device: str = _f("cpu", Device(), "torch device")
     record_every: int = _f(25, Int(1, 100_000_000), "updates between metric records")
     snapshot_every: int = _f(100, Int(1, 100_000_000), "updates between probe snapshots")
+    checkpoint_every: int = _f(
+        100,
+        Int(0, 100_000_000),
+        "updates between checkpoints beside the run (<run>.ckpt, for --resume; 0: none)",
+    )
     island_method: str = _f(
         "connected",
         Choice("connected", "agglomerative"),

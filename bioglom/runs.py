@@ -63,6 +63,7 @@ _RESERVED_ATTRS = (
     "finished",
     "versions",
     "summary",
+    "resumed",
 )
 _METRIC_CHUNK = 1024
 _LOCKING = False
@@ -108,6 +109,28 @@ def _json_default(o: Any) -> Any:
     if hasattr(o, "item"):  # numpy scalar or 0-d tensor
         return o.item()
     return str(o)
+
+
+def _rewrite(path: Path) -> None:
+    """Copy a run into a fresh file and rename it over the old one.
+
+    A writer killed while in SWMR mode leaves the file marked as open for writing; HDF5 then
+    refuses to open it for writing again (readers are fine). A fresh copy, read through a
+    SWMR reader, carries every flushed record and no such mark.
+    """
+    tmp = path.with_name(f".{path.name}.resume-{os.getpid()}")
+    try:
+        with (
+            h5py.File(path, "r", libver="latest", swmr=True, locking=_LOCKING) as src,
+            h5py.File(tmp, "w", libver="latest", locking=_LOCKING) as dst,
+        ):
+            for key, value in src.attrs.items():
+                dst.attrs[key] = value
+            for name in src:
+                src.copy(src[name], dst, name=name)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class RunWriter:
@@ -235,6 +258,48 @@ class RunWriter:
             raise
         self._f: h5py.File | None = f
 
+    @classmethod
+    def reopen(cls, path: str | os.PathLike[str], n_records: int, n_snapshots: int) -> RunWriter:
+        """Continue writing an existing run (``--resume``): keep its first ``n_records`` records
+        and ``n_snapshots`` snapshots (what its checkpoint had seen), drop any later ones, set
+        its status back to ``running`` and switch SWMR on again."""
+        self = cls.__new__(cls)
+        self._path = Path(path)
+        if not self._path.exists():
+            raise FileNotFoundError(f"no run file {str(self._path)!r} to resume")
+        _rewrite(self._path)
+        f = h5py.File(self._path, "r+", libver="latest", locking=_LOCKING)
+        try:
+            if f.attrs.get("format") != FORMAT:
+                raise ValueError(f"{str(self._path)!r} is not a bioglom run ({FORMAT})")
+            m, s = f["metrics"], f["snapshots"]
+            have_r, have_s = m["step"].shape[0], s["step"].shape[0]
+            if n_records > have_r or n_snapshots > have_s:
+                raise ValueError(
+                    f"{str(self._path)!r} holds {have_r} records and {have_s} snapshots, fewer "
+                    f"than its checkpoint saw ({n_records}, {n_snapshots}): wrong file?"
+                )
+            self._metrics = tuple(k for k in m if k != "step")
+            self._snap_shapes, self._snap_dtypes = {}, {}
+            for name in s:
+                if name != "step":
+                    self._snap_shapes[name] = tuple(s[name].shape[1:])
+                    self._snap_dtypes[name] = s[name].dtype
+            for ds in [*m.values(), f["phase"]]:
+                ds.resize((n_records,))
+            for ds in s.values():
+                ds.resize((n_snapshots, *ds.shape[1:]))
+            f.attrs["status"] = "running"
+            f.attrs["resumed"] = _now()
+            f.flush()
+            f.swmr_mode = True
+        except BaseException:
+            f.close()
+            raise
+        self._f = f
+        self._n_records, self._n_snapshots, self._closed = n_records, n_snapshots, False
+        return self
+
     @property
     def path(self) -> Path:
         """Path of the run file."""
@@ -324,7 +389,12 @@ class RunWriter:
         f.flush()
         self._n_snapshots = i + 1
 
-    def close(self, status: str = "finished", summary: Mapping[str, float] | None = None) -> None:
+    def close(
+        self,
+        status: str = "finished",
+        summary: Mapping[str, float] | None = None,
+        attrs: Mapping[str, object] | None = None,
+    ) -> None:
         """Close the file and set its final status; later calls do nothing.
 
         Parameters
@@ -333,6 +403,8 @@ class RunWriter:
             One of "finished", "failed", "interrupted", "diverged" (or "running").
         summary : mapping of name to float, optional
             Final metrics, stored as JSON text in the ``summary`` attr.
+        attrs : mapping of name to str, int, float or bool, optional
+            Root attributes to set at the end (e.g. why a run stopped).
         """
         if self._closed:
             return
@@ -346,6 +418,8 @@ class RunWriter:
             f.attrs["finished"] = _now()
             if summary is not None:
                 f.attrs["summary"] = json.dumps(dict(summary), default=_json_default)
+            for name, value in (attrs or {}).items():
+                f.attrs[name] = _attr_value(name, value)
         self._closed = True
 
     def __enter__(self) -> RunWriter:

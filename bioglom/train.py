@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import platform
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +23,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .config import Config, ConfigError
+from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from .config import Config, ConfigError, config_from_toml
 from .data import ImageSet, load_images, part_whole_scenes
 from .digits import mnist, sklearn_digits
 from .model import Glom, build_model
@@ -163,6 +166,7 @@ def train(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    resume: bool = False,
 ) -> TrainResult:
     """Train a model as ``config`` says and write the run to ``out`` (an ``.h5`` file).
 
@@ -171,14 +175,25 @@ def train(
     ``night`` update is :class:`~bioglom.rules.sleep.Sleep`'s negative update on dreams;
     ``interleaved`` does both. Records the metrics (means since the previous record) and the
     probe every ``run.record_every`` updates, at the last update of every phase, at every
-    snapshot and at the end, each with the phase of its update (so no record spans two
-    phases); snapshots the probe every ``run.snapshot_every`` updates and at the
-    end; saves the final weights beside the run as ``<out>.pt``. A run that raises is marked
-    ``failed``, one stopped with Ctrl-C ``interrupted``, one whose losses or probe
-    reconstruction turn non-finite ``diverged`` (checked at each record; it stops there). The
-    returned model is in eval mode.
+    snapshot, checkpoint and at the end, each with the phase of its update (so no record spans
+    two phases); snapshots the probe every ``run.snapshot_every`` updates and at the end;
+    checkpoints every ``run.checkpoint_every`` updates (:mod:`bioglom.checkpoint`); saves the
+    final weights beside the run as ``<out>.pt``.
+
+    Statuses: ``finished``; ``diverged`` when a loss, the settled state or a weight turns NaN
+    or Inf (checked after every update; the run stops there, its attrs ``diverged_at`` and
+    ``diverged_tensor`` say where); ``interrupted`` on Ctrl-C (SIGINT), which stops at the end
+    of the current update and writes a checkpoint (a second Ctrl-C stops at once); ``failed``
+    when it raises. The returned model is in eval mode.
+
+    ``resume=True`` continues the run in ``out`` from its checkpoint ``<out>.ckpt``, appending
+    to the same file (records written after the checkpoint are dropped and redone); ``config``
+    must equal the run's own (``run.device`` aside). On the CPU the resumed run ends with the
+    same weights and metrics as one never interrupted (``elapsed_s`` aside).
     """
     out = Path(out) if out is not None else default_run_path(config)
+    ckpt_path = checkpoint_path(out)
+    ckpt = _load_resume(config, out, ckpt_path) if resume else None
     data = load_data(config)
     train_set, probe_set = data.train, data.probe
     model = build_model(config, channels=train_set.channels, image_size=train_set.size)
@@ -216,62 +231,95 @@ def train(
         *probe_metric_names(K, tuple(probe.truth or ())),
         "elapsed_s",
     )
-    writer = RunWriter(
-        out,
-        config_text=config.to_toml(),
-        seed=config.run.seed,
-        metrics=metric_names,
-        snapshots={
-            "state": ((K, N, Bp, d), "float16"),
-            "islands": ((K, Bp, *model.grid), "int32"),
-            "reconstruction": ((Bp, model.channels, *model.image_size), "float16"),
-        },
-        probe=probe_arrays,
-        attrs={
-            "rule": config.train.rule,
-            "sharing": config.model.sharing,
-            "state_norm": config.model.state_norm,
-            "consensus_mode": config.consensus.mode,
-            "neighbourhood": config.attention.neighbourhood,
-            "island_method": config.run.island_method,
-            "island_threshold": config.run.island_threshold,
-            "grid": json.dumps(list(model.grid)),
-            "device": str(device),
-            "data_source": config.data.source,
-            "schedule": config.schedule.phases or f"day {config.train.updates}",
-        },
-        versions=_versions(),
-        overwrite=overwrite,
-    )
+    done, elapsed0, last = 0, 0.0, {}
+    pending: tuple[dict, dict] = ({}, {})
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        rule.load_state_dict(ckpt["rule"])
+        if sleep is not None:
+            sleep.load_state_dict(ckpt["sleep"])
+        gen.set_state(ckpt["generator"])
+        batch_rng.bit_generator.state = ckpt["batch_rng"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        done, elapsed0, last = ckpt["update"], ckpt["elapsed_s"], ckpt["last"]
+        pending = (ckpt["sums"], ckpt["counts"])
+        writer = RunWriter.reopen(out, ckpt["n_records"], ckpt["n_snapshots"])
+    else:
+        writer = RunWriter(
+            out,
+            config_text=config.to_toml(),
+            seed=config.run.seed,
+            metrics=metric_names,
+            snapshots={
+                "state": ((K, N, Bp, d), "float16"),
+                "islands": ((K, Bp, *model.grid), "int32"),
+                "reconstruction": ((Bp, model.channels, *model.image_size), "float16"),
+            },
+            probe=probe_arrays,
+            attrs={
+                "rule": config.train.rule,
+                "sharing": config.model.sharing,
+                "state_norm": config.model.state_norm,
+                "consensus_mode": config.consensus.mode,
+                "neighbourhood": config.attention.neighbourhood,
+                "island_method": config.run.island_method,
+                "island_threshold": config.run.island_threshold,
+                "grid": json.dumps(list(model.grid)),
+                "device": str(device),
+                "data_source": config.data.source,
+                "schedule": config.schedule.phases or f"day {config.train.updates}",
+            },
+            versions=_versions(),
+            overwrite=overwrite,
+        )
     weights_path = out.with_suffix(".pt")
     updates, record_every = len(kinds), config.run.record_every
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
-    start = time.perf_counter()
-    last: dict[str, float] = {}
+    ckpt_every = config.run.checkpoint_every
+    sums: dict[str, torch.Tensor] = {k: v.to(device) for k, v in pending[0].items()}
+    counts: dict[str, int] = dict(pending[1])
+    start = time.perf_counter() - elapsed0
     status = "failed"
+    params = dict(model.named_parameters())
 
     def accumulate(metrics: dict[str, torch.Tensor]) -> None:
         for k, v in metrics.items():
             sums[k] = sums[k] + v if k in sums else v.detach().clone()
             counts[k] = counts.get(k, 0) + 1
 
-    def record(step: int, snapshot: bool, phase: str) -> list[str]:
-        """Write one record (and a snapshot); return the names of non-finite losses."""
+    def record(step: int, snapshot: bool, phase: str, with_probe: bool = True) -> None:
+        """Write one record (and a snapshot) of the means since the previous record."""
         nonlocal sums, counts, last
         values = {k: float(v) / counts[k] for k, v in sums.items()}
-        bad = [k for k, v in values.items() if not np.isfinite(v)]
-        pm, snap = probe.evaluate(model)
-        values.update(pm)
+        if with_probe:
+            pm, snap = probe.evaluate(model)
+            values.update(pm)
         values["elapsed_s"] = time.perf_counter() - start
         writer.record(step, values, phase=phase)
-        if snapshot:
+        if snapshot and with_probe:
             writer.snapshot(step, snap)
         last = values
         sums, counts = {}, {}
-        if not np.isfinite(values["probe_recon_mse"]):
-            bad.append("probe_recon_mse")
-        return bad
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(
+            ckpt_path,
+            {
+                "update": step,
+                "n_records": writer.n_records,
+                "n_snapshots": writer.n_snapshots,
+                "config": config.to_toml(),
+                "model": model.state_dict(),
+                "rule": rule.state_dict(),
+                "sleep": None if sleep is None else sleep.state_dict(),
+                "generator": gen.get_state(),
+                "batch_rng": batch_rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "elapsed_s": time.perf_counter() - start,
+                "last": last,
+                "sums": sums,  # means in progress since the last record
+                "counts": counts,
+            },
+        )
 
     def batch() -> torch.Tensor:
         idx = torch.from_numpy(batch_rng.choice(len(images), config.train.batch_size, False))
@@ -282,50 +330,136 @@ def train(
 
     bar = tqdm(
         total=updates,
-        desc=title(kinds[0] if kinds else "day"),
+        initial=done,
+        desc=title(kinds[done] if done < updates else "day"),
         unit="upd",
         disable=not progress,
         dynamic_ncols=True,
     )
-    diverged = ""
-    u = 0
+    reason = ""
+    u = done
+    stop = _SigintFlag()
     try:
+        stop.install()
         model.train()
-        record(0, snapshot=True, phase=kinds[0] if kinds else "day")
-        for u, kind in enumerate(kinds, start=1):
-            if u == 1 or kind != kinds[u - 2]:
+        if ckpt is None:
+            record(0, snapshot=True, phase=kinds[0] if kinds else "day")
+        for u in range(done + 1, updates + 1):
+            kind = kinds[u - 1]
+            if u == done + 1 or kind != kinds[u - 2]:
                 bar.set_description(title(kind), refresh=False)
+            step_metrics: dict[str, torch.Tensor] = {}
+            state = None
             if kind in ("day", "interleaved"):
-                accumulate(rule.update(batch(), gen))
+                step_metrics.update(rule.update(batch(), gen))
+                state = rule.last_state
                 if sleep is not None:
-                    sleep.memory.add(rule.last_state[-1])
+                    sleep.memory.add(state[-1])
             if kind in ("night", "interleaved"):
-                accumulate(sleep.update(gen))
+                step_metrics.update(sleep.update(gen))
+            accumulate(step_metrics)
             bar.update(1)
+            bad = first_nonfinite({**step_metrics, "state": state, **params})
+            if bad is not None:
+                reason = f"non-finite {bad} at update {u}"
+                record(u, snapshot=False, phase=kind, with_probe=False)
+                break
             snap = u % config.run.snapshot_every == 0 or u == updates
+            ck = ckpt_every > 0 and u % ckpt_every == 0
             boundary = u < updates and kinds[u] != kind  # the last update of a phase
-            if u % record_every == 0 or snap or boundary:
-                bad = record(u, snapshot=snap, phase=kind)
+            if u % record_every == 0 or snap or ck or boundary:
+                record(u, snapshot=snap, phase=kind)
                 bar.set_postfix(
                     loss=f"{last.get('loss', float('nan')):.4f}",
                     probe_mse=f"{last['probe_recon_mse']:.4f}",
                     refresh=False,
                 )
-                if bad:
-                    diverged = f"non-finite {', '.join(bad)} by update {u}"
-                    break
-        status = "diverged" if diverged else "finished"
+            if u < updates and (ck or stop.flag):
+                checkpoint(u)
+            if stop.flag and u < updates:
+                reason = f"interrupted (Ctrl-C) after update {u}; continue with --resume"
+                break
+        status = "diverged" if bad_run(reason) else "interrupted" if u < updates else "finished"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
+        stop.uninstall()
         bar.close()
         model.eval()
         summary = {k: v for k, v in last.items() if np.isfinite(v)}
         summary["updates"] = float(u)
-        writer.close(status=status, summary=summary)
+        attrs = {}
+        if status == "diverged":
+            attrs = {"diverged_at": u, "diverged_tensor": reason.split(" ")[1]}
+        writer.close(status=status, summary=summary, attrs=attrs)
         torch.save(
             {"model": model.state_dict(), "config": config.to_toml(), "status": status},
             weights_path,
         )
-    return TrainResult(out, weights_path, status, summary, model, diverged)
+        if status == "finished":
+            ckpt_path.unlink(missing_ok=True)  # nothing left to resume
+    return TrainResult(out, weights_path, status, summary, model, reason)
+
+
+def bad_run(reason: str) -> bool:
+    return reason.startswith("non-finite")
+
+
+def first_nonfinite(tensors: dict[str, torch.Tensor | None]) -> str | None:
+    """The name of the first tensor holding a NaN or Inf, or None (one host sync in all)."""
+    named = [(k, t) for k, t in tensors.items() if t is not None]
+    if not named:
+        return None
+    flags = torch.stack([torch.isfinite(t.detach()).all().to("cpu") for _, t in named])
+    if bool(flags.all()):
+        return None
+    return named[int((~flags).nonzero()[0, 0])][0]
+
+
+class _SigintFlag:
+    """While installed (main thread only), the first Ctrl-C sets :attr:`flag` so that the loop
+    stops at the end of the current update; a second one raises KeyboardInterrupt at once."""
+
+    def __init__(self) -> None:
+        self.flag = False
+        self._old = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+
+    def uninstall(self) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+
+def _load_resume(config: Config, out: Path, ckpt_path: Path) -> dict:
+    """The checkpoint of the run in ``out``, checked against ``config``."""
+    if not out.exists():
+        raise FileNotFoundError(f"no run {str(out)!r} to resume")
+    ckpt = load_checkpoint(ckpt_path)
+    saved = config_from_toml(ckpt["config"]).to_dict()
+    given = config.to_dict()
+    differ = [
+        f"{section}.{key}"
+        for section, fields in given.items()
+        for key, value in fields.items()
+        if saved.get(section, {}).get(key) != value and f"{section}.{key}" != "run.device"
+    ]
+    if differ:
+        field = differ[0]
+        section, key = field.split(".")
+        raise ConfigError(
+            field,
+            given[section][key],
+            f"the value the run was started with, {saved[section][key]!r}, to resume it "
+            f"({len(differ)} field(s) differ: {', '.join(differ[:5])})",
+        )
+    return ckpt

@@ -151,9 +151,11 @@ def test_probe_evaluation_leaves_the_model_unchanged():
             assert torch.equal(v, before[k]), k
 
 
-def test_a_non_finite_loss_stops_the_run_as_diverged(tmp_path, monkeypatch):
-    """A planted NaN loss at update 3 ends the run at the next record with status diverged,
-    keeping every record before it."""
+@pytest.mark.parametrize("where", ["loss", "state", "weight"])
+def test_a_planted_nan_stops_the_run_within_one_update(tmp_path, monkeypatch, where):
+    """A NaN planted at update 3 -- in a loss, in the settled state, or in one weight -- ends
+    the run at update 3 with status diverged, the step and the bad tensor's name in its attrs,
+    and every record before it kept (records every 2 updates: 0, 2, then 3)."""
     import bioglom.train as train_module
 
     real = train_module.make_rule
@@ -167,21 +169,32 @@ def test_a_non_finite_loss_stops_the_run_as_diverged(tmp_path, monkeypatch):
             calls["n"] += 1
             out = update(images, generator)
             if calls["n"] == 3:
-                out["loss"] = torch.tensor(float("nan"))
+                if where == "loss":
+                    out["loss"] = torch.tensor(float("nan"))
+                elif where == "state":
+                    rule.last_state[0, 0, 0, 0] = float("inf")
+                else:
+                    with torch.no_grad():
+                        dict(model.named_parameters())[name].view(-1)[0] = float("nan")
             return out
 
+        name = next(n for n, _ in model.named_parameters())
         rule.update = poisoned
+        planted.name = name
         return rule
 
     monkeypatch.setattr(train_module, "make_rule", planted)
     cfg = small_config(train__updates=10, run__record_every=2)
     result = train(cfg, tmp_path / "nan.h5", progress=False)
+    expected = {"loss": "loss", "state": "state", "weight": planted.name}[where]
     assert result.status == "diverged"
-    assert "loss" in result.reason and "update 4" in result.reason
+    assert result.reason == f"non-finite {expected} at update 3"
     with open_run(tmp_path / "nan.h5") as run:
         assert run.status == "diverged"
-        assert list(run.steps) == [0, 2, 4]
-        assert np.isnan(run.metrics["loss"][-1])
+        assert run.attrs["diverged_at"] == 3 and run.attrs["diverged_tensor"] == expected
+        assert list(run.steps) == [0, 2, 3]
+        if where == "loss":
+            assert np.isnan(run.metrics["loss"][-1])
 
 
 def test_snapshots_follow_their_own_interval(tmp_path):

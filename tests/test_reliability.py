@@ -1,0 +1,168 @@
+"""Runs survive Ctrl-C and SIGKILL, and resume to exactly the run that was never stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import fresh_seed, small_config
+
+from bioglom.checkpoint import checkpoint_path, load_checkpoint
+from bioglom.config import ConfigError, documented_toml
+from bioglom.runs import open_run
+from bioglom.train import train
+
+RELIABLE = {"train__updates": 12, "run__record_every": 2, "run__checkpoint_every": 4}
+
+
+def run_contents(path) -> tuple[dict[str, np.ndarray], list[int], list[str]]:
+    """Metrics (elapsed_s aside), snapshot steps and phases of a run file."""
+    with open_run(path) as run:
+        metrics = {k: v for k, v in run.metrics.items() if k != "elapsed_s"}
+        return metrics, list(run.snapshot_steps), list(run.phase)
+
+
+def assert_same_run(a, b) -> None:
+    ma, sa, pa = run_contents(a)
+    mb, sb, pb = run_contents(b)
+    assert sa == sb and pa == pb
+    assert ma.keys() == mb.keys()
+    for k in ma:
+        np.testing.assert_array_equal(ma[k], mb[k], err_msg=k)
+
+
+def assert_same_weights(a, b) -> None:
+    wa = torch.load(a.with_suffix(".pt"), weights_only=False)["model"]
+    wb = torch.load(b.with_suffix(".pt"), weights_only=False)["model"]
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def interrupt_at(monkeypatch, day_update: int) -> None:
+    """Make the rule's ``day_update``-th update send this process SIGINT (a Ctrl-C)."""
+    import bioglom.train as train_module
+
+    real = train_module.make_rule
+
+    def interrupting(model, config):
+        rule = real(model, config)
+        update, calls = rule.update, {"n": 0}
+
+        def hit(images, generator=None):
+            calls["n"] += 1
+            if calls["n"] == day_update:
+                os.kill(os.getpid(), signal.SIGINT)
+            return update(images, generator)
+
+        rule.update = hit
+        return rule
+
+    monkeypatch.setattr(train_module, "make_rule", interrupting)
+
+
+@pytest.mark.parametrize(
+    "schedule, stop", [("", 6), ("day 5, night 3, interleaved 4", 9)], ids=["day", "day-night"]
+)
+def test_ctrl_c_then_resume_equals_the_uninterrupted_run(tmp_path, monkeypatch, schedule, stop):
+    """SIGINT during the rule's 6th update stops the run at the end of that update (update 6;
+    with a night of 3 in between, update 9, between two records) as `interrupted`, with a
+    checkpoint there; resuming ends with exactly the weights, records and snapshots of a run
+    never interrupted (night updates, replay memory, every generator and the means in progress
+    since the last record included)."""
+    cfg = small_config(**RELIABLE, schedule__phases=schedule, run__seed=fresh_seed() % 1000)
+    reference = train(cfg, tmp_path / "ref.h5", progress=False)
+    assert reference.status == "finished"
+    assert not checkpoint_path(tmp_path / "ref.h5").exists()  # removed once finished
+
+    path = tmp_path / "run.h5"
+    with monkeypatch.context() as m:
+        interrupt_at(m, 6)
+        stopped = train(cfg, path, progress=False)
+    assert stopped.status == "interrupted" and f"update {stop}" in stopped.reason
+    assert load_checkpoint(checkpoint_path(path))["update"] == stop
+    with open_run(path) as run:
+        assert run.status == "interrupted" and run.steps[-1] == stop - stop % 2
+    resumed = train(cfg, path, progress=False, resume=True)
+    assert resumed.status == "finished"
+    assert_same_run(reference.path, path)
+    assert_same_weights(reference.path, path)
+    with open_run(path) as run:
+        assert run.status == "finished" and "resumed" in run.attrs
+
+
+def test_resume_refuses_another_config_and_a_missing_checkpoint(tmp_path, monkeypatch):
+    """Resuming with a changed field is a config error naming that field; a run without a
+    checkpoint cannot be resumed."""
+    path = tmp_path / "run.h5"
+    with monkeypatch.context() as m:
+        interrupt_at(m, 2)
+        train(small_config(**RELIABLE), path, progress=False)
+    with pytest.raises(ConfigError, match="train.lr"):
+        train(small_config(**RELIABLE, train__lr=0.5), path, progress=False, resume=True)
+    checkpoint_path(path).unlink()
+    with pytest.raises(FileNotFoundError, match="checkpoint"):
+        train(small_config(**RELIABLE), path, progress=False, resume=True)
+
+
+def write_config(tmp_path, **overrides):
+    path = tmp_path / "cfg.toml"
+    path.write_text(documented_toml(small_config(**overrides)))
+    return path
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bioglom.cli", *args]
+
+
+def test_sigkill_at_random_moments_leaves_a_readable_run_that_resumes(tmp_path):
+    """Five trials: `bioglom run` is killed with SIGKILL at a random moment. Its file still
+    opens with whole records (every metric column as long as the step column, steps rising);
+    where a checkpoint had been written, `--resume` finishes the run with exactly the weights
+    and records of the uninterrupted one."""
+    overrides = {
+        "train__updates": 40,
+        "run__record_every": 2,
+        "run__checkpoint_every": 5,
+        "run__snapshot_every": 10,
+    }
+    config = write_config(tmp_path, **overrides)
+    ref = tmp_path / "ref.h5"
+    t0 = time.perf_counter()
+    subprocess.run(cli("run", str(config), "--out", str(ref), "--quiet"), check=True, timeout=300)
+    duration = time.perf_counter() - t0
+    rng = np.random.default_rng(fresh_seed())
+    resumed = 0
+    for trial in range(5):
+        path = tmp_path / f"killed{trial}.h5"
+        proc = subprocess.Popen(
+            cli("run", str(config), "--out", str(path), "--quiet"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.3, 0.95) * duration)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        if not path.exists():
+            continue  # killed before the run file was created
+        with open_run(path) as run:
+            steps = run.steps
+            assert all(len(v) == len(steps) for v in run.metrics.values())
+            assert np.all(np.diff(steps) > 0)
+        ckpt = checkpoint_path(path)
+        if ckpt.exists():
+            assert load_checkpoint(ckpt)["update"] % 5 == 0
+            done = subprocess.run(
+                cli("run", str(config), "--out", str(path), "--quiet", "--resume"), timeout=300
+            )
+            assert done.returncode == 0
+            assert_same_run(ref, path)
+            assert_same_weights(ref, path)
+            resumed += 1
+    assert resumed >= 1, "no trial was killed between two checkpoints"
