@@ -35,7 +35,15 @@ from .runs import RunWriter
 from .schedule import parse_schedule, phase_of_update
 from .scores import column_labels
 
-__all__ = ["load_data", "train", "TrainResult", "default_run_path", "probe_truth", "TRUTH_MASKS"]
+__all__ = [
+    "run_arm",
+    "load_data",
+    "train",
+    "TrainResult",
+    "default_run_path",
+    "probe_truth",
+    "TRUTH_MASKS",
+]
 
 
 @dataclass
@@ -400,6 +408,26 @@ def train(
         if status == "finished":
             ckpt_path.unlink(missing_ok=True)  # nothing left to resume
     return TrainResult(out, weights_path, status, summary, model, reason)
+
+
+def run_arm(config: Config, out: str | Path, *, resume: bool = False, progress: bool = True) -> str:
+    """Train one arm of an experiment into ``out``; returns the run's status.
+
+    ``resume=False`` trains afresh, replacing ``out``. ``resume=True`` keeps a finished run as
+    it is, continues an unfinished one from its checkpoint, and trains afresh where there is
+    no run or no checkpoint -- so a long experiment that was stopped picks up where it was.
+    """
+    out = Path(out)
+    if resume and out.exists():
+        from .runs import open_run
+
+        with open_run(out) as run:
+            status = run.status
+        if status == "finished":
+            return status
+        if checkpoint_path(out).exists():
+            return train(config, out, progress=progress, resume=True).status
+    return train(config, out, overwrite=True, progress=progress).status
 
 
 def bad_run(reason: str) -> bool:

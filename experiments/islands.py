@@ -44,7 +44,7 @@ from bioglom.islands import extract_islands, parse_tree  # noqa: E402
 from bioglom.report import markdown_table  # noqa: E402
 from bioglom.runs import open_run  # noqa: E402
 from bioglom.scores import column_labels, score_islands  # noqa: E402
-from bioglom.train import TRUTH_MASKS, train  # noqa: E402
+from bioglom.train import TRUTH_MASKS, run_arm  # noqa: E402
 
 # ---- configuration ------------------------------------------------------------------------
 THRESHOLD = 0.8  # cosine above which columns join an island (both methods)
@@ -220,6 +220,11 @@ def main() -> int:
     ap.add_argument("--out", default="runs/islands", help="folder for the runs")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep finished runs in DIR, continue unfinished ones from their checkpoints",
+    )
+    ap.add_argument(
         "--rescore", action="store_true", help="score the runs already in DIR, do not train"
     )
     args = ap.parse_args()
@@ -230,7 +235,7 @@ def main() -> int:
         config = load_config(overrides={**COMMON, **PRESETS[args.preset], **overrides})
         path = out / f"{arm}.h5"
         if not args.rescore:
-            train(config, path, overwrite=True, progress=not args.quiet)
+            run_arm(config, path, resume=args.resume, progress=not args.quiet)
         results[arm] = scores_of_run(path)
     results.update(fixed_blocks(results["untrained"], (2, 4)))
 

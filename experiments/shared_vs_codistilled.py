@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bioglom import load_config  # noqa: E402
 from bioglom.report import final_metrics, fmt, markdown_table  # noqa: E402
-from bioglom.train import train  # noqa: E402
+from bioglom.train import run_arm  # noqa: E402
 
 # ---- configuration ------------------------------------------------------------------------
 COMMON = {
@@ -71,6 +71,11 @@ def main() -> int:
     ap.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     ap.add_argument("--out", default="runs/shared_vs_codistilled", help="folder for the runs")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep finished runs in DIR, continue unfinished ones from their checkpoints",
+    )
     args = ap.parse_args()
 
     out = Path(args.out) / args.preset
@@ -78,7 +83,7 @@ def main() -> int:
     for arm, overrides in ARMS.items():
         config = load_config(overrides={**COMMON, **PRESETS[args.preset], **overrides})
         path = out / f"{arm}.h5"
-        train(config, path, overwrite=True, progress=not args.quiet)
+        run_arm(config, path, resume=args.resume, progress=not args.quiet)
         results[arm] = final_metrics(path)
 
     K = config.model.levels

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 from bioglom import load_config  # noqa: E402
 from bioglom.report import markdown_table  # noqa: E402
 from bioglom.runs import open_run  # noqa: E402
-from bioglom.train import train  # noqa: E402
+from bioglom.train import run_arm  # noqa: E402
 
 # ---- configuration ------------------------------------------------------------------------
 COMMON = {
@@ -107,6 +107,11 @@ def main() -> int:
     ap.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     ap.add_argument("--out", default="runs/temporal_vs_delta", help="folder for the runs")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep finished runs in DIR, continue unfinished ones from their checkpoints",
+    )
     args = ap.parse_args()
 
     out = Path(args.out) / args.preset
@@ -114,7 +119,7 @@ def main() -> int:
     for arm, overrides in ARMS.items():
         config = load_config(overrides={**COMMON, **PRESETS[args.preset], **overrides})
         runs[arm] = out / f"{arm}.h5"
-        train(config, runs[arm], overwrite=True, progress=not args.quiet)
+        run_arm(config, runs[arm], resume=args.resume, progress=not args.quiet)
 
     K = config.model.levels
 

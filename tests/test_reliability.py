@@ -166,3 +166,23 @@ def test_sigkill_at_random_moments_leaves_a_readable_run_that_resumes(tmp_path):
             assert_same_weights(ref, path)
             resumed += 1
     assert resumed >= 1, "no trial was killed between two checkpoints"
+
+
+def test_experiment_arms_keep_finished_runs_and_resume_stopped_ones(tmp_path, monkeypatch):
+    """`run_arm(resume=True)`, behind every experiment's --resume: a finished run is kept as
+    it is; an interrupted one continues from its checkpoint to the uninterrupted result."""
+    from bioglom.train import run_arm
+
+    cfg = small_config(**RELIABLE)
+    done = tmp_path / "done.h5"
+    assert run_arm(cfg, done, progress=False) == "finished"
+    stamp = done.stat().st_mtime_ns
+    assert run_arm(cfg, done, resume=True, progress=False) == "finished"
+    assert done.stat().st_mtime_ns == stamp
+    stopped = tmp_path / "stopped.h5"
+    with monkeypatch.context() as m:
+        interrupt_at(m, 5)
+        assert run_arm(cfg, stopped, progress=False) == "interrupted"
+    assert run_arm(cfg, stopped, resume=True, progress=False) == "finished"
+    assert_same_run(done, stopped)
+    assert_same_weights(done, stopped)
