@@ -122,21 +122,22 @@ def cli(*args: str) -> list[str]:
 
 
 def test_sigkill_at_random_moments_leaves_a_readable_run_that_resumes(tmp_path):
-    """Five trials: `bioglom run` is killed with SIGKILL at a random moment. Its file still
+    """Five trials: `bioglom run` is killed with SIGKILL at a random moment of its training
+    (uniform over 5-95% of the uninterrupted run's time from the file's creation). Its file still
     opens with whole records (every metric column as long as the step column, steps rising);
     where a checkpoint had been written, `--resume` finishes the run with exactly the weights
     and records of the uninterrupted one."""
     overrides = {
-        "train__updates": 40,
+        "train__updates": 60,
         "run__record_every": 2,
         "run__checkpoint_every": 5,
         "run__snapshot_every": 10,
     }
     config = write_config(tmp_path, **overrides)
     ref = tmp_path / "ref.h5"
-    t0 = time.perf_counter()
     subprocess.run(cli("run", str(config), "--out", str(ref), "--quiet"), check=True, timeout=300)
-    duration = time.perf_counter() - t0
+    with open_run(ref) as run:
+        training_s = float(run.metrics["elapsed_s"][-1])  # from the file's creation to the end
     rng = np.random.default_rng(fresh_seed())
     resumed = 0
     for trial in range(5):
@@ -146,7 +147,10 @@ def test_sigkill_at_random_moments_leaves_a_readable_run_that_resumes(tmp_path):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(rng.uniform(0.3, 0.95) * duration)
+        deadline = time.monotonic() + 120
+        while not path.exists() and time.monotonic() < deadline:  # training has begun
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.05, 0.95) * training_s)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         if not path.exists():
