@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
         help="continue the run in --out from its checkpoint (<run>.ckpt), appending to it",
     )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser(
+        "bench",
+        help="time a settling step, shared vs unshared, against the machine's matmul rate "
+        "(bioglom bench --help)",
+        add_help=False,
+    )
     i = sub.add_parser("info", help="print a run's status, config summary and last metrics")
     i.add_argument("run", help="an .h5 run file")
     c = sub.add_parser(
@@ -148,6 +154,11 @@ def _config(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bioglom`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its own options: see bioglom.bench
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
     args = _parser().parse_args(argv)
     commands = {"run": _run, "info": _info, "config": _config}
     try:

@@ -73,3 +73,24 @@ def test_day_night_fall_and_recovery_arithmetic():
     assert back == "-"  # fell by 5% only
     fall, half, back = dn.fall_and_recovery(steps, [8, 10, 4, 2, 5, 6, 9], kinds, (1, 6))
     assert back == "never"  # the night ended at update 10 still far from 10
+
+
+def test_bench_quick_preset_writes_every_number(tmp_path):
+    """`bioglom bench --preset quick` runs the reference timings in both column modes, the
+    sweep, the memory probes and the target table, and writes them to JSON. No timing is
+    asserted: these machines are shared and noisy."""
+    import json
+
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bioglom.cli", "bench", "--preset", "quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert set(r["reference"]) == {"shared", "unshared"}
+    for t in r["reference"].values():
+        assert t["step_ms"] > 0 and t["learn_step_ms"] > 0 and t["mlp_gflops"] > 0
+    assert r["matmul_gflops"] > 0 and len(r["sweep"]) >= 4
+    assert {"codistill_2", "codistill_4", "end_to_end_2", "end_to_end_4"} <= set(r["memory"])
+    assert "targets (ratios measured in this run)" in proc.stdout

@@ -1,0 +1,389 @@
+"""Benchmark: how fast a settling step is, shared against unshared columns, against the machine.
+
+    bioglom bench --preset quick|full [--device cpu|cuda] [--out bench.json]
+    python experiments/bench.py --preset quick|full [--device cpu|cuda] [--out bench.json]
+
+Everything is timed in one process, so that the ratios it prints compare numbers measured on
+the same (shared, noisy) machine at the same time: medians over repeated runs after warm-up.
+
+1. The reference configuration (16x16 columns, 5 levels, d = 64, 2-layer MLPs with 128 hidden
+   units, window attention of radius 1..5, batch 32): one settling step, and one settling step
+   with its co-distillation update, in each column mode; the column MLPs alone, as a share of
+   the machine's own large-matmul FLOP rate measured in the same run; lateral attention alone,
+   as a share of the step.
+2. A sweep: columns N from 64 to 4096, batch 1 to 64, levels, attention radius.
+3. Memory (each in a fresh subprocess, peak resident memory on the CPU, peak allocated on
+   CUDA): one update at 4, 16 and 64 settling steps for co-distillation and for the end-to-end
+   baseline; and peak memory at N = 4096 against weights + optimiser state + state tensors.
+4. A peer, when the PyPI package ``glom-pytorch`` is installed (``pip install -e
+   ".[peers]"``): its forward settling at the matching configuration (16x16 columns, 5 levels,
+   d = 64, hidden 256, full attention, 8 steps, batch 1 and 32), next to bioglom's shared and
+   unshared steps at that configuration.
+
+Writes every number to a JSON file and prints the tables with the targets of issue 7.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import build_model, load_config
+from .config import Config
+from .model import Glom
+from .report import markdown_table
+from .rules import make_rule
+
+__all__ = ["main", "PRESETS", "REFERENCE"]
+
+# ---- configuration -------------------------------------------------------------------------
+REFERENCE = {
+    "model.levels": 5,
+    "model.dim": 64,
+    "model.hidden": 128,
+    "model.hidden_layers": 1,  # two linear layers: d -> 128 -> d
+    "frontend.patch_size": 2,
+    "data.image_size": 32,  # 16x16 columns
+    "settle.steps": 8,
+    "attention.neighbourhood": "window",
+    "attention.radius": {"first": 1, "step": 1},
+    "train.rule": "codistill",
+}
+PRESETS = {
+    # seconds; run by the tests (no timing is asserted)
+    "quick": {
+        "columns": 64,  # 8x8: the reference shape, smaller
+        "batch": 2,
+        "repeats": 2,
+        "warmup": 1,
+        "matmul_n": 512,
+        "sweep_columns": [16, 64],
+        "sweep_batch": [1],
+        "sweep_levels": [3],
+        "sweep_radius": [2],
+        "memory_steps": [2, 4],
+        "memory_columns": 64,
+        "peer_batches": [1],
+    },
+    # the README's numbers
+    "full": {
+        "columns": 256,  # 16x16
+        "batch": 32,
+        "repeats": 5,
+        "warmup": 1,
+        "matmul_n": 2048,
+        "sweep_columns": [64, 256, 1024, 4096],
+        "sweep_batch": [1, 8, 32, 64],
+        "sweep_levels": [3, 5, 7],
+        "sweep_radius": [1, 2, 4],
+        "memory_steps": [4, 16, 64],
+        "memory_columns": 4096,
+        "peer_batches": [1, 32],
+    },
+}
+MODES = ("shared", "unshared")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_ms(fn, device: torch.device, repeats: int, warmup: int) -> float:
+    """Median wall-clock milliseconds of ``fn()`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def matmul_gflops(n: int, device: torch.device, repeats: int) -> float:
+    """The machine's large-matmul fp32 rate (GFLOP/s), best of ``repeats``."""
+    x = torch.randn(n, n, device=device)
+    y = torch.randn(n, n, device=device)
+    best = min(median_ms(lambda: x @ y, device, 1, 1) for _ in range(max(3, repeats)))
+    return 2 * n**3 / (best * 1e-3) / 1e9
+
+
+def config_for(columns: int = 256, **overrides) -> Config:
+    side = int(round(columns**0.5)) * 2
+    return load_config(overrides={**REFERENCE, "data.image_size": side, **overrides})
+
+
+def mlp_flops(model: Glom, batch: int) -> float:
+    """FLOPs (2 x multiply-adds) of one step's bottom-up and top-down column MLPs."""
+    total = 0
+    for net in (model.bottom_up, model.top_down):
+        for layer in net.layers:
+            total += layer.levels * model.N * batch * layer.d_in * layer.d_out * 2
+    return float(total)
+
+
+def time_config(cfg: Config, batch: int, device, p: dict, learn: bool = True) -> dict:
+    """Milliseconds of one settling step, its MLPs, its lateral attention, and one settling step
+    with the co-distillation update (an update of ``settle.steps`` steps, divided by them)."""
+    model = build_model(cfg, device=device)
+    side = cfg.data.image_size
+    x = torch.rand(batch, 3, side, side, device=device)
+    steps = cfg.settle.steps
+    g = torch.Generator(device=device).manual_seed(0)
+    with torch.no_grad():
+        e, tau = model.initial_state(x)
+        beta = model.beta(1, steps)
+        step = median_ms(lambda: model.step(e, tau, x, 1, steps), device, p["repeats"], p["warmup"])
+        mlp = median_ms(
+            lambda: (model.bottom_up(e[:-1]), model.top_down(e[1:], extra=model.location)),
+            device,
+            p["repeats"],
+            p["warmup"],
+        )
+        lateral = median_ms(lambda: model.lateral(e, tau, beta), device, p["repeats"], p["warmup"])
+    out = {
+        "columns": model.N,
+        "batch": batch,
+        "levels": model.K,
+        "radius": cfg.attention.radius,
+        "sharing": cfg.model.sharing,
+        "step_ms": step,
+        "mlp_ms": mlp,
+        "mlp_gflops": mlp_flops(model, batch) / (mlp * 1e-3) / 1e9,
+        "lateral_ms": lateral,
+    }
+    if learn:
+        rule = make_rule(model, cfg)
+        model.train()
+        upd = median_ms(lambda: rule.update(x, g), device, p["repeats"], p["warmup"])
+        out["learn_step_ms"] = upd / steps
+    return out
+
+
+def _proc_status(key: str) -> int:
+    """A ``kB`` field of /proc/self/status in bytes (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def memory_probe(args: argparse.Namespace) -> int:
+    """Child process: one update; prints as JSON the peak memory it held above the process's
+    baseline (torch loaded and warmed up, no model yet), with the sizes of what must be held:
+    weights and buffers, optimiser state, and the state tensor ``[K, N, B, d]``.
+
+    CPU: the peak resident set (``VmHWM``, reset just before the measured update through
+    ``/proc/self/clear_refs``); CUDA: ``torch.cuda.max_memory_allocated``."""
+    device = torch.device(args.device)
+    warm = torch.randn(256, 256, device=device)
+    (warm @ warm).sum().item()  # load the kernels and thread pools before the baseline
+    baseline = _proc_status("VmRSS") if device.type == "cpu" else 0
+    cfg = config_for(args.columns, **{"settle.steps": args.steps, "train.rule": args.rule})
+    model = build_model(cfg, device=device)
+    side = cfg.data.image_size
+    x = torch.rand(args.batch, 3, side, side, device=device)
+    rule = make_rule(model, cfg)
+    model.train()
+    rule.update(x)  # warm-up: allocates the optimiser state
+    sync(device)
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    opt = sum(
+        v.numel() * v.element_size()
+        for s in rule.optimizer.state.values()
+        for v in s.values()
+        if torch.is_tensor(v)
+    )
+    state = model.K * model.N * args.batch * model.d * 4
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        rule.update(x)
+        sync(device)
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak resident set to the current one
+        rule.update(x)
+        peak = _proc_status("VmHWM") - baseline
+    print(json.dumps({"peak": peak, "weights": weights, "optimizer": opt, "state": state}))
+    return 0
+
+
+def measure_memory(rule: str, steps: int, columns: int, batch: int, device: str) -> dict:
+    """Peak memory of one update in a fresh process, and that of an empty process (CPU)."""
+    base = [sys.executable, "-m", "bioglom.bench", "--memory-probe", "--device", device]
+    args = ["--rule", rule, "--steps", str(steps), "--columns", str(columns)]
+    args += ["--batch", str(batch)]
+    out = subprocess.run(base + args, capture_output=True, text=True, check=True, timeout=1200)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def peer_ms(batch: int, device, p: dict) -> float | None:
+    """glom-pytorch's forward settling per step at the matching configuration, if installed."""
+    try:
+        from glom_pytorch import Glom as PeerGlom
+    except ImportError:
+        return None
+    peer = PeerGlom(dim=64, levels=5, image_size=32, patch_size=2).to(device)
+    x = torch.rand(batch, 3, 32, 32, device=device)
+    with torch.no_grad():
+        return median_ms(lambda: peer(x, iters=8), device, p["repeats"], p["warmup"]) / 8
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="bioglom bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--out", default="runs/bench.json", help="JSON file for every number")
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA")
+    ap.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--rule", default="codistill", help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=8, help=argparse.SUPPRESS)
+    ap.add_argument("--columns", type=int, default=256, help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, default=32, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.memory_probe:
+        return memory_probe(args)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("bench: --device cuda, but CUDA is not available", file=sys.stderr)
+        return 2
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    torch.backends.cudnn.allow_tf32 = args.tf32
+    p = dict(PRESETS[args.preset])
+    if device.type == "cuda":
+        p["matmul_n"] = max(p["matmul_n"], 8192)  # large enough to fill a data-centre GPU
+    B = p["batch"]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    result: dict = {
+        "preset": args.preset,
+        "device": str(device),
+        "device_name": name or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "tf32": args.tf32,
+        "torch": torch.__version__,
+    }
+    t_start = time.perf_counter()
+    gf = matmul_gflops(p["matmul_n"], device, p["repeats"])
+    result["matmul_gflops"] = gf
+
+    # 1. the reference configuration
+    n0 = p["columns"]
+    ref = {m: time_config(config_for(n0, **{"model.sharing": m}), B, device, p) for m in MODES}
+    result["reference"] = ref
+    # 2. the sweep (unshared; the reference values elsewhere)
+    sweep = []
+    for n in p["sweep_columns"]:
+        cfg = config_for(n, **{"model.sharing": "unshared"})
+        sweep.append(time_config(cfg, B, device, p, learn=n <= 1024))
+    for b in p["sweep_batch"]:
+        sweep.append(time_config(config_for(n0, **{"model.sharing": "unshared"}), b, device, p))
+    for k in p["sweep_levels"]:
+        cfg = config_for(n0, **{"model.sharing": "unshared", "model.levels": k})
+        sweep.append(time_config(cfg, B, device, p, learn=False))
+    for r in p["sweep_radius"]:
+        cfg = config_for(n0, **{"model.sharing": "unshared", "attention.radius": r})
+        sweep.append(time_config(cfg, B, device, p, learn=False))
+    result["sweep"] = sweep
+    # 3. memory
+    mem = {}
+    for rule in ("codistill", "end_to_end"):
+        for s in p["memory_steps"]:
+            mem[f"{rule}_{s}"] = measure_memory(rule, s, n0, B, args.device)
+    mem["codistill_big"] = measure_memory("codistill", 8, p["memory_columns"], B, args.device)
+    result["memory"] = mem
+    # 4. the peer
+    peer = {}
+    for b in p["peer_batches"]:
+        ms = peer_ms(b, device, p)
+        if ms is None:
+            break
+        peer[b] = {"peer_ms": ms}
+        for m in MODES:
+            # full attention: a window wider than the 16x16 grid
+            cfg = config_for(256, **{"model.sharing": m, "model.hidden": 256,
+                                     "attention.radius": 15})  # fmt: skip
+            peer[b][m] = time_config(cfg, b, device, p, learn=False)["step_ms"]
+    result["peer"] = peer
+    result["wall_s"] = time.perf_counter() - t_start
+
+    report(result, p)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=str))
+    print(f"\nall numbers: {out}")
+    return 0
+
+
+def report(r: dict, p: dict) -> None:
+    ref, gf = r["reference"], r["matmul_gflops"]
+    print(f"\nbench, preset {r['preset']}: {r['device_name']} ({r['device']}, "
+          f"{r['threads']} threads), torch {r['torch']}; matmul {gf:.1f} GFLOP/s "
+          f"({p['matmul_n']}^2 fp32); medians of {p['repeats']} after {p['warmup']} "
+          "warm-up")  # fmt: skip
+    rows = []
+    for m in MODES:
+        t = ref[m]
+        rows.append([m, t["step_ms"], t["learn_step_ms"], t["mlp_ms"], t["mlp_gflops"] / gf,
+                     t["lateral_ms"] / t["step_ms"]])  # fmt: skip
+    side = int(round(p["columns"] ** 0.5))
+    print(f"\nreference: {side}x{side} columns, 5 levels, d = 64, hidden 128, window attention, "
+          f"batch {p['batch']}\n")  # fmt: skip
+    print(markdown_table(["columns", "step ms", "step + co-distillation ms", "column MLPs ms",
+                          "MLPs / matmul rate", "lateral / step"], rows))  # fmt: skip
+    u, s = ref["unshared"], ref["shared"]
+    targets = [
+        ["unshared / shared, step with learning", u["learn_step_ms"] / s["learn_step_ms"],
+         "<= 1.25"],
+        ["column MLPs / matmul rate (unshared)", u["mlp_gflops"] / gf, ">= 0.6"],
+        ["lateral attention / step (unshared)", u["lateral_ms"] / u["step_ms"], "<= 0.25"],
+    ]  # fmt: skip
+    by_n = [t for t in r["sweep"] if t["batch"] == p["batch"] and t["levels"] == 5
+            and t["radius"] == {"first": 1, "step": 1}]  # fmt: skip
+    per_col = {t["columns"]: t["step_ms"] / t["columns"] for t in by_n}
+    lo = 256 if 256 in per_col else min(per_col)
+    if max(per_col) > lo:
+        targets.append([f"time per column-step, N = {max(per_col)} / N = {lo}",
+                        per_col[max(per_col)] / per_col[lo], "<= 1.3"])  # fmt: skip
+    mem = r["memory"]
+    steps = p["memory_steps"]
+    for rule in ("codistill", "end_to_end"):
+        a, b = mem[f"{rule}_{steps[0]}"]["peak"], mem[f"{rule}_{steps[-1]}"]["peak"]
+        targets.append([f"{rule}: peak memory at {steps[-1]} / {steps[0]} steps", b / a,
+                        "flat (1.0)" if rule == "codistill" else "(baseline)"])  # fmt: skip
+    big = mem["codistill_big"]
+    need = big["weights"] + big["optimizer"] + big["state"]
+    targets.append([f"peak memory at N = {p['memory_columns']} / (weights + optimiser + state)",
+                    big["peak"] / need, "<= 1.3"])  # fmt: skip
+    for b, t in r["peer"].items():
+        for m, limit in (("shared", 0.4), ("unshared", 0.5)):
+            targets.append([f"{m} / glom-pytorch step, batch {b} (full attention, hidden 256)",
+                            t[m] / t["peer_ms"], f"<= {limit}"])  # fmt: skip
+    print("\ntargets (ratios measured in this run)\n")
+    print(markdown_table(["measure", "ratio", "target"], targets))
+    rows = [[t["columns"], t["batch"], t["levels"], json.dumps(t["radius"]), t["step_ms"],
+             t.get("learn_step_ms", float("nan")), t["mlp_gflops"] / gf,
+             t["lateral_ms"] / t["step_ms"]] for t in r["sweep"]]  # fmt: skip
+    print("\nsweep (unshared)\n")
+    print(markdown_table(["columns", "batch", "levels", "radius", "step ms", "learn step ms",
+                          "MLPs / matmul", "lateral / step"], rows))  # fmt: skip
+    mrows = [[k, v["peak"] / 2**20, (v["weights"] + v["optimizer"] + v["state"]) / 2**20]
+             for k, v in mem.items()]  # fmt: skip
+    print("\nmemory of one update (MiB above the process's baseline; CPU: peak resident set)\n")
+    print(markdown_table(["rule_steps", "peak", "weights + optimiser + state"], mrows))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
