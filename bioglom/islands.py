@@ -110,14 +110,16 @@ def agglomerative_islands(
     for k in range(K):
         for b in range(B):
             x = s[k, :, b].numpy()
-            if N == 1:
-                labels[k, b] = 0
-                continue
-            # cosine distance of unit vectors; clip round-off so the condensed matrix is valid
-            dist = np.clip(1.0 - x @ x.T, 0.0, 2.0)
-            np.fill_diagonal(dist, 0.0)
-            z = linkage(squareform(dist, checks=False), method="average")
-            lab = fcluster(z, t=1.0 - threshold, criterion="distance")
+            ok = np.isfinite(x).all(axis=1)  # non-finite columns are islands of their own
+            lab = np.arange(N) + N  # distinct labels for them
+            if ok.sum() == 1:
+                lab[ok] = 0
+            elif ok.sum() > 1:
+                # cosine distance of unit vectors; clip round-off so the condensed matrix is valid
+                dist = np.clip(1.0 - x[ok] @ x[ok].T, 0.0, 2.0)
+                np.fill_diagonal(dist, 0.0)
+                z = linkage(squareform(dist, checks=False), method="average")
+                lab[ok] = fcluster(z, t=1.0 - threshold, criterion="distance")
             labels[k, b] = _first_appearance(lab).reshape(hg, wg)
     return labels
 

@@ -291,6 +291,9 @@ class RunWriter:
                 ds.resize((n_snapshots, *ds.shape[1:]))
             f.attrs["status"] = "running"
             f.attrs["resumed"] = _now()
+            for stale in ("finished", "summary", "diverged_at", "diverged_tensor"):
+                if stale in f.attrs:
+                    del f.attrs[stale]
             f.flush()
             f.swmr_mode = True
         except BaseException:

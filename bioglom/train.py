@@ -253,6 +253,7 @@ def train(
         pending = (ckpt["sums"], ckpt["counts"])
         writer = RunWriter.reopen(out, ckpt["n_records"], ckpt["n_snapshots"])
     else:
+        ckpt_path.unlink(missing_ok=True)  # a checkpoint of an earlier run in this file
         writer = RunWriter(
             out,
             config_text=config.to_toml(),
@@ -301,6 +302,8 @@ def train(
         if with_probe:
             pm, snap = probe.evaluate(model)
             values.update(pm)
+        else:  # a diverged update: keep the last good probe values for the summary
+            values = {**{k: v for k, v in last.items() if k.startswith("probe_")}, **values}
         values["elapsed_s"] = time.perf_counter() - start
         writer.record(step, values, phase=phase)
         if snapshot and with_probe:
@@ -344,7 +347,7 @@ def train(
         disable=not progress,
         dynamic_ncols=True,
     )
-    reason = ""
+    reason, bad = "", None
     u = done
     stop = _SigintFlag()
     try:
@@ -372,6 +375,7 @@ def train(
                 reason = f"non-finite {bad} at update {u}"
                 record(u, snapshot=False, phase=kind, with_probe=False)
                 break
+            stopping = stop.flag  # read once: a Ctrl-C arriving later waits for the next update
             snap = u % config.run.snapshot_every == 0 or u == updates
             ck = ckpt_every > 0 and u % ckpt_every == 0
             boundary = u < updates and kinds[u] != kind  # the last update of a phase
@@ -382,12 +386,12 @@ def train(
                     probe_mse=f"{last['probe_recon_mse']:.4f}",
                     refresh=False,
                 )
-            if u < updates and (ck or stop.flag):
+            if u < updates and (ck or stopping):
                 checkpoint(u)
-            if stop.flag and u < updates:
+            if stopping and u < updates:
                 reason = f"interrupted (Ctrl-C) after update {u}; continue with --resume"
                 break
-        status = "diverged" if bad_run(reason) else "interrupted" if u < updates else "finished"
+        status = "diverged" if bad is not None else "interrupted" if u < updates else "finished"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -399,7 +403,7 @@ def train(
         summary["updates"] = float(u)
         attrs = {}
         if status == "diverged":
-            attrs = {"diverged_at": u, "diverged_tensor": reason.split(" ")[1]}
+            attrs = {"diverged_at": u, "diverged_tensor": bad}
         writer.close(status=status, summary=summary, attrs=attrs)
         torch.save(
             {"model": model.state_dict(), "config": config.to_toml(), "status": status},
@@ -413,25 +417,26 @@ def train(
 def run_arm(config: Config, out: str | Path, *, resume: bool = False, progress: bool = True) -> str:
     """Train one arm of an experiment into ``out``; returns the run's status.
 
-    ``resume=False`` trains afresh, replacing ``out``. ``resume=True`` keeps a finished run as
-    it is, continues an unfinished one from its checkpoint, and trains afresh where there is
-    no run or no checkpoint -- so a long experiment that was stopped picks up where it was.
+    ``resume=False`` trains afresh, replacing ``out``. ``resume=True`` keeps a finished or
+    diverged run made with the same config as it is (a diverged arm would only diverge again),
+    continues an unfinished one from its checkpoint, and trains afresh where there is no run,
+    an unreadable one, one made with another config, or no checkpoint -- so a long experiment
+    that was stopped picks up where it was.
     """
     out = Path(out)
     if resume and out.exists():
         from .runs import open_run
 
-        with open_run(out) as run:
-            status = run.status
-        if status == "finished":
+        try:
+            with open_run(out) as run:
+                status, same = run.status, run.config_text == config.to_toml()
+        except (OSError, ValueError, KeyError):
+            status, same = "unreadable", False
+        if same and status in ("finished", "diverged"):
             return status
-        if checkpoint_path(out).exists():
+        if same and checkpoint_path(out).exists():
             return train(config, out, progress=progress, resume=True).status
     return train(config, out, overwrite=True, progress=progress).status
-
-
-def bad_run(reason: str) -> bool:
-    return reason.startswith("non-finite")
 
 
 def first_nonfinite(tensors: dict[str, torch.Tensor | None]) -> str | None:
@@ -439,7 +444,8 @@ def first_nonfinite(tensors: dict[str, torch.Tensor | None]) -> str | None:
     named = [(k, t) for k, t in tensors.items() if t is not None]
     if not named:
         return None
-    flags = torch.stack([torch.isfinite(t.detach()).all().to("cpu") for _, t in named])
+    dev = named[0][1].device
+    flags = torch.stack([torch.isfinite(t.detach()).all().to(dev) for _, t in named]).cpu()
     if bool(flags.all()):
         return None
     return named[int((~flags).nonzero()[0, 0])][0]

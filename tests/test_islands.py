@@ -149,3 +149,12 @@ def test_parse_tree_links_each_island_to_the_island_above():
 def test_island_sizes_are_columns_per_island():
     labels = np.array([[0, 0, 1, 1], [0, 0, 0, 0]]).reshape(2, 1, 2, 2)
     np.testing.assert_allclose(island_sizes(labels), [[2.0], [4.0]])
+
+
+def test_agglomerative_gives_non_finite_columns_islands_of_their_own():
+    """A NaN column cannot be compared: it is its own island; the rest cluster as usual."""
+    layout = np.array([[0, 0], [1, 1]])
+    state = hand_made_state(layout)
+    state[0, 1, 0, 0] = float("nan")
+    labels = agglomerative_islands(state, (2, 2), threshold=0.8)
+    assert labels[0, 0].tolist() == [[0, 1], [2, 2]]

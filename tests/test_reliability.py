@@ -190,3 +190,46 @@ def test_experiment_arms_keep_finished_runs_and_resume_stopped_ones(tmp_path, mo
     assert run_arm(cfg, stopped, resume=True, progress=False) == "finished"
     assert_same_run(done, stopped)
     assert_same_weights(done, stopped)
+
+
+def test_a_fresh_run_removes_a_stale_checkpoint_and_arms_check_their_config(tmp_path, monkeypatch):
+    """Training afresh into a file deletes the checkpoint an earlier run left there (so that a
+    later --resume cannot pick up another run's weights); `run_arm(resume=True)` keeps a
+    diverged arm, and retrains a finished one whose config differs."""
+    from bioglom.train import run_arm
+
+    path = tmp_path / "run.h5"
+    with monkeypatch.context() as m:
+        interrupt_at(m, 5)
+        train(small_config(**RELIABLE), path, progress=False)
+    assert checkpoint_path(path).exists()
+    other = small_config(**{**RELIABLE, "run__checkpoint_every": 0})
+    train(other, path, overwrite=True, progress=False)
+    assert not checkpoint_path(path).exists()
+
+    cfg = small_config(**RELIABLE)
+    assert run_arm(cfg, path, resume=True, progress=False) == "finished"  # config differed
+    with open_run(path) as run:
+        assert run.config.run.checkpoint_every == 4
+    stamp = path.stat().st_mtime_ns
+    assert run_arm(cfg, path, resume=True, progress=False) == "finished"
+    assert path.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_ctrl_c_and_resume_on_cuda_with_nights_and_spikes(tmp_path, monkeypatch):
+    """On CUDA a run with nights and the spiking rule stops on Ctrl-C and resumes to the end
+    (the replay memory and the spike generator come back on the device)."""
+    cfg = small_config(
+        **RELIABLE,
+        schedule__phases="day 5, night 3, interleaved 4",
+        train__rule="temporal",
+        temporal__spiking=True,
+        run__device="cuda",
+    )
+    path = tmp_path / "run.h5"
+    with monkeypatch.context() as m:
+        interrupt_at(m, 6)
+        assert train(cfg, path, progress=False).status == "interrupted"
+    assert train(cfg, path, progress=False, resume=True).status == "finished"

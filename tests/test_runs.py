@@ -323,3 +323,24 @@ def test_file_of_killed_writer_keeps_flushed_records(tmp_path):
         np.testing.assert_array_equal(run.snapshot_steps, [0])
         np.testing.assert_array_equal(run.snapshot(0)["x"], np.arange(3) + seed % 7)
         assert json.loads(run.attrs["versions"]) == run.versions
+
+
+def test_reopen_keeps_the_first_records_and_clears_the_end_of_the_last_session(tmp_path):
+    """`RunWriter.reopen` (used by --resume) keeps the records and snapshots its checkpoint saw,
+    drops later ones, and removes what the previous close wrote (finished time, summary,
+    divergence attrs); the file is `running` again."""
+    path = tmp_path / "r.h5"
+    w = RunWriter(path, config_text="", seed=0, metrics=["a"], snapshots={"s": ((2,), "float32")})
+    for i in range(4):
+        w.record(i, {"a": float(i)}, phase="day")
+    w.snapshot(0, {"s": np.zeros(2)})
+    w.snapshot(3, {"s": np.ones(2)})
+    w.close("diverged", summary={"a": 3.0}, attrs={"diverged_at": 3, "diverged_tensor": "a"})
+    w = RunWriter.reopen(path, n_records=2, n_snapshots=1)
+    w.record(2, {"a": 20.0}, phase="night")
+    w.close("finished")
+    with open_run(path) as run:
+        assert list(run.steps) == [0, 1, 2] and list(run.metrics["a"]) == [0.0, 1.0, 20.0]
+        assert list(run.snapshot_steps) == [0] and list(run.phase) == ["day", "day", "night"]
+        assert run.status == "finished" and run.summary is None
+        assert "diverged_at" not in run.attrs and "resumed" in run.attrs

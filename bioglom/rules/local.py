@@ -219,9 +219,13 @@ class TemporalDerivative(LocalRule):
         state = super().state_dict()
         if self.spike_gen is not None:
             state["spike_generator"] = self.spike_gen.get_state()
+            state["spike_generator_device"] = self.spike_gen.device.type
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        if "spike_generator" in state:
-            self._spike_generator(self.model.device).set_state(state["spike_generator"])
+        gen = self._spike_generator(self.model.device)
+        # a generator's state only fits a generator on the same kind of device; on another
+        # device the spikes restart from the seed (a resume across devices is not exact anyway)
+        if "spike_generator" in state and state.get("spike_generator_device") == gen.device.type:
+            gen.set_state(state["spike_generator"])

@@ -228,3 +228,5 @@ class Sleep:
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.memory.load_state_dict(state["memory"])
+        if self.memory.items is not None:  # a checkpoint is read onto the CPU
+            self.memory.items = self.memory.items.to(self.model.device)
