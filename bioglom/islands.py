@@ -97,9 +97,9 @@ def agglomerative_islands(
     spatially connected (an object split by an occluder is one island). For each level and
     image the ``N`` embeddings are clustered bottom-up, always merging the two clusters of
     highest mean pairwise cosine (average linkage on the cosine distance ``1 - cos``), and
-    merging stops once that mean is no longer above ``threshold``: every island's members have
-    a mean pairwise cosine above the threshold with each cluster they were merged with
-    (``scipy.cluster.hierarchy``, cut at distance ``1 - threshold``).
+    merging stops once that mean falls below ``threshold``: every merge joined two clusters
+    whose mean pairwise cosine was at least the threshold (``scipy.cluster.hierarchy``, cut at
+    distance ``1 - threshold``). Columns with non-finite embeddings are islands of their own.
 
     Parameters and result as :func:`connected_islands`.
     """
