@@ -478,6 +478,13 @@ def _load_resume(config: Config, out: Path, ckpt_path: Path) -> dict:
     """The checkpoint of the run in ``out``, checked against ``config``."""
     if not out.exists():
         raise FileNotFoundError(f"no run {str(out)!r} to resume")
+    if not ckpt_path.exists():
+        from .runs import open_run
+
+        with open_run(out) as run:
+            status = run.status
+        if status == "finished":
+            raise FileNotFoundError(f"run {str(out)!r} has finished: nothing to resume")
     ckpt = load_checkpoint(ckpt_path)
     saved = config_from_toml(ckpt["config"]).to_dict()
     given = config.to_dict()

@@ -99,7 +99,7 @@ def test_ctrl_c_then_resume_equals_the_uninterrupted_run(tmp_path, monkeypatch, 
 
 def test_resume_refuses_another_config_and_a_missing_checkpoint(tmp_path, monkeypatch):
     """Resuming with a changed field is a config error naming that field; a run without a
-    checkpoint cannot be resumed."""
+    checkpoint cannot be resumed, and a finished one says so."""
     path = tmp_path / "run.h5"
     with monkeypatch.context() as m:
         interrupt_at(m, 2)
@@ -109,6 +109,10 @@ def test_resume_refuses_another_config_and_a_missing_checkpoint(tmp_path, monkey
     checkpoint_path(path).unlink()
     with pytest.raises(FileNotFoundError, match="checkpoint"):
         train(small_config(**RELIABLE), path, progress=False, resume=True)
+    done = tmp_path / "done.h5"
+    train(small_config(**RELIABLE), done, progress=False)
+    with pytest.raises(FileNotFoundError, match="finished"):
+        train(small_config(**RELIABLE), done, progress=False, resume=True)
 
 
 def write_config(tmp_path, **overrides):
