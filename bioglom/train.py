@@ -302,12 +302,12 @@ def train(
         if with_probe:
             pm, snap = probe.evaluate(model)
             values.update(pm)
-        else:  # a diverged update: keep the last good probe values for the summary
-            values = {**{k: v for k, v in last.items() if k.startswith("probe_")}, **values}
         values["elapsed_s"] = time.perf_counter() - start
-        writer.record(step, values, phase=phase)
+        writer.record(step, values, phase=phase)  # without the probe: NaN in the file
         if snapshot and with_probe:
             writer.snapshot(step, snap)
+        if not with_probe:  # a diverged update: the summary keeps the last probe measured
+            values = {**{k: v for k, v in last.items() if k.startswith("probe_")}, **values}
         last = values
         sums, counts = {}, {}
 

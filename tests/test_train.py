@@ -195,6 +195,10 @@ def test_a_planted_nan_stops_the_run_within_one_update(tmp_path, monkeypatch, wh
         assert list(run.steps) == [0, 2, 3]
         if where == "loss":
             assert np.isnan(run.metrics["loss"][-1])
+        # the probe was not evaluated on the broken model: NaN in the file, while the
+        # summary keeps the value of the last record that measured it
+        assert np.isnan(run.metrics["probe_recon_mse"][-1])
+        assert run.summary["probe_recon_mse"] == run.metrics["probe_recon_mse"][-2]
 
 
 def test_snapshots_follow_their_own_interval(tmp_path):
