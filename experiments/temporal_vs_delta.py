@@ -125,7 +125,7 @@ def main() -> int:
             m, status, last = run.metrics, run.status, int(run.steps[-1])
         rows.append(
             [
-                arm if status == "finished" else f"{arm} ({status} by update {last})",
+                arm if status == "finished" else f"{arm} ({status} at update {last})",
                 *(tail(m, f"loss_bu_L{k}") for k in range(K)),
                 *(tail(m, f"loss_td_L{k}") for k in range(K - 1)),
                 tail(m, "loss_decoder"),
