@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 from . import build_model, load_config
+from .allocator import keep_freed_memory
 from .config import Config
 from .model import Glom
 from .report import markdown_table
@@ -254,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--columns", type=int, default=256, help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=32, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    kept = keep_freed_memory()  # as in training (bioglom.allocator)
     if args.memory_probe:
         return memory_probe(args)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -273,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "device_name": name or platform.machine(),
         "threads": torch.get_num_threads(),
         "tf32": args.tf32,
+        "keep_freed_memory": kept,
         "torch": torch.__version__,
     }
     t_start = time.perf_counter()

@@ -66,11 +66,17 @@ class ColumnLinear(nn.Module):
     def forward(self, x: Tensor, level: int | None = None) -> Tensor:
         """``x [K', N, B, d_in]`` -> ``[K', N, B, d_out]``; with ``level = k`` only the map of
         level ``k`` is applied (``x [1, N, B, d_in]``)."""
-        sl = slice(None) if level is None else slice(level, level + 1)
-        bias = None if self.bias is None else self.bias[sl]
-        if self.feedback is not None:
-            return column_linear_fa(x, self.weight[sl], bias, self.feedback[sl])
-        return column_linear(x, self.weight[sl], bias)
+        weight, bias, feedback = self.weight, self.bias, self.feedback
+        if level is not None:
+            # a slice's backward writes into a zero tensor of the whole weight's size:
+            # take it only when one level is asked for
+            sl = slice(level, level + 1)
+            weight = weight[sl]
+            bias = None if bias is None else bias[sl]
+            feedback = None if feedback is None else feedback[sl]
+        if feedback is not None:
+            return column_linear_fa(x, weight, bias, feedback)
+        return column_linear(x, weight, bias)
 
     def extra_repr(self) -> str:
         return (

@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
+from .allocator import keep_freed_memory
 from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from .config import Config, ConfigError, config_from_toml
 from .data import ImageSet, load_images, part_whole_scenes
@@ -199,6 +200,7 @@ def train(
     must equal the run's own (``run.device`` aside). On the CPU the resumed run ends with the
     same weights and metrics as one never interrupted (``elapsed_s`` aside).
     """
+    keep_freed_memory()  # unshared updates reuse their large gradient blocks (allocator.py)
     out = Path(out) if out is not None else default_run_path(config)
     ckpt_path = checkpoint_path(out)
     ckpt = _load_resume(config, out, ckpt_path) if resume else None

@@ -11,22 +11,68 @@ from torch import Tensor
 from ..config import Config, TrainConfig
 from ..model import Glom
 
-__all__ = ["LearningRule", "make_optimizer", "corrupt", "HOLE_FILL"]
+__all__ = ["LearningRule", "ChangeMeter", "make_optimizer", "corrupt", "HOLE_FILL"]
 
 #: value written into the missing regions of a corrupted image (mid-grey, so that a hole is
 #: not mistaken for the black background)
 HOLE_FILL = 0.5
 
 
-def make_optimizer(params, train: TrainConfig) -> torch.optim.Optimizer:
-    """Adam or SGD over ``params`` with ``train.lr`` and ``train.weight_decay``.
+def make_optimizer(
+    params, train: TrainConfig, lr: float | None = None, weight_decay: float | None = None
+) -> torch.optim.Optimizer:
+    """``train.optimizer`` (Adam or SGD) over ``params`` with ``train.lr`` and
+    ``train.weight_decay``, or the ``lr`` and ``weight_decay`` given.
 
-    Both work element-wise, so unshared columns keep learning independently.
+    Both work element-wise, so unshared columns keep learning independently. They take
+    PyTorch's fused implementation where every parameter is a float tensor on the CPU or a CUDA
+    device: the same update in one pass over each tensor (measured on a 2-core CPU, 38.6 M
+    unshared parameters: Adam 31 ms fused against 147 ms with ``foreach``;
+    ``docs/performance-notes.md``).
     """
     params = [p for p in params if p.requires_grad]
+    fused = bool(params) and all(
+        p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params
+    )
+    opts = {
+        "lr": train.lr if lr is None else lr,
+        "weight_decay": train.weight_decay if weight_decay is None else weight_decay,
+        "fused": fused or None,
+    }
     if train.optimizer == "adam":
-        return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
-    return torch.optim.SGD(params, lr=train.lr, weight_decay=train.weight_decay)
+        return torch.optim.Adam(params, **opts)
+    return torch.optim.SGD(params, **opts)
+
+
+class ChangeMeter:
+    """The L2 norm of the change an optimiser step makes to named groups of parameters,
+    ``|W_after - W_before|``, measured in buffers kept between steps (allocating a fresh copy
+    of every weight at each update cost more than the update itself for unshared columns)."""
+
+    def __init__(self, groups: dict[str, list[Tensor]]):
+        self.groups = groups
+        self._before: dict[str, list[Tensor]] = {}
+
+    def step(self, optimizer: torch.optim.Optimizer) -> dict[str, Tensor]:
+        """Run ``optimizer.step()``; return ``{group: 0-d norm of its change}``."""
+        with torch.no_grad():
+            for name, ps in self.groups.items():
+                if name not in self._before:
+                    self._before[name] = [torch.empty_like(p) for p in ps]
+                for p, b in zip(ps, self._before[name], strict=True):
+                    b.copy_(p)
+            optimizer.step()
+            out = {}
+            for name, ps in self.groups.items():
+                if not ps:
+                    out[name] = torch.zeros(())
+                    continue
+                sq = [
+                    torch.linalg.vector_norm(b.sub_(p)) ** 2
+                    for p, b in zip(ps, self._before[name], strict=True)
+                ]
+                out[name] = torch.sqrt(torch.stack(sq).sum())
+        return out
 
 
 def corrupt(

@@ -33,7 +33,7 @@ from torch import Tensor
 from ..config import Config, ConfigError
 from ..model import Glom, StepOutput
 from ..spikes import spiking_derivative
-from .base import LearningRule
+from .base import ChangeMeter, LearningRule
 
 __all__ = ["LocalRule", "CoDistillation", "TemporalDerivative", "NETS"]
 
@@ -62,6 +62,7 @@ class LocalRule(LearningRule):
             "loss_decoder",
             *(f"update_norm_{n}" for n in NETS),
         )
+        self._meter: ChangeMeter | None = None
 
     # -- the per-step signal ---------------------------------------------------------------
     def step_loss(
@@ -121,16 +122,14 @@ class LocalRule(LearningRule):
 
     def _step_and_measure(self) -> dict[str, Tensor]:
         """Apply the optimiser step; return the L2 norm of each net's weight change."""
-        nets = {
-            n: [p for p in getattr(self.model, n).parameters() if p.requires_grad] for n in NETS
-        }
-        before = {n: [p.detach().clone() for p in ps] for n, ps in nets.items()}
-        self.optimizer.step()
-        out = {}
-        for n, ps in nets.items():
-            sq = [((p.detach() - b) ** 2).sum() for p, b in zip(ps, before[n], strict=True)]
-            out[n] = torch.sqrt(torch.stack(sq).sum()) if sq else torch.zeros(())
-        return out
+        if self._meter is None:
+            self._meter = ChangeMeter(
+                {
+                    n: [p for p in getattr(self.model, n).parameters() if p.requires_grad]
+                    for n in NETS
+                }
+            )
+        return self._meter.step(self.optimizer)
 
 
 class CoDistillation(LocalRule):

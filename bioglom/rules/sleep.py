@@ -36,6 +36,7 @@ from torch import Tensor
 
 from ..config import CONTRIBUTIONS, Config
 from ..model import Glom
+from .base import ChangeMeter, make_optimizer
 
 __all__ = ["ReplayMemory", "dream", "negatives", "negative_loss", "Sleep", "NIGHT_METRICS"]
 
@@ -173,8 +174,8 @@ class Sleep:
     def __init__(self, model: Glom, config: Config):
         self.model, self.config = model, config
         params = [p for p in model.bottom_up.parameters() if p.requires_grad]
-        cls = torch.optim.Adam if config.train.optimizer == "adam" else torch.optim.SGD
-        self.optimizer = cls(params, lr=config.night.lr)
+        self.optimizer = make_optimizer(params, config.train, lr=config.night.lr, weight_decay=0.0)
+        self._meter: ChangeMeter | None = None
         self.memory = ReplayMemory(config.night.replay_size)
 
     def update(self, generator: torch.Generator | None = None) -> dict[str, Tensor]:
@@ -208,12 +209,9 @@ class Sleep:
                 positive = positive + pos.detach()
             total.backward()
             loss_sum, active = loss_sum + loss.detach(), active + frac
-        before = [p.detach().clone() for p in self.optimizer.param_groups[0]["params"]]
-        self.optimizer.step()
-        change = torch.sqrt(
-            sum(((p.detach() - b) ** 2).sum() for p, b in
-                zip(self.optimizer.param_groups[0]["params"], before, strict=True))
-        )  # fmt: skip
+        if self._meter is None:
+            self._meter = ChangeMeter({"night": list(self.optimizer.param_groups[0]["params"])})
+        change = self._meter.step(self.optimizer)["night"]
         n = (steps + 1) * model.N
         return {
             "night_loss": loss_sum / n,
