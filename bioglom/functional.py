@@ -26,6 +26,10 @@ __all__ = [
     "normalise_weights",
     "attention_weights",
     "lateral_attention",
+    "window_attention",
+    "window_plan",
+    "dense_mask_bias",
+    "window_tile_bias",
     "neighbour_mask",
     "window_neighbours",
     "gaussian_neighbours",
@@ -189,6 +193,7 @@ def lateral_attention(
     beta: float | Tensor,
     precision: Tensor | None = None,
     method: str = "auto",
+    mask_bias: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Attention-weighted average of neighbours at one level (§3.4, eq. 3.1).
 
@@ -212,6 +217,9 @@ def lateral_attention(
     beta : inverse temperature
     precision : Tensor ``[N, B, d]`` or None
     method : "auto", "dense" or "gather"
+    mask_bias : for ``dense``, the mask as an additive ``[N, N]`` tensor (0 for a valid
+        neighbour, ``-inf`` elsewhere), precomputed by a caller that reuses it; built from
+        ``index`` and ``valid`` when None
 
     Returns
     -------
@@ -223,8 +231,11 @@ def lateral_attention(
         method = "dense" if n <= max(256, 16 * m) else "gather"
     et = e.transpose(0, 1)  # [B, N, d]
     if method == "dense":
-        logits = beta * torch.bmm(et, et.transpose(1, 2))  # [B, N, N]
-        logits = logits.masked_fill(~neighbour_mask(index, valid), float("-inf"))
+        logits = torch.bmm(et * beta, et.transpose(1, 2))  # [B, N, N]
+        if mask_bias is None:
+            logits = logits.masked_fill_(~neighbour_mask(index, valid), float("-inf"))
+        else:
+            logits = logits + mask_bias
         w = torch.softmax(logits, dim=-1)
         if precision is None:
             return torch.bmm(w, et).transpose(0, 1), None
@@ -235,8 +246,8 @@ def lateral_attention(
         raise ValueError(f"method: expected 'auto', 'dense' or 'gather', got {method!r}")
     flat = index.reshape(-1)
     nb = et.index_select(1, flat).view(b * n, m, d)  # neighbours of each (image, column)
-    logits = beta * torch.bmm(et.reshape(b * n, 1, d), nb.transpose(1, 2))  # [BN, 1, M]
-    logits = logits.masked_fill(~valid.repeat(b, 1).unsqueeze(1), float("-inf"))
+    logits = torch.bmm((et * beta).reshape(b * n, 1, d), nb.transpose(1, 2))  # [BN, 1, M]
+    logits = logits.masked_fill_(~valid.repeat(b, 1).unsqueeze(1), float("-inf"))
     w = torch.softmax(logits, dim=-1)
     if precision is None:
         return torch.bmm(w, nb).view(b, n, d).transpose(0, 1), None
@@ -244,6 +255,145 @@ def lateral_attention(
     tau = torch.bmm(w, tnb)
     mu = torch.bmm(w, tnb * nb) / tau
     return mu.view(b, n, d).transpose(0, 1), tau.view(b, n, d).transpose(0, 1)
+
+
+#: per-column cost of a window evaluation, in units of one logit (its two ``d = 64`` dot
+#: products and its softmax), fitted to CPU timings at N = 256 .. 4096, B = 32
+#: (docs/performance-notes.md, entry 7): a tiled query pays ``S = (T + 2r)^2`` logits, a copy of
+#: ``d S / T^2`` key values at 0.29 logit each, and 50 for its share of the tile's overhead;
+#: a dense one pays ``N`` logits.
+_COPY_COST, _TILE_OVERHEAD, _TILES = 0.29, 50.0, (4, 8)
+
+
+def window_plan(grid: tuple[int, int], radius: int, dim: int) -> tuple[str, int]:
+    """How :class:`~bioglom.model.Glom` evaluates eq. 3.1 on square windows:
+    ``("dense", 0)`` (all ``N x N`` logits, masked; cheapest while the window covers much of
+    a small grid) or ``("tiles", T)`` (:func:`window_attention`), whichever the cost model above
+    makes cheaper per column."""
+    n = grid[0] * grid[1]
+
+    def tiled(t: int) -> float:
+        s = (t + 2 * radius) ** 2
+        return s + _COPY_COST * dim * s / t**2 + _TILE_OVERHEAD
+
+    best = min(_TILES, key=tiled)
+    if n <= 1024 and n <= tiled(best):
+        return "dense", 0
+    return "tiles", best
+
+
+def dense_mask_bias(index: Tensor, valid: Tensor) -> Tensor:
+    """The ``mask_bias`` of :func:`lateral_attention`: 0 where ``y`` is a valid neighbour of
+    ``x``, ``-inf`` elsewhere; ``[N, N]`` float."""
+    mask = neighbour_mask(index, valid)
+    return torch.zeros(mask.shape, device=mask.device).masked_fill_(~mask, float("-inf"))
+
+
+def window_tile_bias(
+    grid: tuple[int, int], radius: int, tile: int, include_self: bool = True
+) -> Tensor:
+    """Additive logit mask of :func:`window_attention`: ``[tiles, T^2, (T + 2r)^2]``.
+
+    Tile ``(i, j)`` holds the queries at grid rows ``iT .. iT+T-1`` and columns
+    ``jT .. jT+T-1``; its keys are the ``(T + 2r)^2`` positions of the same block grown by
+    ``r`` on every side. The entry is 0 where the key is in the query's window (``|dr|, |dc|
+    <= r``; not the query itself unless ``include_self``) and inside the grid, else ``-inf``.
+    Rows of queries that lie outside the grid (padding of the last tiles) are all 0, so that
+    they stay finite; their outputs are discarded.
+    """
+    hg, wg = grid
+    t, s1 = tile, tile + 2 * radius
+    th, tw = -(-hg // t), -(-wg // t)
+    qr = torch.arange(t).repeat_interleave(t)  # query offsets inside the tile
+    qc = torch.arange(t).repeat(t)
+    kr = torch.arange(s1).repeat_interleave(s1) - radius  # key offsets from the tile's corner
+    kc = torch.arange(s1).repeat(s1) - radius
+    dr = kr[None, :] - qr[:, None]
+    dc = kc[None, :] - qc[:, None]
+    inside = (dr.abs() <= radius) & (dc.abs() <= radius)  # [T^2, S]
+    if not include_self:
+        inside &= ~((dr == 0) & (dc == 0))
+    r0 = (torch.arange(th) * t).repeat_interleave(tw)[:, None]  # [tiles, 1]
+    c0 = (torch.arange(tw) * t).repeat(th)[:, None]
+    key_in = (r0 + kr >= 0) & (r0 + kr < hg) & (c0 + kc >= 0) & (c0 + kc < wg)  # [tiles, S]
+    query_in = (r0 + qr < hg) & (c0 + qc < wg)  # [tiles, T^2]
+    ok = inside[None] & key_in[:, None, :]
+    ok |= ~query_in[:, :, None]
+    zero = torch.zeros((), dtype=torch.float32)
+    return torch.where(ok, zero, torch.full((), float("-inf")))
+
+
+def window_attention(
+    e: Tensor,
+    grid: tuple[int, int],
+    radius: int,
+    beta: float | Tensor,
+    precision: Tensor | None = None,
+    tile: int = 8,
+    bias: Tensor | None = None,
+    include_self: bool = True,
+) -> tuple[Tensor, Tensor | None]:
+    """Eq. 3.1 (§3.4) on square windows, evaluated tile by tile (blocked local attention).
+
+    The same sum as :func:`lateral_attention` with :func:`window_neighbours`,
+    ``lat(x) = sum_{y in window(x)} w_xy e_y`` with ``w_xy`` the softmax over the window of
+    ``beta e_x . e_y``, computed without ``N x N`` logits and without a ``[N, B, M, d]``
+    gather: the grid is cut into ``T x T`` tiles; each tile's ``T^2`` queries meet the
+    ``(T + 2r)^2`` keys of the tile grown by ``r``, in one ``bmm`` per image and tile, and
+    :func:`window_tile_bias` removes the keys outside each query's window. Work per column:
+    ``(T + 2r)^2`` logits and a key copy of ``d (T + 2r)^2 / T^2`` values -- linear in the
+    number of columns, for any radius.
+
+    Parameters
+    ----------
+    e : Tensor ``[N, B, d]``, one level, ``N = H_g W_g`` (column ``n`` at row ``n // W_g``)
+    grid : ``(H_g, W_g)``
+    radius : window radius ``r``
+    beta : inverse temperature
+    precision : Tensor ``[N, B, d]`` or None (``gaussian`` mode, as in :func:`lateral_attention`)
+    tile : ``T``
+    bias : the result of :func:`window_tile_bias` for these arguments (computed if None)
+    include_self : whether a column attends to itself (only used when ``bias`` is None)
+
+    Returns
+    -------
+    (mean ``[N, B, d]``, precision ``[N, B, d]`` or None)
+    """
+    n, b, d = e.shape
+    hg, wg = grid
+    t, r = tile, radius
+    th, tw = -(-hg // t), -(-wg // t)
+    s1 = t + 2 * r
+    if bias is None:
+        bias = window_tile_bias(grid, r, t, include_self).to(e.device)
+
+    def padded(v: Tensor) -> Tensor:  # [N, B, c] -> [B, th T + 2r, tw T + 2r, c], zeros outside
+        g = v.view(hg, wg, b, -1).permute(2, 0, 1, 3)
+        return torch.nn.functional.pad(g, (0, 0, r, tw * t - wg + r, r, th * t - hg + r))
+
+    def keys(vp: Tensor) -> Tensor:  # -> [B * tiles, S, c]
+        c = vp.shape[-1]
+        k = vp.unfold(1, s1, t).unfold(2, s1, t)  # [B, th, tw, c, s1, s1]
+        return k.permute(0, 1, 2, 4, 5, 3).reshape(b * th * tw, s1 * s1, c)
+
+    ep = padded(e)
+    q = ep[:, r : r + th * t, r : r + tw * t]  # [B, th T, tw T, d]
+    q = q.reshape(b, th, t, tw, t, d).permute(0, 1, 3, 2, 4, 5).reshape(b * th * tw, t * t, d)
+    k = keys(ep)
+    logits = torch.bmm(q * beta, k.transpose(1, 2)).view(b, th * tw, t * t, s1 * s1)
+    w = torch.softmax(logits + bias, dim=-1).view(b * th * tw, t * t, s1 * s1)
+
+    def untile(o: Tensor) -> Tensor:  # [B * tiles, T^2, c] -> [N, B, c]
+        c = o.shape[-1]
+        o = o.view(b, th, tw, t, t, c).permute(0, 1, 3, 2, 4, 5).reshape(b, th * t, tw * t, c)
+        return o[:, :hg, :wg].reshape(b, n, c).transpose(0, 1)
+
+    if precision is None:
+        return untile(torch.bmm(w, k)), None
+    tp = padded(precision)
+    tau = torch.bmm(w, keys(tp))
+    mu = torch.bmm(w, keys(tp * ep)) / tau
+    return untile(mu), untile(tau)
 
 
 def window_neighbours(

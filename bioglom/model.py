@@ -31,11 +31,15 @@ from .frontend import CnnFrontend, PatchDecoder, PatchFrontend
 from .functional import (
     consensus_gaussian,
     consensus_mean,
+    dense_mask_bias,
     gaussian_neighbours,
     interpolate,
     lateral_attention,
     location_encoding,
+    window_attention,
     window_neighbours,
+    window_plan,
+    window_tile_bias,
 )
 from .norm import StateNorm, standardise
 
@@ -157,6 +161,9 @@ class Glom(nn.Module):
         self._sigma = per_level(att.sigma, K)
         self._resample = att.neighbourhood == "gaussian" and att.resample
         gen = torch.Generator().manual_seed(config.run.seed + 7919)
+        #: per level: ("dense", 0) or ("tiles", T) for windows (functional.window_plan);
+        #: "gather_or_dense" for Gaussian neighbourhoods (lateral_attention's "auto")
+        self.lateral_plan: list[tuple[str, int]] = []
         for k in range(K):
             if att.neighbourhood == "window":
                 idx, valid = window_neighbours(self._grid, self._radius[k], att.include_self)
@@ -179,6 +186,17 @@ class Glom(nn.Module):
                 )
             self.register_buffer(f"neighbour_index_{k}", idx)
             self.register_buffer(f"neighbour_valid_{k}", valid)
+            # how eq. 3.1 is evaluated at this level, and its cached mask (not saved)
+            plan = ("gather_or_dense", 0)
+            bias = None
+            if att.neighbourhood == "window":
+                plan = window_plan(self._grid, self._radius[k], d)
+                if plan[0] == "dense":
+                    bias = dense_mask_bias(idx, valid)
+                else:
+                    bias = window_tile_bias(self._grid, self._radius[k], plan[1], att.include_self)
+            self.lateral_plan.append(plan)
+            self.register_buffer(f"lateral_bias_{k}", bias, persistent=False)
         self.register_buffer(
             "beta_start", torch.tensor(per_level(att.beta_start, K), dtype=torch.float32)
         )
@@ -296,9 +314,19 @@ class Glom(nn.Module):
                 idx, valid = idx.to(e.device), valid.to(e.device)
             else:
                 idx, valid = self.neighbours(k)
-            mu, tau = lateral_attention(
-                e[k], idx, valid, beta[k], None if precision is None else precision[k]
-            )
+            prec = None if precision is None else precision[k]
+            method, tile = self.lateral_plan[k]
+            bias = getattr(self, f"lateral_bias_{k}")
+            if method == "tiles":
+                mu, tau = window_attention(
+                    e[k], self._grid, self._radius[k], beta[k], prec, tile=tile, bias=bias
+                )
+            elif method == "dense":
+                mu, tau = lateral_attention(
+                    e[k], idx, valid, beta[k], prec, method="dense", mask_bias=bias
+                )
+            else:
+                mu, tau = lateral_attention(e[k], idx, valid, beta[k], prec)
             outs.append(mu)
             taus.append(tau)
         if precision is None:

@@ -10,7 +10,7 @@ from conftest import cuda, fresh_seed, rand_images, small_config
 import bioglom
 from bioglom.config import CONTRIBUTIONS
 from bioglom.frontend import patches, unpatch
-from bioglom.functional import consensus_gaussian, consensus_mean
+from bioglom.functional import consensus_gaussian, consensus_mean, lateral_attention
 
 
 def build(**kw):
@@ -357,6 +357,32 @@ def test_lateral_is_eq_3_1_at_the_scheduled_beta(rng):
             w = torch.softmax(logits, 0)
             expected = sum(wi * e[k, y, 0] for wi, y in zip(w, ys, strict=True))
             torch.testing.assert_close(out.lateral[k, xcol, 0], expected)
+
+
+def test_each_lateral_plan_gives_the_gathered_sum(rng):
+    """On 16x16 columns with radii 1..5 the model evaluates some levels tile by tile and others
+    densely (functional.window_plan); every level, in both consensus modes, equals the
+    plain gathered evaluation of eq. 3.1 on the level's own neighbourhood."""
+    for mode in ("mean", "gaussian"):
+        m = build(
+            data__image_size=32,
+            model__levels=5,
+            attention__radius={"first": 1, "step": 1},
+            consensus__mode=mode,
+        )
+        assert {p[0] for p in m.lateral_plan} == {"tiles", "dense"}
+        e = torch.randn(5, 256, 2, 8, generator=rng)
+        tau = torch.rand(5, 256, 2, 8, generator=rng) + 0.1 if mode == "gaussian" else None
+        beta = torch.rand(5, generator=rng)
+        mu, lt = m.lateral(e, tau, beta)
+        for k in range(5):
+            idx, valid = m.neighbours(k)
+            em, et = lateral_attention(
+                e[k], idx, valid, beta[k], None if tau is None else tau[k], method="gather"
+            )
+            torch.testing.assert_close(mu[k], em)
+            if tau is not None:
+                torch.testing.assert_close(lt[k], et)
 
 
 def test_bottom_up_only_weights_make_the_state_the_bottom_up_prediction(rng):
