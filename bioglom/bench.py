@@ -100,16 +100,24 @@ def sync(device: torch.device) -> None:
 
 def median_ms(fn, device: torch.device, repeats: int, warmup: int) -> float:
     """Median wall-clock milliseconds of ``fn()`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
+    return interleaved_ms([fn], device, repeats, warmup)[0]
+
+
+def interleaved_ms(fns: list, device: torch.device, repeats: int, warmup: int) -> list[float]:
+    """Median milliseconds of each of ``fns``, timed in turn within every repeat, so that a
+    slow spell of a shared machine falls on all of them rather than on one."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
     sync(device)
-    times = []
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+        for fn, ts in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            ts.append((time.perf_counter() - t0) * 1e3)
+    return [statistics.median(ts) for ts in times]
 
 
 def matmul_gflops(n: int, device: torch.device, repeats: int) -> float:
@@ -135,41 +143,86 @@ def mlp_flops(model: Glom, batch: int) -> float:
 
 
 def time_config(cfg: Config, batch: int, device, p: dict, learn: bool = True) -> dict:
-    """Milliseconds of one settling step, its MLPs, its lateral attention, and one settling step
-    with the co-distillation update (an update of ``settle.steps`` steps, divided by them)."""
-    model = build_model(cfg, device=device)
-    side = cfg.data.image_size
-    x = torch.rand(batch, 3, side, side, device=device)
-    steps = cfg.settle.steps
-    g = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad():
-        e, tau = model.initial_state(x)
+    """:func:`time_configs` of one configuration."""
+    return time_configs([cfg], batch, device, p, learn)[0]
+
+
+def time_configs(
+    cfgs: list[Config], batch: int, device, p: dict, learn: bool = True, extra: tuple = ()
+) -> list:
+    """Milliseconds of one settling step, its column MLPs, their linear layers alone, its
+    lateral attention, and one settling step with the co-distillation update (an update of
+    ``settle.steps`` steps, divided by them), for each configuration; all of them timed in
+    turn within each repeat (:func:`interleaved_ms`), so that their ratios are fair.
+    Functions in ``extra`` are timed in the same turns; their medians are appended to the
+    list as ``{"ms": ...}``."""
+    fns, outs = [], []
+    for cfg in cfgs:
+        model = build_model(cfg, device=device)
+        side = cfg.data.image_size
+        x = torch.rand(batch, 3, side, side, device=device)
+        steps = cfg.settle.steps
+        with torch.no_grad():
+            e, tau = model.initial_state(x)
         beta = model.beta(1, steps)
-        step = median_ms(lambda: model.step(e, tau, x, 1, steps), device, p["repeats"], p["warmup"])
-        mlp = median_ms(
-            lambda: (model.bottom_up(e[:-1]), model.top_down(e[1:], extra=model.location)),
-            device,
-            p["repeats"],
-            p["warmup"],
+        layers = [
+            (layer, torch.randn(layer.levels, model.N, batch, layer.d_in, device=device))
+            for net in (model.bottom_up, model.top_down)
+            for layer in net.layers
+        ]
+
+        def no_grad(f):
+            def run():
+                with torch.no_grad():
+                    return f()
+
+            return run
+
+        mine = [
+            no_grad(lambda m=model, e=e, tau=tau, x=x, s=steps: m.step(e, tau, x, 1, s)),
+            no_grad(
+                lambda m=model, e=e: (m.bottom_up(e[:-1]), m.top_down(e[1:], extra=m.location))
+            ),
+            no_grad(lambda ls=layers: [layer(h) for layer, h in ls]),
+            no_grad(lambda m=model, e=e, tau=tau, b=beta: m.lateral(e, tau, b)),
+        ]
+        if learn:
+            rule = make_rule(model, cfg)
+            model.train()
+            g = torch.Generator(device=device).manual_seed(0)
+            mine.append(lambda r=rule, x=x, g=g: r.update(x, g))
+        fns.extend(mine)
+        flops = mlp_flops(model, batch)
+        outs.append(
+            {
+                "columns": model.N,
+                "batch": batch,
+                "levels": model.K,
+                "radius": cfg.attention.radius,
+                "sharing": cfg.model.sharing,
+                "lateral_plan": [f"{m}{t or ''}" for m, t in model.lateral_plan],
+                "_flops": flops,
+                "_steps": steps,
+                "_n": len(mine),
+            }
         )
-        lateral = median_ms(lambda: model.lateral(e, tau, beta), device, p["repeats"], p["warmup"])
-    out = {
-        "columns": model.N,
-        "batch": batch,
-        "levels": model.K,
-        "radius": cfg.attention.radius,
-        "sharing": cfg.model.sharing,
-        "step_ms": step,
-        "mlp_ms": mlp,
-        "mlp_gflops": mlp_flops(model, batch) / (mlp * 1e-3) / 1e9,
-        "lateral_ms": lateral,
-    }
-    if learn:
-        rule = make_rule(model, cfg)
-        model.train()
-        upd = median_ms(lambda: rule.update(x, g), device, p["repeats"], p["warmup"])
-        out["learn_step_ms"] = upd / steps
-    return out
+    ms = interleaved_ms(fns + list(extra), device, p["repeats"], p["warmup"])
+    i = 0
+    for out in outs:
+        mine, i = ms[i : i + out["_n"]], i + out["_n"]
+        flops, steps = out.pop("_flops"), out.pop("_steps")
+        out.pop("_n")
+        out.update(
+            step_ms=mine[0],
+            mlp_ms=mine[1],
+            mlp_gflops=flops / (mine[1] * 1e-3) / 1e9,
+            layers_ms=mine[2],
+            layers_gflops=flops / (mine[2] * 1e-3) / 1e9,
+            lateral_ms=mine[3],
+        )
+        if learn:
+            out["learn_step_ms"] = mine[4] / steps
+    return outs + [{"ms": t} for t in ms[i:]]
 
 
 def _proc_status(key: str) -> int:
@@ -207,6 +260,7 @@ def memory_probe(args: argparse.Namespace) -> int:
         for v in s.values()
         if torch.is_tensor(v)
     )
+    grads = sum(q.numel() * q.element_size() for q in model.parameters() if q.requires_grad)
     state = model.K * model.N * args.batch * model.d * 4
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -218,7 +272,8 @@ def memory_probe(args: argparse.Namespace) -> int:
             f.write("5")  # reset the peak resident set to the current one
         rule.update(x)
         peak = _proc_status("VmHWM") - baseline
-    print(json.dumps({"peak": peak, "weights": weights, "optimizer": opt, "state": state}))
+    print(json.dumps({"peak": peak, "weights": weights, "grads": grads, "optimizer": opt,
+                      "state": state}))  # fmt: skip
     return 0
 
 
@@ -231,16 +286,21 @@ def measure_memory(rule: str, steps: int, columns: int, batch: int, device: str)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def peer_ms(batch: int, device, p: dict) -> float | None:
-    """glom-pytorch's forward settling per step at the matching configuration, if installed."""
+def peer_step(batch: int, device):
+    """glom-pytorch's forward settling of 8 steps at the matching configuration, as a function
+    to time; None when the package is not installed."""
     try:
         from glom_pytorch import Glom as PeerGlom
     except ImportError:
         return None
     peer = PeerGlom(dim=64, levels=5, image_size=32, patch_size=2).to(device)
     x = torch.rand(batch, 3, 32, 32, device=device)
-    with torch.no_grad():
-        return median_ms(lambda: peer(x, iters=8), device, p["repeats"], p["warmup"]) / 8
+
+    def run():
+        with torch.no_grad():
+            return peer(x, iters=8)
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. the reference configuration
     n0 = p["columns"]
-    ref = {m: time_config(config_for(n0, **{"model.sharing": m}), B, device, p) for m in MODES}
+    cfgs = [config_for(n0, **{"model.sharing": m}) for m in MODES]
+    ref = dict(zip(MODES, time_configs(cfgs, B, device, p), strict=True))
     result["reference"] = ref
     # 2. the sweep (unshared; the reference values elsewhere)
     sweep = []
@@ -310,15 +371,16 @@ def main(argv: list[str] | None = None) -> int:
     # 4. the peer
     peer = {}
     for b in p["peer_batches"]:
-        ms = peer_ms(b, device, p)
-        if ms is None:
+        fn = peer_step(b, device)
+        if fn is None:
             break
-        peer[b] = {"peer_ms": ms}
-        for m in MODES:
-            # full attention: a window wider than the 16x16 grid
-            cfg = config_for(256, **{"model.sharing": m, "model.hidden": 256,
-                                     "attention.radius": 15})  # fmt: skip
-            peer[b][m] = time_config(cfg, b, device, p, learn=False)["step_ms"]
+        # full attention: a window wider than the 16x16 grid
+        cfgs = [config_for(256, **{"model.sharing": m, "model.hidden": 256,
+                                   "attention.radius": 15}) for m in MODES]  # fmt: skip
+        *ours, theirs = time_configs(cfgs, b, device, p, learn=False, extra=(fn,))
+        peer[b] = {"peer_ms": theirs["ms"] / 8}
+        for m, t in zip(MODES, ours, strict=True):
+            peer[b][m] = t["step_ms"]
     result["peer"] = peer
     result["wall_s"] = time.perf_counter() - t_start
 
@@ -340,17 +402,19 @@ def report(r: dict, p: dict) -> None:
     for m in MODES:
         t = ref[m]
         rows.append([m, t["step_ms"], t["learn_step_ms"], t["mlp_ms"], t["mlp_gflops"] / gf,
-                     t["lateral_ms"] / t["step_ms"]])  # fmt: skip
+                     t["layers_gflops"] / gf, t["lateral_ms"] / t["step_ms"]])  # fmt: skip
     side = int(round(p["columns"] ** 0.5))
     print(f"\nreference: {side}x{side} columns, 5 levels, d = 64, hidden 128, window attention, "
           f"batch {p['batch']}\n")  # fmt: skip
     print(markdown_table(["columns", "step ms", "step + co-distillation ms", "column MLPs ms",
-                          "MLPs / matmul rate", "lateral / step"], rows))  # fmt: skip
+                          "MLPs / matmul rate", "layers / matmul rate", "lateral / step"],
+                         rows))  # fmt: skip
     u, s = ref["unshared"], ref["shared"]
     targets = [
         ["unshared / shared, step with learning", u["learn_step_ms"] / s["learn_step_ms"],
          "<= 1.25"],
         ["column MLPs / matmul rate (unshared)", u["mlp_gflops"] / gf, ">= 0.6"],
+        ["their linear layers alone / matmul rate", u["layers_gflops"] / gf, "(beside it)"],
         ["lateral attention / step (unshared)", u["lateral_ms"] / u["step_ms"], "<= 0.25"],
     ]  # fmt: skip
     by_n = [t for t in r["sweep"] if t["batch"] == p["batch"] and t["levels"] == 5
@@ -370,6 +434,8 @@ def report(r: dict, p: dict) -> None:
     need = big["weights"] + big["optimizer"] + big["state"]
     targets.append([f"peak memory at N = {p['memory_columns']} / (weights + optimiser + state)",
                     big["peak"] / need, "<= 1.3"])  # fmt: skip
+    targets.append(["the same, with the summed gradients (one per weight) in the denominator",
+                    big["peak"] / (need + big["grads"]), "(beside it)"])  # fmt: skip
     for b, t in r["peer"].items():
         for m, limit in (("shared", 0.4), ("unshared", 0.5)):
             targets.append([f"{m} / glom-pytorch step, batch {b} (full attention, hidden 256)",
@@ -378,10 +444,12 @@ def report(r: dict, p: dict) -> None:
     print(markdown_table(["measure", "ratio", "target"], targets))
     rows = [[t["columns"], t["batch"], t["levels"], json.dumps(t["radius"]), t["step_ms"],
              t.get("learn_step_ms", float("nan")), t["mlp_gflops"] / gf,
-             t["lateral_ms"] / t["step_ms"]] for t in r["sweep"]]  # fmt: skip
+             t["lateral_ms"] / t["step_ms"], " ".join(t["lateral_plan"])]
+            for t in r["sweep"]]  # fmt: skip
     print("\nsweep (unshared)\n")
     print(markdown_table(["columns", "batch", "levels", "radius", "step ms", "learn step ms",
-                          "MLPs / matmul", "lateral / step"], rows))  # fmt: skip
+                          "MLPs / matmul", "lateral / step", "lateral plan per level"],
+                         rows))  # fmt: skip
     mrows = [[k, v["peak"] / 2**20, (v["weights"] + v["optimizer"] + v["state"]) / 2**20]
              for k, v in mem.items()]  # fmt: skip
     print("\nmemory of one update (MiB above the process's baseline; CPU: peak resident set)\n")

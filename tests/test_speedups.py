@@ -68,6 +68,29 @@ def test_change_meter_measures_an_sgd_step_in_closed_form():
         assert float(out["none"]) == 0.0
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "other"])
+def test_change_meter_equals_the_measured_change(optimizer):
+    """Over several steps with weight decay, the meter's norm equals the norm of
+    ``W_after - W_before`` taken from explicit copies: Adam and SGD from their closed forms,
+    any other optimiser (here RMSprop) by copying."""
+    params = [torch.nn.Parameter(fresh(*s)) for s in ((3, 4, 5), (7,))]
+    if optimizer == "other":
+        opt = torch.optim.RMSprop(params, lr=0.01)
+    else:
+        cfg = small_config(train__optimizer=optimizer, train__lr=0.05, train__weight_decay=0.1)
+        opt = make_optimizer(params, cfg.train)
+    meter = ChangeMeter({"all": params, "first": params[:1]})
+    for _ in range(4):
+        for p in params:
+            p.grad = fresh(*p.shape)
+        before = [p.detach().clone() for p in params]
+        out = meter.step(opt)
+        d = [p.detach() - b for p, b in zip(params, before, strict=True)]
+        exp_all = math.sqrt(sum(float(x.pow(2).sum()) for x in d))
+        assert float(out["all"]) == pytest.approx(exp_all, rel=1e-4)
+        assert float(out["first"]) == pytest.approx(float(d[0].norm()), rel=1e-4)
+
+
 PROBE = textwrap.dedent(
     """
     import resource
