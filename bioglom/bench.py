@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -277,12 +278,18 @@ def memory_probe(args: argparse.Namespace) -> int:
     return 0
 
 
-def measure_memory(rule: str, steps: int, columns: int, batch: int, device: str) -> dict:
-    """Peak memory of one update in a fresh process, and that of an empty process (CPU)."""
+def measure_memory(
+    rule: str, steps: int, columns: int, batch: int, device: str, keep_freed: bool = True
+) -> dict:
+    """Peak memory of one update in a fresh process (above its baseline); ``keep_freed=False``
+    leaves glibc's allocator at its defaults there (:mod:`bioglom.allocator`)."""
     base = [sys.executable, "-m", "bioglom.bench", "--memory-probe", "--device", device]
     args = ["--rule", rule, "--steps", str(steps), "--columns", str(columns)]
     args += ["--batch", str(batch)]
-    out = subprocess.run(base + args, capture_output=True, text=True, check=True, timeout=1200)
+    env = {**os.environ, "BIOGLOM_KEEP_FREED_MEMORY": "1" if keep_freed else "0"}
+    out = subprocess.run(
+        base + args, capture_output=True, text=True, check=True, timeout=1200, env=env
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -367,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
         for s in p["memory_steps"]:
             mem[f"{rule}_{s}"] = measure_memory(rule, s, n0, B, args.device)
     mem["codistill_big"] = measure_memory("codistill", 8, p["memory_columns"], B, args.device)
+    if device.type == "cpu":  # the allocator setting trades resident memory for speed
+        mem["codistill_big_glibc_default"] = measure_memory(
+            "codistill", 8, p["memory_columns"], B, args.device, keep_freed=False
+        )
     result["memory"] = mem
     # 4. the peer
     peer = {}
@@ -436,6 +447,11 @@ def report(r: dict, p: dict) -> None:
                     big["peak"] / need, "<= 1.3"])  # fmt: skip
     targets.append(["the same, with the summed gradients (one per weight) in the denominator",
                     big["peak"] / (need + big["grads"]), "(beside it)"])  # fmt: skip
+    if "codistill_big_glibc_default" in mem:
+        d = mem["codistill_big_glibc_default"]
+        targets.append(["peak memory at N = {} / (weights + optimiser + state), glibc's default "
+                        "allocator".format(p["memory_columns"]), d["peak"] / need,
+                        "(beside it)"])  # fmt: skip
     for b, t in r["peer"].items():
         for m, limit in (("shared", 0.4), ("unshared", 0.5)):
             targets.append([f"{m} / glom-pytorch step, batch {b} (full attention, hidden 256)",
