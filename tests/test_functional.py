@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import fresh_seed
+from conftest import cuda, fresh_seed
 
 from bioglom.functional import (
     attention_weights,
@@ -291,6 +291,17 @@ def test_tiled_window_attention_has_the_gradient_of_the_gathered_sum():
     )
     assert torch.isfinite(gt).all()
     torch.testing.assert_close(gt, ga)
+
+
+@cuda
+def test_tiled_window_attention_on_cuda_matches_cpu():
+    """The tiled form on the GPU gives the CPU's result (float64, gaussian mode included)."""
+    grid, r = (9, 11), 2
+    e, t = fresh(99, 3, 8), torch.rand(99, 3, 8) + 0.1
+    mu, tau = window_attention(e, grid, r, 0.4, t, tile=4)
+    mu_c, tau_c = window_attention(e.cuda(), grid, r, 0.4, t.cuda(), tile=4)
+    torch.testing.assert_close(mu_c.cpu(), mu)
+    torch.testing.assert_close(tau_c.cpu(), tau)
 
 
 def test_window_tile_bias_by_hand():
