@@ -1,6 +1,6 @@
 """Benchmark: how fast a settling step is, shared against unshared columns, against the machine.
 
-    bioglom bench --preset quick|full [--device cpu|cuda] [--out bench.json]
+    bioglom bench --preset quick|full [--device cpu|cuda] [--tf32] [--bf16] [--out bench.json]
     python experiments/bench.py --preset quick|full [--device cpu|cuda] [--out bench.json]
 
 Everything is timed in one process, so that the ratios it prints compare numbers measured on
@@ -252,7 +252,9 @@ def memory_probe(args: argparse.Namespace) -> int:
     x = torch.rand(args.batch, 3, side, side, device=device)
     rule = make_rule(model, cfg)
     model.train()
-    rule.update(x)  # warm-up: allocates the optimiser state
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+    with amp:
+        rule.update(x)  # warm-up: allocates the optimiser state
     sync(device)
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     opt = sum(
@@ -265,13 +267,15 @@ def memory_probe(args: argparse.Namespace) -> int:
     state = model.K * model.N * args.batch * model.d * 4
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-        rule.update(x)
+        with amp:
+            rule.update(x)
         sync(device)
         peak = torch.cuda.max_memory_allocated(device)
     else:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset the peak resident set to the current one
-        rule.update(x)
+        with amp:
+            rule.update(x)
         peak = _proc_status("VmHWM") - baseline
     print(json.dumps({"peak": peak, "weights": weights, "grads": grads, "optimizer": opt,
                       "state": state}))  # fmt: skip
@@ -279,13 +283,19 @@ def memory_probe(args: argparse.Namespace) -> int:
 
 
 def measure_memory(
-    rule: str, steps: int, columns: int, batch: int, device: str, keep_freed: bool = True
+    rule: str,
+    steps: int,
+    columns: int,
+    batch: int,
+    device: str,
+    keep_freed: bool = True,
+    bf16: bool = False,
 ) -> dict:
     """Peak memory of one update in a fresh process (above its baseline); ``keep_freed=False``
     leaves glibc's allocator at its defaults there (:mod:`bioglom.allocator`)."""
     base = [sys.executable, "-m", "bioglom.bench", "--memory-probe", "--device", device]
     args = ["--rule", rule, "--steps", str(steps), "--columns", str(columns)]
-    args += ["--batch", str(batch)]
+    args += ["--batch", str(batch)] + (["--bf16"] if bf16 else [])
     env = {**os.environ, "BIOGLOM_KEEP_FREED_MEMORY": "1" if keep_freed else "0"}
     out = subprocess.run(
         base + args, capture_output=True, text=True, check=True, timeout=1200, env=env
@@ -316,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--out", default="runs/bench.json", help="JSON file for every number")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA")
+    ap.add_argument(
+        "--bf16", action="store_true", help="autocast to bfloat16 (the matmul rate too)"
+    )
     ap.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rule", default="codistill", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=8, help=argparse.SUPPRESS)
@@ -334,7 +347,6 @@ def main(argv: list[str] | None = None) -> int:
     p = dict(PRESETS[args.preset])
     if device.type == "cuda":
         p["matmul_n"] = max(p["matmul_n"], 8192)  # large enough to fill a data-centre GPU
-    B = p["batch"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     result: dict = {
         "preset": args.preset,
@@ -342,10 +354,26 @@ def main(argv: list[str] | None = None) -> int:
         "device_name": name or platform.machine(),
         "threads": torch.get_num_threads(),
         "tf32": args.tf32,
+        "bf16": args.bf16,
         "keep_freed_memory": kept,
         "torch": torch.__version__,
     }
     t_start = time.perf_counter()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+        timings(result, p, device, args)
+    result["wall_s"] = time.perf_counter() - t_start
+
+    report(result, p)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=str))
+    print(f"\nall numbers: {out}")
+    return 0
+
+
+def timings(result: dict, p: dict, device: torch.device, args: argparse.Namespace) -> None:
+    """Sections 1-4 of the module docstring, into ``result``."""
+    B = p["batch"]
     gf = matmul_gflops(p["matmul_n"], device, p["repeats"])
     result["matmul_gflops"] = gf
 
@@ -372,11 +400,12 @@ def main(argv: list[str] | None = None) -> int:
     mem = {}
     for rule in ("codistill", "end_to_end"):
         for s in p["memory_steps"]:
-            mem[f"{rule}_{s}"] = measure_memory(rule, s, n0, B, args.device)
-    mem["codistill_big"] = measure_memory("codistill", 8, p["memory_columns"], B, args.device)
+            mem[f"{rule}_{s}"] = measure_memory(rule, s, n0, B, args.device, bf16=args.bf16)
+    big = p["memory_columns"]
+    mem["codistill_big"] = measure_memory("codistill", 8, big, B, args.device, bf16=args.bf16)
     if device.type == "cpu":  # the allocator setting trades resident memory for speed
         mem["codistill_big_glibc_default"] = measure_memory(
-            "codistill", 8, p["memory_columns"], B, args.device, keep_freed=False
+            "codistill", 8, big, B, args.device, keep_freed=False, bf16=args.bf16
         )
     result["memory"] = mem
     # 4. the peer
@@ -393,21 +422,14 @@ def main(argv: list[str] | None = None) -> int:
         for m, t in zip(MODES, ours, strict=True):
             peer[b][m] = t["step_ms"]
     result["peer"] = peer
-    result["wall_s"] = time.perf_counter() - t_start
-
-    report(result, p)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=str))
-    print(f"\nall numbers: {out}")
-    return 0
 
 
 def report(r: dict, p: dict) -> None:
     ref, gf = r["reference"], r["matmul_gflops"]
+    dtype = "bf16" if r.get("bf16") else "fp32"
     print(f"\nbench, preset {r['preset']}: {r['device_name']} ({r['device']}, "
           f"{r['threads']} threads), torch {r['torch']}; matmul {gf:.1f} GFLOP/s "
-          f"({p['matmul_n']}^2 fp32); medians of {p['repeats']} after {p['warmup']} "
+          f"({p['matmul_n']}^2 {dtype}); medians of {p['repeats']} after {p['warmup']} "
           "warm-up")  # fmt: skip
     rows = []
     for m in MODES:

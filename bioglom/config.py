@@ -539,6 +539,13 @@ class RunConfig:
 
     seed: int = _f(0, Int(0, 2**32 - 1), "seed of weights, batches and corruption")
     device: str = _f("cpu", Device(), "torch device")
+    precision: str = _f(
+        "fp32",
+        Choice("fp32", "tf32", "bf16"),
+        "arithmetic of the weight updates: fp32; tf32 (CUDA matmuls in TensorFloat-32); bf16 "
+        "(autocast: matmuls in bfloat16; weights, optimiser and states stay fp32). The probe "
+        "always settles in fp32",
+    )
     record_every: int = _f(25, Int(1, 100_000_000), "updates between metric records")
     snapshot_every: int = _f(100, Int(1, 100_000_000), "updates between probe snapshots")
     checkpoint_every: int = _f(

@@ -7,6 +7,7 @@ batch (:mod:`bioglom.probe`) and streams both to the run file (:mod:`bioglom.run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import signal
@@ -167,6 +168,25 @@ def schedule_of(config: Config) -> list[str]:
     if config.schedule.phases.strip():
         return phase_of_update(parse_schedule(config.schedule.phases))
     return ["day"] * config.train.updates
+
+
+@contextlib.contextmanager
+def precision(config: Config, device: torch.device):
+    """The arithmetic of ``run.precision`` for the updates inside the block: ``bf16`` autocasts
+    them (PyTorch's op lists: matmuls in bfloat16, reductions and the weights in fp32);
+    ``tf32`` lets CUDA matmuls and convolutions use TensorFloat-32 (restored on exit)."""
+    p = config.run.precision
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if p == "tf32":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        if p == "bf16":
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
 
 
 def train(
@@ -364,12 +384,14 @@ def train(
             step_metrics: dict[str, torch.Tensor] = {}
             state = None
             if kind in ("day", "interleaved"):
-                step_metrics.update(rule.update(batch(), gen))
+                with precision(config, device):
+                    step_metrics.update(rule.update(batch(), gen))
                 state = rule.last_state
                 if sleep is not None:
                     sleep.memory.add(state[-1])
             if kind in ("night", "interleaved"):
-                step_metrics.update(sleep.update(gen))
+                with precision(config, device):
+                    step_metrics.update(sleep.update(gen))
             accumulate(step_metrics)
             bar.update(1)
             bad = first_nonfinite({**step_metrics, "state": state, **params})

@@ -94,3 +94,21 @@ def test_bench_quick_preset_writes_every_number(tmp_path):
     assert r["matmul_gflops"] > 0 and len(r["sweep"]) >= 4
     assert {"codistill_2", "codistill_4", "end_to_end_2", "end_to_end_4"} <= set(r["memory"])
     assert "targets (ratios measured in this run)" in proc.stdout
+    assert r["memory"]["codistill_big"]["grads"] > 0
+    assert {"layers_gflops", "lateral_plan"} <= set(r["reference"]["unshared"])
+
+
+def test_bench_memory_probe_in_bfloat16():
+    """The bench's memory probe runs one update under bfloat16 autocast (``--bf16``) and
+    reports what it holds: fp32 weights, their gradients and Adam's two moments."""
+    import json
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "bioglom.bench", "--memory-probe", "--bf16", "--columns", "16",
+         "--steps", "2", "--batch", "2"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert m["peak"] > 0
+    assert m["optimizer"] >= 2 * m["grads"] > 0

@@ -261,3 +261,48 @@ def test_load_data_from_a_user_file(tmp_path):
     bad = small_config(data__source="file", data__path=str(tmp_path / "odd.npz"))
     with pytest.raises(bioglom.ConfigError, match="frontend.patch_size"):
         load_data(bad)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "tf32"])
+def test_run_precision_applies_to_the_updates_only(tmp_path, monkeypatch, precision):
+    """``run.precision = "bf16"``: the column layers of every update (day and night) compute in
+    bfloat16, while the weights stay fp32 and the probe settles in fp32; ``"tf32"`` allows
+    TF32 inside the updates and restores the global flags afterwards."""
+    import bioglom.columns as columns
+
+    seen: list[tuple[torch.dtype, bool]] = []
+    real = columns.column_linear
+
+    def spy(x, w, b=None):
+        y = real(x, w, b)
+        seen.append((y.dtype, torch.backends.cuda.matmul.allow_tf32))
+        return y
+
+    monkeypatch.setattr(columns, "column_linear", spy)
+    before = torch.backends.cuda.matmul.allow_tf32
+    cfg = small_config(
+        train__updates=4,
+        run__precision=precision,
+        schedule__phases="day 2, night 2",
+    )
+    result = train(cfg, tmp_path / "p.h5", progress=False)
+    assert result.status == "finished"
+    assert all(np.isfinite(v) for v in result.summary.values())
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())
+    assert torch.backends.cuda.matmul.allow_tf32 == before
+    with open_run(result.path) as run:  # records at 0, 2 (end of the day) and 4
+        assert np.isfinite(run.metrics["loss"][1])
+        assert np.isfinite(run.metrics["night_loss"][2])
+    seen.clear()
+    result.model.settle(torch.rand(2, 3, 8, 8))  # outside train(): fp32, flags as they were
+    assert {s[0] for s in seen} == {torch.float32}
+    assert {s[1] for s in seen} == {before}
+    seen.clear()
+    from bioglom.train import precision as ctx
+
+    with ctx(cfg, torch.device("cpu")):
+        result.model.settle(torch.rand(2, 3, 8, 8))
+    if precision == "bf16":
+        assert {s[0] for s in seen} == {torch.bfloat16}
+    else:
+        assert {s[1] for s in seen} == {True}
