@@ -259,7 +259,7 @@ def lateral_attention(
 
 #: per-column cost of a window evaluation, in units of one logit (its two ``d = 64`` dot
 #: products and its softmax), fitted to CPU timings at N = 256 .. 4096, B = 32
-#: (docs/performance-notes.md, entry 7): a tiled query pays ``S = (T + 2r)^2`` logits, a copy of
+#: (docs/performance-notes.md, entry 8): a tiled query pays ``S = (T + 2r)^2`` logits, a copy of
 #: ``d S / T^2`` key values at 0.29 logit each, and 50 for its share of the tile's overhead;
 #: a dense one pays ``N`` logits.
 _COPY_COST, _TILE_OVERHEAD, _TILES = 0.29, 50.0, (4, 8)
