@@ -3,9 +3,10 @@
 glibc's ``malloc`` serves every block above a threshold (32 MB at most by default) with a
 fresh ``mmap`` and returns it to the OS on ``free``. An update of unshared columns allocates
 several such blocks at every settling step -- one weight gradient per layer is
-``K' x N x d_in x d_out`` floats, 33 MB at the reference configuration -- so the kernel must
-map and zero them again each time: 10 241 page faults and 19 ms for a 3.5 ms weight-gradient
-``bmm`` on the 2-core development CPU (``docs/performance-notes.md``, entry 7). Raising the
+``K' x N x d_in x d_out`` floats, 33.5 MB at the reference configuration -- so the kernel must
+map and zero them again each time. A weight-gradient ``bmm`` with a 42 MB output took 19 ms
+instead of 3.5 ms on the 2-core development CPU, with 10 241 page faults per call
+(``docs/performance-notes.md``, entry 7). Raising the
 mmap and trim thresholds keeps those blocks in the heap, where the next step reuses them.
 
 The cost: the process's resident memory stays at its peak instead of shrinking after a large

@@ -172,26 +172,31 @@ def time_configs(
             for layer in net.layers
         ]
 
-        def no_grad(f):
+        def settling(f, m=model):  # forward timings in eval mode, whatever ran before
             def run():
+                m.eval()
                 with torch.no_grad():
                     return f()
 
             return run
 
         mine = [
-            no_grad(lambda m=model, e=e, tau=tau, x=x, s=steps: m.step(e, tau, x, 1, s)),
-            no_grad(
+            settling(lambda m=model, e=e, tau=tau, x=x, s=steps: m.step(e, tau, x, 1, s)),
+            settling(
                 lambda m=model, e=e: (m.bottom_up(e[:-1]), m.top_down(e[1:], extra=m.location))
             ),
-            no_grad(lambda ls=layers: [layer(h) for layer, h in ls]),
-            no_grad(lambda m=model, e=e, tau=tau, b=beta: m.lateral(e, tau, b)),
+            settling(lambda ls=layers: [layer(h) for layer, h in ls]),
+            settling(lambda m=model, e=e, tau=tau, b=beta: m.lateral(e, tau, b)),
         ]
         if learn:
             rule = make_rule(model, cfg)
-            model.train()
             g = torch.Generator(device=device).manual_seed(0)
-            mine.append(lambda r=rule, x=x, g=g: r.update(x, g))
+
+            def learning(m=model, r=rule, x=x, g=g):
+                m.train()  # as in training: homeostatic statistics move
+                return r.update(x, g)
+
+            mine.append(learning)
         fns.extend(mine)
         flops = mlp_flops(model, batch)
         outs.append(
@@ -277,8 +282,10 @@ def memory_probe(args: argparse.Namespace) -> int:
         with amp:
             rule.update(x)
         peak = _proc_status("VmHWM") - baseline
+    with amp, torch.no_grad():  # after the measurement: what the column MLPs compute in
+        mm_dtype = str(model.bottom_up(rule.last_state[:-1]).dtype)
     print(json.dumps({"peak": peak, "weights": weights, "grads": grads, "optimizer": opt,
-                      "state": state}))  # fmt: skip
+                      "state": state, "matmul_dtype": mm_dtype}))  # fmt: skip
     return 0
 
 

@@ -542,9 +542,9 @@ class RunConfig:
     precision: str = _f(
         "fp32",
         Choice("fp32", "tf32", "bf16"),
-        "arithmetic of the weight updates: fp32; tf32 (CUDA matmuls in TensorFloat-32); bf16 "
-        "(autocast: matmuls in bfloat16; weights, optimiser and states stay fp32). The probe "
-        "always settles in fp32",
+        "arithmetic of the weight updates: fp32 (no TensorFloat-32 on CUDA); tf32 (CUDA matmuls "
+        "and convolutions in TensorFloat-32); bf16 (autocast: matmuls in bfloat16; weights, "
+        "optimiser and states stay fp32). The probe settles under PyTorch's global settings",
     )
     record_every: int = _f(25, Int(1, 100_000_000), "updates between metric records")
     snapshot_every: int = _f(100, Int(1, 100_000_000), "updates between probe snapshots")

@@ -174,11 +174,11 @@ def schedule_of(config: Config) -> list[str]:
 def precision(config: Config, device: torch.device):
     """The arithmetic of ``run.precision`` for the updates inside the block: ``bf16`` autocasts
     them (PyTorch's op lists: matmuls in bfloat16, reductions and the weights in fp32);
-    ``tf32`` lets CUDA matmuls and convolutions use TensorFloat-32 (restored on exit)."""
+    ``tf32`` lets CUDA matmuls and convolutions use TensorFloat-32; ``fp32`` forbids it (PyTorch
+    allows it for convolutions by default). The global flags are restored on exit."""
     p = config.run.precision
     flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    if p == "tf32":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = p == "tf32"
     try:
         if p == "bf16":
             with torch.autocast(device.type, dtype=torch.bfloat16):

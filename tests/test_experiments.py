@@ -99,8 +99,9 @@ def test_bench_quick_preset_writes_every_number(tmp_path):
 
 
 def test_bench_memory_probe_in_bfloat16():
-    """The bench's memory probe runs one update under bfloat16 autocast (``--bf16``) and
-    reports what it holds: fp32 weights, their gradients and Adam's two moments."""
+    """The bench's memory probe runs its update under bfloat16 autocast (``--bf16``): the
+    column MLPs compute in bfloat16, while it holds fp32 weights, their gradients and Adam's
+    two moments."""
     import json
 
     proc = subprocess.run(
@@ -111,4 +112,5 @@ def test_bench_memory_probe_in_bfloat16():
     assert proc.returncode == 0, proc.stderr[-2000:]
     m = json.loads(proc.stdout.strip().splitlines()[-1])
     assert m["peak"] > 0
+    assert m["matmul_dtype"] == "torch.bfloat16"
     assert m["optimizer"] >= 2 * m["grads"] > 0

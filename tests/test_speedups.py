@@ -91,6 +91,23 @@ def test_change_meter_equals_the_measured_change(optimizer):
         assert float(out["first"]) == pytest.approx(float(d[0].norm()), rel=1e-4)
 
 
+def test_change_meter_reports_zero_for_a_parameter_adam_skipped():
+    """A parameter with no gradient in this update is left alone by Adam, even though it has
+    moments from an earlier update: the meter reports 0 for it, as a copy would."""
+    a, b = torch.nn.Parameter(fresh(5)), torch.nn.Parameter(fresh(3))
+    cfg = small_config(train__optimizer="adam", train__lr=0.1)
+    opt = make_optimizer([a, b], cfg.train)
+    meter = ChangeMeter({"a": [a], "b": [b]})
+    a.grad, b.grad = fresh(5), fresh(3)
+    meter.step(opt)
+    a.grad, b.grad = fresh(5), None
+    b0 = b.detach().clone()
+    out = meter.step(opt)
+    assert torch.equal(b.detach(), b0)
+    assert float(out["b"]) == 0.0
+    assert float(out["a"]) > 0.0
+
+
 PROBE = textwrap.dedent(
     """
     import resource

@@ -263,46 +263,55 @@ def test_load_data_from_a_user_file(tmp_path):
         load_data(bad)
 
 
-@pytest.mark.parametrize("precision", ["bf16", "tf32"])
+@pytest.mark.parametrize("precision", ["bf16", "tf32", "fp32"])
 def test_run_precision_applies_to_the_updates_only(tmp_path, monkeypatch, precision):
-    """``run.precision = "bf16"``: the column layers of every update (day and night) compute in
-    bfloat16, while the weights stay fp32 and the probe settles in fp32; ``"tf32"`` allows
-    TF32 inside the updates and restores the global flags afterwards."""
+    """``run.precision``: inside every update (day and night) the column layers compute in
+    bfloat16 (``bf16``) or with TF32 allowed (``tf32``; forbidden with ``fp32``); the probe
+    settles in fp32 under the global flags, the weights stay fp32, and the global flags are
+    restored after the run."""
     import bioglom.columns as columns
+    from bioglom.probe import Probe
 
-    seen: list[tuple[torch.dtype, bool]] = []
-    real = columns.column_linear
+    seen: list[tuple[str, torch.dtype, bool]] = []  # (where, output dtype, TF32 allowed)
+    where = ["update"]
+    real_linear, real_eval = columns.column_linear, Probe.evaluate
 
     def spy(x, w, b=None):
-        y = real(x, w, b)
-        seen.append((y.dtype, torch.backends.cuda.matmul.allow_tf32))
+        y = real_linear(x, w, b)
+        seen.append((where[0], y.dtype, torch.backends.cuda.matmul.allow_tf32))
         return y
 
+    def probing(self, model, *a, **kw):
+        where[0] = "probe"
+        try:
+            return real_eval(self, model, *a, **kw)
+        finally:
+            where[0] = "update"
+
     monkeypatch.setattr(columns, "column_linear", spy)
-    before = torch.backends.cuda.matmul.allow_tf32
+    monkeypatch.setattr(Probe, "evaluate", probing)
     cfg = small_config(
-        train__updates=4,
-        run__precision=precision,
-        schedule__phases="day 2, night 2",
+        train__updates=4, run__precision=precision, schedule__phases="day 2, night 2"
     )
-    result = train(cfg, tmp_path / "p.h5", progress=False)
+    flag = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        result = train(cfg, tmp_path / "p.h5", progress=False)
+        assert torch.backends.cuda.matmul.allow_tf32 is False  # restored
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = flag
     assert result.status == "finished"
-    assert all(np.isfinite(v) for v in result.summary.values())
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
-    assert torch.backends.cuda.matmul.allow_tf32 == before
     with open_run(result.path) as run:  # records at 0, 2 (end of the day) and 4
         assert np.isfinite(run.metrics["loss"][1])
         assert np.isfinite(run.metrics["night_loss"][2])
-    seen.clear()
-    result.model.settle(torch.rand(2, 3, 8, 8))  # outside train(): fp32, flags as they were
-    assert {s[0] for s in seen} == {torch.float32}
-    assert {s[1] for s in seen} == {before}
-    seen.clear()
-    from bioglom.train import precision as ctx
-
-    with ctx(cfg, torch.device("cpu")):
-        result.model.settle(torch.rand(2, 3, 8, 8))
-    if precision == "bf16":
-        assert {s[0] for s in seen} == {torch.bfloat16}
-    else:
-        assert {s[1] for s in seen} == {True}
+    updates = [(dt, tf32) for w, dt, tf32 in seen if w == "update"]
+    probes = [(dt, tf32) for w, dt, tf32 in seen if w == "probe"]
+    assert updates and probes
+    assert set(probes) == {(torch.float32, False)}
+    expected = {
+        "bf16": (torch.bfloat16, False),
+        "tf32": (torch.float32, True),
+        "fp32": (torch.float32, False),
+    }[precision]
+    assert set(updates) == {expected}

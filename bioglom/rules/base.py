@@ -66,6 +66,8 @@ class ChangeMeter:
     def step(self, optimizer: torch.optim.Optimizer) -> dict[str, Tensor]:
         """Run ``optimizer.step()``; return ``{group: 0-d norm of its change}``."""
         kind = _closed_form(optimizer)
+        # the optimiser leaves a parameter without a gradient alone (its change is 0)
+        stepped = {id(p) for ps in self.groups.values() for p in ps if p.grad is not None}
         with torch.no_grad():
             before: dict[str, list[Tensor]] = {}
             sq: dict[str, list[Tensor]] = {n: [] for n in self.groups}
@@ -77,7 +79,12 @@ class ChangeMeter:
             optimizer.step()
             for name, ps in self.groups.items():
                 if kind == "adam":
-                    sq[name] = [self._adam_sq(optimizer, p) for p in ps]
+                    sq[name] = [
+                        self._adam_sq(optimizer, p)
+                        if id(p) in stepped
+                        else torch.zeros((), device=p.device)
+                        for p in ps
+                    ]
                 elif kind is None:
                     sq[name] = [(b - p).pow(2).sum() for p, b in zip(ps, before[name], strict=True)]
             return {
