@@ -63,9 +63,10 @@ class ColumnLinear(nn.Module):
         else:
             self.feedback = None
 
-    def forward(self, x: Tensor, level: int | None = None) -> Tensor:
+    def forward(self, x: Tensor, level: int | None = None, add: Tensor | None = None) -> Tensor:
         """``x [K', N, B, d_in]`` -> ``[K', N, B, d_out]``; with ``level = k`` only the map of
-        level ``k`` is applied (``x [1, N, B, d_in]``)."""
+        level ``k`` is applied (``x [1, N, B, d_in]``). ``add [K', N, 1, d_out]`` is added to
+        every image's output, folded into the bias (``x W + (b + add)``)."""
         weight, bias, feedback = self.weight, self.bias, self.feedback
         if level is not None:
             # a slice's backward writes into a zero tensor of the whole weight's size:
@@ -74,8 +75,15 @@ class ColumnLinear(nn.Module):
             weight = weight[sl]
             bias = None if bias is None else bias[sl]
             feedback = None if feedback is None else feedback[sl]
-        if feedback is not None:
-            return column_linear_fa(x, weight, bias, feedback)
+        if feedback is not None or (add is not None and add.shape[2] != 1):
+            y = (
+                column_linear(x, weight, bias)
+                if feedback is None
+                else column_linear_fa(x, weight, bias, feedback)
+            )
+            return y if add is None else y + add
+        if add is not None:
+            bias = add if bias is None else bias + add
         return column_linear(x, weight, bias)
 
     def extra_repr(self) -> str:
@@ -159,11 +167,12 @@ class ColumnMLP(nn.Module):
         h = x
         last = len(self.layers) - 1
         for j, layer in enumerate(self.layers):
-            u = layer(h, level)
+            add = None
             if j == 0 and self.extra is not None:
                 if extra is None:
                     raise ValueError("this MLP was built with an extra input; pass extra=")
-                u = u + self.extra(extra, level)
+                add = self.extra(extra, level)  # [K', N, 1, hidden]: one per column
+            u = layer(h, level, add=add)
             if j < last:
                 h = torch.sin(self.w0 * u) if self.siren else self._act(u)
             else:

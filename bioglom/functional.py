@@ -48,7 +48,8 @@ def column_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tens
     ----------
     x : Tensor ``[K', N, B, d_in]``
     weight : Tensor ``[K', C, d_in, d_out]``, ``C`` is ``N`` or ``1``
-    bias : Tensor ``[K', C, 1, d_out]`` or None
+    bias : Tensor ``[K', C, 1, d_out]``, or ``[K', N, 1, d_out]`` (a bias per column, also with
+        shared weights: e.g. a bias plus a per-column input term), or None
 
     Returns
     -------
@@ -67,20 +68,24 @@ def column_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tens
             f"[K'={kw}, C={c}, d_in={d_in_w}, d_out={d_out}] "
             "(need equal K', d_in and C in {1, N})"
         )
+    if bias is not None and bias.shape[1] not in (1, n):
+        raise ValueError(f"column_linear: bias {list(bias.shape)} needs 1 or N={n} columns")
     if c == n:
         xs = x.reshape(k * n, b, d_in)
         ws = weight.reshape(k * n, d_in, d_out)
         if bias is None:
             y = torch.bmm(xs, ws)
-        else:
-            y = torch.baddbmm(bias.reshape(k * n, 1, d_out), xs, ws)
+        else:  # the bias is the GEMM's initial value: no extra pass
+            y = torch.baddbmm(bias.expand(k, n, 1, d_out).reshape(k * n, 1, d_out), xs, ws)
         return y.view(k, n, b, d_out)
     xs = x.reshape(k, n * b, d_in)
     ws = weight.reshape(k, d_in, d_out)
     if bias is None:
         y = torch.bmm(xs, ws)
-    else:
+    elif bias.shape[1] == 1:
         y = torch.baddbmm(bias.reshape(k, 1, d_out), xs, ws)
+    else:  # a bias per column on shared weights: one in-place pass
+        return torch.bmm(xs, ws).view(k, n, b, d_out).add_(bias)
     return y.view(k, n, b, d_out)
 
 
@@ -121,8 +126,10 @@ def consensus_mean(contributions: Sequence[Tensor], weights: Tensor) -> Tensor:
     a = weights / weights.sum(0, keepdim=True)
     out = None
     for c, ai in zip(contributions, a, strict=True):
-        term = ai.view(-1, 1, 1, 1) * c
-        out = term if out is None else out + term
+        if out is None:
+            out = ai.view(-1, 1, 1, 1) * c
+        else:  # in place on our own sum: one pass per contribution, no temporary
+            out = out.addcmul_(ai.view(-1, 1, 1, 1), c)
     return out
 
 
@@ -235,7 +242,7 @@ def lateral_attention(
         if mask_bias is None:
             logits = logits.masked_fill_(~neighbour_mask(index, valid), float("-inf"))
         else:
-            logits = logits + mask_bias
+            logits = logits.add_(mask_bias)
         w = torch.softmax(logits, dim=-1)
         if precision is None:
             return torch.bmm(w, et).transpose(0, 1), None
@@ -381,7 +388,7 @@ def window_attention(
     q = q.reshape(b, th, t, tw, t, d).permute(0, 1, 3, 2, 4, 5).reshape(b * th * tw, t * t, d)
     k = keys(ep)
     logits = torch.bmm(q * beta, k.transpose(1, 2)).view(b, th * tw, t * t, s1 * s1)
-    w = torch.softmax(logits + bias, dim=-1).view(b * th * tw, t * t, s1 * s1)
+    w = torch.softmax(logits.add_(bias), dim=-1).view(b * th * tw, t * t, s1 * s1)
 
     def untile(o: Tensor) -> Tensor:  # [B * tiles, T^2, c] -> [N, B, c]
         c = o.shape[-1]

@@ -57,6 +57,13 @@ def test_column_linear_equals_per_column_loop(columns):
             expected = x[k, n] @ W[k, c] + b[k, c, 0]
             torch.testing.assert_close(y[k, n], expected)
     torch.testing.assert_close(column_linear(x, W) + b, y)
+    # a bias per column (e.g. bias + location term), for shared and unshared weights alike
+    bn = fresh(K, N, 1, o)
+    yn = column_linear(x, W, bn)
+    for k in range(K):
+        for n in range(N):
+            c = n if C == N else 0
+            torch.testing.assert_close(yn[k, n], x[k, n] @ W[k, c] + bn[k, n, 0])
 
 
 def test_column_linear_shared_gradient_is_sum_over_columns():

@@ -300,12 +300,15 @@ def standardised(y):
     return (y - mean) / torch.sqrt(var + 1e-5)
 
 
-def manual_mlp(layers, x, k, n, act=torch.nn.functional.gelu):
-    """The MLP of level k, column n, with explicit per-column matrix products."""
+def manual_mlp(layers, x, k, n, act=torch.nn.functional.gelu, extra=None):
+    """The MLP of level k, column n, with explicit per-column matrix products; ``extra`` is a
+    pair (map, input vector) added to the first layer."""
     h = x
     for j, layer in enumerate(layers):
         c = n if layer.weight.shape[1] > 1 else 0
         h = h @ layer.weight[k, c] + layer.bias[k, c, 0]
+        if j == 0 and extra is not None:
+            h = h + extra[1] @ extra[0].weight[k, c]
         if j < len(layers) - 1:
             h = act(h)
     return h
@@ -337,6 +340,23 @@ def test_step_predictions_are_the_nets_applied_to_the_source_levels(rng):
             torch.testing.assert_close(out.bottom_up[k, n], bu)
         for k in range(m.K - 1):
             td = standardised(manual_mlp(m.top_down.layers, e[k + 1, n], k, n))
+            torch.testing.assert_close(out.top_down[k, n], td)
+
+
+@pytest.mark.parametrize("sharing", ["unshared", "shared"])
+def test_top_down_adds_the_location_term_to_its_first_layer(sharing, rng):
+    """With the location code on, top_down[l] = std(TD_l(e_{l+1})) where TD's first layer
+    computes ``e W1 + b1 + loc(n) V`` for every column (the term enters through the bias of
+    the GEMM), recomputed with explicit per-column products."""
+    m = build(model__sharing=sharing)
+    assert m.location is not None and m.top_down.extra is not None
+    x = rand_images(2, gen=rng)
+    e = torch.randn(3, 16, 2, 8, generator=rng)
+    out = m.step(e, None, x, 0, 3)
+    for n in range(16):
+        for k in range(m.K - 1):
+            extra = (m.top_down.extra, m.location[k, n, 0])
+            td = standardised(manual_mlp(m.top_down.layers, e[k + 1, n], k, n, extra=extra))
             torch.testing.assert_close(out.top_down[k, n], td)
 
 
