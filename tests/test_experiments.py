@@ -114,3 +114,17 @@ def test_bench_memory_probe_in_bfloat16():
     assert m["peak"] > 0
     assert m["matmul_dtype"] == "torch.bfloat16"
     assert m["optimizer"] >= 2 * m["grads"] > 0
+
+
+def test_perf_probes_quick_prints_every_table():
+    """`python experiments/perf_probes.py all --quick` (the micro-benchmarks behind the
+    performance notes) runs every probe and prints its table. No timing is asserted."""
+    proc = subprocess.run(
+        [sys.executable, "experiments/perf_probes.py", "all", "--quick"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for heading in ("attention: one level", "optimizer: one step", "allocator: bmm",
+                    "profile: 5 settling steps"):  # fmt: skip
+        assert heading in proc.stdout
+    assert "tiles T=4" in proc.stdout and "ChangeMeter" in proc.stdout

@@ -1,0 +1,198 @@
+"""The micro-benchmarks behind docs/performance-notes.md, entries 6-8, 10 and 11.
+
+    python experiments/perf_probes.py attention|optimizer|allocator|profile|all [--quick]
+
+* ``attention`` (entries 8 and 10): one level of eq. 3.1 on square windows, B = 32, d = 64,
+  forward, every evaluation in turn within each repeat: dense with the mask built at each call
+  (the old form), dense with a cached additive mask, the gathered form, tiles of 4, 8 and 16,
+  and PyTorch's fused ``scaled_dot_product_attention`` with the cached mask.
+* ``optimizer`` (entry 6): one step over the unshared reference weights (38.6 M parameters):
+  Adam with ``foreach`` and fused, SGD fused, and the update norms taken by a copy of the
+  weights against :class:`bioglom.rules.base.ChangeMeter`.
+* ``allocator`` (entry 7): a weight-gradient ``bmm`` whose 42 MB output is allocated fresh at
+  each call, with glibc's defaults and with :func:`bioglom.allocator.keep_freed_memory` (each in
+  a fresh process), and the page faults per call.
+* ``profile`` (entry 11): ``torch.profiler`` on 5 settling steps of the reference
+  configuration (unshared, eval), grouped by operator and input shape.
+
+Timings are medians after warm-up, in milliseconds, on whatever machine runs this; compare
+numbers within one table only. ``--quick`` shrinks every size (seconds; run by the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from bioglom import build_model  # noqa: E402
+from bioglom.allocator import keep_freed_memory  # noqa: E402
+from bioglom.bench import config_for, interleaved_ms  # noqa: E402
+from bioglom.functional import (  # noqa: E402
+    dense_mask_bias,
+    lateral_attention,
+    window_attention,
+    window_neighbours,
+    window_tile_bias,
+)
+from bioglom.report import markdown_table  # noqa: E402
+from bioglom.rules.base import ChangeMeter, make_optimizer  # noqa: E402
+
+# ---- configuration ------------------------------------------------------------------------
+FULL = {"sides": [16, 32, 64], "radii": [1, 3, 5], "batch": 32, "dim": 64, "repeats": 5,
+        "columns": 256, "kn": 1280}  # fmt: skip
+QUICK = {"sides": [8], "radii": [1, 2], "batch": 2, "dim": 8, "repeats": 2,
+         "columns": 16, "kn": 64}  # fmt: skip
+CPU = torch.device("cpu")
+
+
+def attention(p: dict) -> None:
+    rows = []
+    for side in p["sides"]:
+        grid, n = (side, side), side * side
+        e = 0.3 * torch.randn(n, p["batch"], p["dim"])
+        for r in p["radii"]:
+            idx, valid = window_neighbours(grid, r, True)
+            fns = {}
+            if n <= 1024:
+                mb = dense_mask_bias(idx, valid)
+                et = e.transpose(0, 1)
+                fns["dense"] = lambda e=e, i=idx, v=valid: lateral_attention(
+                    e, i, v, 0.5, method="dense"
+                )
+                fns["dense+"] = lambda e=e, i=idx, v=valid, m=mb: lateral_attention(
+                    e, i, v, 0.5, method="dense", mask_bias=m
+                )
+                fns["sdpa"] = lambda m=mb, et=et: F.scaled_dot_product_attention(
+                    et * 0.5, et, et, attn_mask=m, scale=1.0
+                )
+            if n <= 1024 or r <= 2:  # beyond, the gather holds [N, B, M, d] (4 GB at r = 5)
+                fns["gather"] = lambda e=e, i=idx, v=valid: lateral_attention(
+                    e, i, v, 0.5, method="gather"
+                )
+            for t in (4, 8, 16):
+                if t <= side:
+                    bias = window_tile_bias(grid, r, t)
+                    fns[f"tiles T={t}"] = lambda e=e, g=grid, r=r, t=t, b=bias: window_attention(
+                        e, g, r, 0.5, tile=t, bias=b
+                    )
+            with torch.no_grad():
+                ms = dict(zip(fns, interleaved_ms(list(fns.values()), CPU, p["repeats"], 1),
+                              strict=True))  # fmt: skip
+            rows.append([n, r] + [ms.get(k, float("nan")) for k in HEAD[2:]])
+    print(f"\nattention: one level, B = {p['batch']}, d = {p['dim']}, forward, ms\n")
+    print(markdown_table(HEAD, rows))
+
+
+HEAD = ["N", "r", "dense", "dense+", "sdpa", "gather", "tiles T=4", "tiles T=8", "tiles T=16"]
+
+
+def optimizer(p: dict) -> None:
+    cfg = config_for(p["columns"], **{"model.sharing": "unshared"})
+    params = [q for q in build_model(cfg).parameters() if q.requires_grad]
+    for q in params:
+        q.grad = torch.randn_like(q)
+    adam_foreach = torch.optim.Adam(params, lr=1e-3, foreach=True)
+    adam_fused = make_optimizer(params, cfg.train)
+    sgd_cfg = config_for(p["columns"], **{"model.sharing": "unshared", "train.optimizer": "sgd"})
+    sgd_fused = make_optimizer(params, sgd_cfg.train)
+    meter = ChangeMeter({"all": params})
+
+    def copy_norm():
+        before = [q.detach().clone() for q in params]
+        adam_fused.step()
+        sq = [((q.detach() - b) ** 2).sum() for q, b in zip(params, before, strict=True)]
+        return torch.sqrt(sum(sq))
+
+    names = ["Adam foreach", "Adam fused", "SGD fused", "Adam fused + copy norms",
+             "Adam fused + ChangeMeter"]  # fmt: skip
+    fns = [adam_foreach.step, adam_fused.step, sgd_fused.step, copy_norm,
+           lambda: meter.step(adam_fused)]  # fmt: skip
+    ms = interleaved_ms(fns, CPU, p["repeats"], 1)
+    n = sum(q.numel() for q in params)
+    print(f"\noptimizer: one step over {n / 1e6:.1f} M unshared parameters, ms\n")
+    print(markdown_table(["step", "ms"], [[a, b] for a, b in zip(names, ms, strict=True)]))
+
+
+def allocator_child(kn: int, repeats: int) -> None:
+    """In a fresh process: the ``bmm`` with a fresh output, timed, and its page faults."""
+    x, gy = torch.randn(kn, 32, 64), torch.randn(kn, 32, 128)
+    fn = lambda: torch.bmm(x.transpose(1, 2), gy)  # noqa: E731
+    for _ in range(20):  # let the heap grow to hold the block when it is kept
+        fn()
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    ms = interleaved_ms([fn], CPU, repeats, 0)[0]
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / repeats
+    print(f"{ms} {faults}")
+
+
+def allocator(p: dict) -> None:
+    rows = []
+    for keep in ("0", "1"):
+        env = {**os.environ, "BIOGLOM_KEEP_FREED_MEMORY": keep}
+        out = subprocess.run(
+            [sys.executable, __file__, "allocator-child", "--kn", str(p["kn"]),
+             "--repeats", str(max(5, p["repeats"]))],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        ms, faults = map(float, out.stdout.split())
+        rows.append(["kept (bioglom.allocator)" if keep == "1" else "glibc default", ms, faults])
+    mb = p["kn"] * 64 * 128 * 4 / 1e6
+    print(f"\nallocator: bmm [{p['kn']}, 64, 32] x [{p['kn']}, 32, 128], a fresh {mb:.0f} MB "
+          "output per call\n")  # fmt: skip
+    print(markdown_table(["allocator", "ms", "page faults per call"], rows))
+
+
+def profile(p: dict) -> None:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as prof
+
+    cfg = config_for(p["columns"], **{"model.sharing": "unshared"})
+    model = build_model(cfg).eval()
+    side = cfg.data.image_size
+    x = torch.rand(p["batch"], 3, side, side)
+    with torch.no_grad():
+        e, tau = model.initial_state(x)
+        for _ in range(2):
+            model.step(e, tau, x, 1, cfg.settle.steps)
+        with prof(activities=[ProfilerActivity.CPU], record_shapes=True) as pr:
+            for _ in range(5):
+                model.step(e, tau, x, 1, cfg.settle.steps)
+    print("\nprofile: 5 settling steps of the reference (unshared, eval), by input shape\n")
+    print(pr.key_averages(group_by_input_shape=True).table(
+        sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=24,
+        max_shapes_column_width=64))  # fmt: skip
+
+
+PROBES = {"attention": attention, "optimizer": optimizer, "allocator": allocator,
+          "profile": profile}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("probe", choices=[*PROBES, "all", "allocator-child"])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes (seconds)")
+    ap.add_argument("--kn", type=int, default=FULL["kn"], help=argparse.SUPPRESS)
+    ap.add_argument("--repeats", type=int, default=5, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.probe == "allocator-child":
+        keep_freed_memory()  # a no-op when BIOGLOM_KEEP_FREED_MEMORY=0
+        allocator_child(args.kn, args.repeats)
+        return 0
+    keep_freed_memory()  # as in training
+    p = QUICK if args.quick else FULL
+    for name in PROBES if args.probe == "all" else [args.probe]:
+        PROBES[name](p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
