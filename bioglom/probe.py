@@ -6,7 +6,8 @@ Per level ``k`` (see :func:`probe_metric_names`):
   ``probe_islands_L{k}`` (mean number per image), ``probe_island_size_L{k}`` (mean columns per
   island), ``probe_nesting_L{k}`` (``k < K-1``: share of each island inside one island of level
   ``k+1``), ``probe_island_ari_across_L{k}`` (ARI between the islands of different images; 1
-  when the islands ignore the image);
+  when the islands ignore the image, and also when every image is all singletons or one
+  island);
 * scores against ground truth (:mod:`bioglom.scores`), when the probe images have masks:
   ``probe_fgari_{t}_L{k}``, ``probe_ari_{t}_L{k}``, ``probe_miou_{t}_L{k}`` for ``t`` in
   ``obj`` (object masks) and ``part`` (part masks), every level scored against both;

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
 from .runs import open_run
 
-__all__ = ["final_metrics", "markdown_table", "fmt", "experiment_parser"]
+__all__ = ["final_metrics", "markdown_table", "fmt", "experiment_parser", "run_experiment"]
 
 
 def final_metrics(path: str | os.PathLike) -> dict[str, float]:
@@ -53,3 +54,15 @@ def experiment_parser(doc: str, presets: Iterable[str], out: str) -> argparse.Ar
         help="keep finished runs in DIR, continue unfinished ones from their checkpoints",
     )
     return ap
+
+
+def run_experiment(main: Callable[[], int | None]) -> int:
+    """Run an experiment script's ``main``; Ctrl-C (which stops the current arm with a
+    checkpoint, :func:`bioglom.train.run_arm`) ends the script with exit status 130 and says
+    how to continue, instead of training the next arm."""
+    try:
+        return main() or 0
+    except KeyboardInterrupt as stop:
+        print(f"\nexperiment interrupted: {stop or 'Ctrl-C'}", file=sys.stderr)
+        print("run the same command with --resume to continue", file=sys.stderr)
+        return 130

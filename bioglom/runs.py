@@ -111,6 +111,15 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
+def _fsync(path: Path) -> None:
+    """``fsync`` a file by path (its written pages reach the disk)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _rewrite(path: Path) -> None:
     """Copy a run into a fresh file and rename it over the old one.
 
@@ -128,6 +137,7 @@ def _rewrite(path: Path) -> None:
                 dst.attrs[key] = value
             for name in src:
                 src.copy(src[name], dst, name=name)
+        _fsync(tmp)  # the copy is on disk before it replaces the only other one
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -322,6 +332,12 @@ class RunWriter:
         if self._f is None:
             raise RuntimeError(f"run {str(self._path)!r} is closed")
         return self._f
+
+    def sync(self) -> None:
+        """Flush the file and ask the OS to put it on disk (``fsync``): what a checkpoint
+        written after this says is in the file survives a power loss too."""
+        self._file().flush()
+        _fsync(self._path)
 
     def record(self, step: int, values: Mapping[str, float], phase: str = "") -> None:
         """Append one record and flush.

@@ -29,9 +29,10 @@ columns, ``a_i = sum_j n_ij``, ``b_j = sum_i n_ij`` and ``C(x) = x (x - 1) / 2``
   above that collapsed to one island makes it 1 trivially: read it with the island counts.
 * ARI across images: the ARI between the islands of image ``b`` and of image ``b + 1`` (the
   same level, cyclically over the batch), averaged. 1 when every image gets the same partition:
-  the islands then encode location, not the image. Read every score above with it: on the
-  embedded scenes a fixed partition of the grid into 2x2 blocks scores an object FG-ARI of
-  about 0.8, since objects tend to lie in different quarters of the image.
+  the islands then encode location, not the image. It is also 1 when every image is all
+  singletons or one island, so read it with the island counts. Read every score above with
+  it: on the embedded scenes a fixed partition of the grid into 2x2 blocks scores an object
+  FG-ARI of about 0.8, since objects tend to lie in different quarters of the image.
 """
 
 from __future__ import annotations

@@ -275,7 +275,6 @@ def train(
         pending = (ckpt["sums"], ckpt["counts"])
         writer = RunWriter.reopen(out, ckpt["n_records"], ckpt["n_snapshots"])
     else:
-        ckpt_path.unlink(missing_ok=True)  # a checkpoint of an earlier run in this file
         writer = RunWriter(
             out,
             config_text=config.to_toml(),
@@ -303,6 +302,8 @@ def train(
             versions=_versions(),
             overwrite=overwrite,
         )
+        # only now that the old run is replaced: its checkpoint no longer belongs to this file
+        ckpt_path.unlink(missing_ok=True)
     weights_path = out.with_suffix(".pt")
     updates, record_every = len(kinds), config.run.record_every
     ckpt_every = config.run.checkpoint_every
@@ -334,6 +335,7 @@ def train(
         sums, counts = {}, {}
 
     def checkpoint(step: int) -> None:
+        writer.sync()  # the records the checkpoint counts are on disk before it is
         save_checkpoint(
             ckpt_path,
             {
@@ -439,7 +441,9 @@ def train(
 
 
 def run_arm(config: Config, out: str | Path, *, resume: bool = False, progress: bool = True) -> str:
-    """Train one arm of an experiment into ``out``; returns the run's status.
+    """Train one arm of an experiment into ``out``; returns the run's status (``finished`` or
+    ``diverged``). Ctrl-C stops the arm with a checkpoint and then raises KeyboardInterrupt,
+    so that the experiment stops too (``--resume`` continues it).
 
     ``resume=False`` trains afresh, replacing ``out``. ``resume=True`` keeps a finished or
     diverged run made with the same config as it is (a diverged arm would only diverge again),
@@ -459,8 +463,16 @@ def run_arm(config: Config, out: str | Path, *, resume: bool = False, progress: 
         if same and status in ("finished", "diverged"):
             return status
         if same and checkpoint_path(out).exists():
-            return train(config, out, progress=progress, resume=True).status
-    return train(config, out, overwrite=True, progress=progress).status
+            return _stop_if_interrupted(train(config, out, progress=progress, resume=True))
+    return _stop_if_interrupted(train(config, out, overwrite=True, progress=progress))
+
+
+def _stop_if_interrupted(result: TrainResult) -> str:
+    """An arm stopped by Ctrl-C stops the whole experiment (the arms after it are not
+    trained): raises KeyboardInterrupt once the arm's checkpoint is written."""
+    if result.status == "interrupted":
+        raise KeyboardInterrupt(result.reason)
+    return result.status
 
 
 def first_nonfinite(tensors: dict[str, torch.Tensor | None]) -> str | None:

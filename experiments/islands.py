@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 
 from bioglom import load_config  # noqa: E402
 from bioglom.islands import extract_islands, parse_tree  # noqa: E402
-from bioglom.report import experiment_parser, markdown_table  # noqa: E402
+from bioglom.report import experiment_parser, markdown_table, run_experiment  # noqa: E402
 from bioglom.runs import open_run  # noqa: E402
 from bioglom.scores import column_labels, score_islands  # noqa: E402
 from bioglom.train import TRUTH_MASKS, run_arm  # noqa: E402
@@ -250,4 +250,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_experiment(main))

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bioglom import load_config  # noqa: E402
-from bioglom.report import experiment_parser, final_metrics, fmt, markdown_table  # noqa: E402
+from bioglom.report import experiment_parser, final_metrics, fmt, markdown_table, run_experiment  # noqa: E402
 from bioglom.train import run_arm  # noqa: E402
 
 # ---- configuration ------------------------------------------------------------------------
@@ -108,4 +108,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_experiment(main))

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from bioglom import load_config  # noqa: E402
-from bioglom.report import experiment_parser, markdown_table  # noqa: E402
+from bioglom.report import experiment_parser, markdown_table, run_experiment  # noqa: E402
 from bioglom.runs import open_run  # noqa: E402
 from bioglom.train import run_arm  # noqa: E402
 
@@ -148,4 +148,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_experiment(main))

@@ -16,7 +16,7 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bioglom.config import Config, ConfigError, config_from_toml, load_config
+from bioglom.config import Config, ConfigError, PerLevel, config_from_toml, load_config
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 FIELDS = [
@@ -32,10 +32,18 @@ any_scalar = st.one_of(
 )
 
 
-def wrong_type(default):
-    """Values whose type cannot stand for ``default``'s."""
-    lists = st.lists(any_scalar, max_size=3)
-    tables = st.dictionaries(words, any_scalar, max_size=2)
+def wrong_type(default, check):
+    """Values whose type cannot stand for ``default``'s. A per-level field takes a list of one
+    value per level, so its wrong lists hold words, which no per-level field accepts (a list of
+    numbers of the right length would be valid)."""
+    per_level = isinstance(check, PerLevel)
+    if per_level:  # nor a table with the keys of a progression ({first, step})
+        lists = st.lists(words, min_size=1, max_size=5)
+        tables = st.dictionaries(words.filter(lambda w: w not in ("first", "step")), any_scalar,
+                                 min_size=1, max_size=2)  # fmt: skip
+    else:
+        lists = st.lists(any_scalar, max_size=3)
+        tables = st.dictionaries(words, any_scalar, max_size=2)
     if isinstance(default, bool):
         return st.one_of(st.integers(), words, lists, tables)
     if isinstance(default, int | float):
@@ -76,7 +84,7 @@ def bad_override(draw):
         patch = draw(st.sampled_from([2, 4]))
         size = draw(st.integers(9, 40).filter(lambda s: s % patch))
         return {"frontend.patch_size": patch, "data.image_size": size}
-    return {f"{section}.{name}": draw(wrong_type(default))}
+    return {f"{section}.{name}": draw(wrong_type(default, check))}
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])

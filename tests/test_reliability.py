@@ -190,7 +190,8 @@ def test_experiment_arms_keep_finished_runs_and_resume_stopped_ones(tmp_path, mo
     stopped = tmp_path / "stopped.h5"
     with monkeypatch.context() as m:
         interrupt_at(m, 5)
-        assert run_arm(cfg, stopped, progress=False) == "interrupted"
+        with pytest.raises(KeyboardInterrupt):  # the experiment stops with this arm
+            run_arm(cfg, stopped, progress=False)
     assert run_arm(cfg, stopped, resume=True, progress=False) == "finished"
     assert_same_run(done, stopped)
     assert_same_weights(done, stopped)
@@ -198,14 +199,18 @@ def test_experiment_arms_keep_finished_runs_and_resume_stopped_ones(tmp_path, mo
 
 def test_a_fresh_run_removes_a_stale_checkpoint_and_arms_check_their_config(tmp_path, monkeypatch):
     """Training afresh into a file deletes the checkpoint an earlier run left there (so that a
-    later --resume cannot pick up another run's weights); `run_arm(resume=True)` keeps a
-    diverged arm, and retrains a finished one whose config differs."""
+    later --resume cannot pick up another run's weights), but a refusal to overwrite keeps it;
+    `run_arm(resume=True)` keeps a diverged arm as it is, and retrains a finished one whose
+    config differs."""
     from bioglom.train import run_arm
 
     path = tmp_path / "run.h5"
     with monkeypatch.context() as m:
         interrupt_at(m, 5)
         train(small_config(**RELIABLE), path, progress=False)
+    assert checkpoint_path(path).exists()
+    with pytest.raises(FileExistsError):
+        train(small_config(**RELIABLE), path, progress=False)  # no overwrite: nothing touched
     assert checkpoint_path(path).exists()
     other = small_config(**{**RELIABLE, "run__checkpoint_every": 0})
     train(other, path, overwrite=True, progress=False)
@@ -218,6 +223,58 @@ def test_a_fresh_run_removes_a_stale_checkpoint_and_arms_check_their_config(tmp_
     stamp = path.stat().st_mtime_ns
     assert run_arm(cfg, path, resume=True, progress=False) == "finished"
     assert path.stat().st_mtime_ns == stamp
+
+    bad = tmp_path / "diverged.h5"
+    with monkeypatch.context() as m:
+        poison_at(m, 3)
+        assert run_arm(cfg, bad, progress=False) == "diverged"
+    stamp = bad.stat().st_mtime_ns
+    assert run_arm(cfg, bad, resume=True, progress=False) == "diverged"  # kept, not retrained
+    assert bad.stat().st_mtime_ns == stamp
+
+
+def poison_at(monkeypatch, day_update: int) -> None:
+    """Make the rule's ``day_update``-th update return a NaN loss."""
+    import bioglom.train as train_module
+
+    real = train_module.make_rule
+
+    def poisoning(model, config):
+        rule = real(model, config)
+        update, calls = rule.update, {"n": 0}
+
+        def hit(images, generator=None):
+            calls["n"] += 1
+            out = update(images, generator)
+            if calls["n"] == day_update:
+                out["loss"] = torch.tensor(float("nan"))
+            return out
+
+        rule.update = hit
+        return rule
+
+    monkeypatch.setattr(train_module, "make_rule", poisoning)
+
+
+def test_ctrl_c_in_an_experiment_arm_stops_the_experiment(tmp_path, monkeypatch):
+    """Ctrl-C in one arm leaves that arm interrupted with its checkpoint and raises
+    KeyboardInterrupt out of `run_arm`, so that no later arm is trained; an experiment script
+    turns it into exit status 130 (`report.run_experiment`)."""
+    from bioglom.report import run_experiment
+    from bioglom.train import run_arm
+
+    cfg = small_config(**RELIABLE)
+    path, later = tmp_path / "a.h5", tmp_path / "b.h5"
+
+    def experiment():
+        for p in (path, later):
+            run_arm(cfg, p, progress=False)
+
+    interrupt_at(monkeypatch, 5)
+    assert run_experiment(experiment) == 130
+    assert checkpoint_path(path).exists() and not later.exists()
+    with open_run(path) as run:
+        assert run.status == "interrupted"
 
 
 @pytest.mark.gpu
