@@ -172,6 +172,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"bioglom: error: {err}", file=sys.stderr)
         return 2
+    except ValueError as err:
+        from .train import ResumeError
+
+        if not isinstance(err, ResumeError):
+            raise
+        print(f"bioglom: error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("bioglom: interrupted", file=sys.stderr)
         return 130

@@ -457,7 +457,7 @@ def run_arm(config: Config, out: str | Path, *, resume: bool = False, progress: 
 
         try:
             with open_run(out) as run:
-                status, same = run.status, run.config_text == config.to_toml()
+                status, same = run.status, not config_differences(run.config, config)
         except (OSError, ValueError, KeyError):
             status, same = "unreadable", False
         if same and status in ("finished", "diverged"):
@@ -510,26 +510,42 @@ class _SigintFlag:
             self._old = None
 
 
+class ResumeError(ValueError):
+    """A run that cannot be resumed for a reason other than a missing file or config."""
+
+
+def config_differences(saved: Config, given: Config) -> list[str]:
+    """The fields (``section.key``) in which two configs differ, ``run.device`` aside: a run
+    may continue on another device, but not with other settings."""
+    a, b = saved.to_dict(), given.to_dict()
+    return [
+        f"{section}.{key}"
+        for section, fields in b.items()
+        for key, value in fields.items()
+        if a.get(section, {}).get(key) != value and f"{section}.{key}" != "run.device"
+    ]
+
+
 def _load_resume(config: Config, out: Path, ckpt_path: Path) -> dict:
     """The checkpoint of the run in ``out``, checked against ``config``."""
     if not out.exists():
         raise FileNotFoundError(f"no run {str(out)!r} to resume")
-    if not ckpt_path.exists():
-        from .runs import open_run
+    from .runs import open_run
 
-        with open_run(out) as run:
-            status = run.status
-        if status == "finished":
-            raise FileNotFoundError(f"run {str(out)!r} has finished: nothing to resume")
+    with open_run(out) as run:
+        status, attrs = run.status, run.attrs
+    if status == "diverged":  # the checkpoint would replay the same updates into the same NaN
+        raise ResumeError(
+            f"run {str(out)!r} diverged at update {attrs.get('diverged_at')} "
+            f"({attrs.get('diverged_tensor')}): resuming would repeat it; change the config and "
+            "train afresh"
+        )
+    if not ckpt_path.exists() and status == "finished":
+        raise FileNotFoundError(f"run {str(out)!r} has finished: nothing to resume")
     ckpt = load_checkpoint(ckpt_path)
-    saved = config_from_toml(ckpt["config"]).to_dict()
-    given = config.to_dict()
-    differ = [
-        f"{section}.{key}"
-        for section, fields in given.items()
-        for key, value in fields.items()
-        if saved.get(section, {}).get(key) != value and f"{section}.{key}" != "run.device"
-    ]
+    saved = config_from_toml(ckpt["config"])
+    differ = config_differences(saved, config)
+    given, saved = config.to_dict(), saved.to_dict()
     if differ:
         field = differ[0]
         section, key = field.split(".")

@@ -97,3 +97,59 @@ def test_config_command_prints_a_loadable_documented_config(tmp_path, capsys):
     p = tmp_path / "c.toml"
     p.write_text(text)
     assert load_config(p) == load_config(DEFAULT, ["model.dim=12"])
+
+
+def test_resume_options_and_exit_statuses(tmp_path, capsys, monkeypatch):
+    """`--resume` needs `--out` and excludes `--overwrite` (exit 2, one line each); a run
+    stopped by Ctrl-C exits 130 and `--resume` finishes it (exit 0); a diverged run is not
+    resumed (exit 2, saying where it diverged) and exits 3 when it diverges."""
+    import os
+    import signal
+
+    import torch
+
+    import bioglom.train as train_module
+
+    out = tmp_path / "run.h5"
+    tiny = [*TINY, "--set=train.updates=6", "--set=run.checkpoint_every=2"]
+    assert main(["run", str(DEFAULT), "--resume", *tiny]) == 2
+    assert "--resume needs --out" in capsys.readouterr().err
+    assert main(["run", str(DEFAULT), "--out", str(out), "--resume", "--overwrite", *tiny]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+
+    real = train_module.make_rule
+
+    def hooked(what):
+        def make(model, config):
+            rule = real(model, config)
+            update, calls = rule.update, {"n": 0}
+
+            def hit(images, generator=None):
+                calls["n"] += 1
+                result = update(images, generator)
+                if calls["n"] == 3 and what == "sigint":
+                    os.kill(os.getpid(), signal.SIGINT)
+                if calls["n"] == 3 and what == "nan":
+                    result["loss"] = torch.tensor(float("nan"))
+                return result
+
+            rule.update = hit
+            return rule
+
+        return make
+
+    with monkeypatch.context() as m:
+        m.setattr(train_module, "make_rule", hooked("sigint"))
+        assert main(["run", str(DEFAULT), "--out", str(out), *tiny]) == 130
+    assert main(["run", str(DEFAULT), "--out", str(out), "--resume", *tiny]) == 0
+    with open_run(out) as run:
+        assert run.status == "finished"
+
+    bad = tmp_path / "bad.h5"
+    with monkeypatch.context() as m:
+        m.setattr(train_module, "make_rule", hooked("nan"))
+        assert main(["run", str(DEFAULT), "--out", str(bad), *tiny]) == 3
+    capsys.readouterr()
+    assert main(["run", str(DEFAULT), "--out", str(bad), "--resume", *tiny]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "diverged at update 3" in err and "\n" not in err
