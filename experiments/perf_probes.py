@@ -1,6 +1,7 @@
 """The micro-benchmarks behind docs/performance-notes.md, entries 6-8, 10 and 11.
 
-    python experiments/perf_probes.py attention|optimizer|allocator|profile|all [--quick]
+    python experiments/perf_probes.py attention|optimizer|allocator|profile|learning|all
+                                      [--quick]
 
 * ``attention`` (entries 8 and 10): one level of eq. 3.1 on square windows, B = 32, d = 64,
   forward, every evaluation in turn within each repeat: dense with the mask built at each call
@@ -14,6 +15,8 @@
   a fresh process), and the page faults per call.
 * ``profile`` (entry 11): ``torch.profiler`` on 5 settling steps of the reference
   configuration (unshared, eval), grouped by operator and input shape.
+* ``learning``: a co-distillation step of the reference, shared and unshared, with and
+  without the update norms (``ChangeMeter``), all in turn within each repeat.
 
 Timings are medians after warm-up, in milliseconds, on whatever machine runs this; compare
 numbers within one table only. ``--quick`` shrinks every size (seconds; run by the tests).
@@ -122,6 +125,32 @@ def optimizer(p: dict) -> None:
     print(markdown_table(["step", "ms"], [[a, b] for a, b in zip(names, ms, strict=True)]))
 
 
+def learning(p: dict) -> None:
+    from bioglom.rules import make_rule
+
+    fns, names = [], []
+    for sharing in ("shared", "unshared"):
+        for meter in (True, False):
+            cfg = config_for(p["columns"], **{"model.sharing": sharing})
+            model = build_model(cfg)
+            rule = make_rule(model, cfg)
+            model.train()
+            if not meter:  # the optimiser step alone, no update norms
+                rule._step_and_measure = lambda r=rule: (r.optimizer.step(), {})[1]
+            side = cfg.data.image_size
+            x = torch.rand(p["batch"], 3, side, side)
+            fns.append(lambda r=rule, x=x: r.update(x))
+            names.append((sharing, meter))
+    steps = config_for(p["columns"]).settle.steps
+    ms = [t / steps for t in interleaved_ms(fns, CPU, p["repeats"], 1)]
+    t = dict(zip(names, ms, strict=True))
+    rows = [[s, t[(s, True)], t[(s, False)]] for s in ("shared", "unshared")]
+    rows.append(["unshared / shared", t[("unshared", True)] / t[("shared", True)],
+                 t[("unshared", False)] / t[("shared", False)]])  # fmt: skip
+    print(f"\nlearning: a co-distillation step at the reference, batch {p['batch']}, ms\n")
+    print(markdown_table(["columns", "with update norms", "without"], rows))
+
+
 def allocator_child(kn: int, repeats: int) -> None:
     """In a fresh process: the ``bmm`` with a fresh output, timed, and its page faults."""
     x, gy = torch.randn(kn, 32, 64), torch.randn(kn, 32, 128)
@@ -173,7 +202,7 @@ def profile(p: dict) -> None:
 
 
 PROBES = {"attention": attention, "optimizer": optimizer, "allocator": allocator,
-          "profile": profile}  # fmt: skip
+          "profile": profile, "learning": learning}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,6 +125,6 @@ def test_perf_probes_quick_prints_every_table():
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     for heading in ("attention: one level", "optimizer: one step", "allocator: bmm",
-                    "profile: 5 settling steps"):  # fmt: skip
+                    "profile: 5 settling steps", "learning: a co-distillation step"):  # fmt: skip
         assert heading in proc.stdout
     assert "tiles T=4" in proc.stdout and "ChangeMeter" in proc.stdout
