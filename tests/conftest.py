@@ -1,8 +1,20 @@
-"""Shared helpers: small configs and fresh random inputs."""
+"""Shared helpers: small configs and fresh random inputs, every draw replayable.
+
+Random inputs change from run to run, but every failure can be replayed. One session seed is
+taken from the environment variable ``BIOGLOM_TEST_SEED`` when it is set, else drawn from the
+OS once, and shown in pytest's header. Each test's seeds are derived from (session seed, the
+test's node id, a counter that restarts with every test), and torch's, numpy's and Python's
+global generators are seeded from (session seed, node id) before each test, so a test draws
+the same inputs whether it runs alone or among others. A failing test's report ends with the
+command that replays it: ``replay: BIOGLOM_TEST_SEED=<s> pytest <node id>``.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import random
+import shlex
 
 import numpy as np
 import pytest
@@ -36,9 +48,76 @@ def small_config(**overrides):
     return load_config(overrides=items)
 
 
+pytest_plugins = ["pytester"]  # for tests/test_seeds.py, which runs pytest on this file
+
+#: the environment variable that fixes the session seed (to replay a failure)
+SEED_ENV = "BIOGLOM_TEST_SEED"
+
+_seeds = {"session": None, "node": "<outside a test>", "count": 0}
+
+
+def session_seed() -> int:
+    """This session's seed: ``$BIOGLOM_TEST_SEED`` if set, else drawn from the OS once."""
+    if _seeds["session"] is None:
+        env = os.environ.get(SEED_ENV, "").strip()
+        _seeds["session"] = int(env) if env else int.from_bytes(os.urandom(4), "little")
+    return _seeds["session"]
+
+
+def derive_seed(session: int, nodeid: str, key: int | str) -> int:
+    """A 32-bit seed that is a fixed function of (session seed, test node id, key)."""
+    text = f"{session}\x00{nodeid}\x00{key}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=4).digest(), "little")
+
+
 def fresh_seed() -> int:
-    """A seed drawn from the OS: tests see new random inputs on every run."""
-    return int.from_bytes(os.urandom(4), "little")
+    """The next seed of the running test: new random inputs on every run (unless the session
+    seed is fixed), the same sequence whenever the test is replayed with the same seed."""
+    _seeds["count"] += 1
+    return derive_seed(session_seed(), _seeds["node"], _seeds["count"])
+
+
+def replay_command(nodeid: str) -> str:
+    return f"{SEED_ENV}={session_seed()} pytest {shlex.quote(nodeid)}"
+
+
+def pytest_configure(config):
+    session_seed()
+
+
+def pytest_report_header(config):
+    return f"bioglom test seed: {session_seed()} (replay with {SEED_ENV}={session_seed()})"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before any fixture of ``item``: restart its seed sequence and seed the global
+    generators from (session seed, node id)."""
+    _seeds["node"], _seeds["count"] = item.nodeid, 0
+    g = derive_seed(session_seed(), item.nodeid, "global")
+    torch.manual_seed(g)
+    np.random.seed(g)  # noqa: NPY002 (the legacy global generator, for any code using it)
+    random.seed(g)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        line = "replay: " + replay_command(item.nodeid)
+        if hasattr(report.longrepr, "addsection"):
+            report.longrepr.addsection("bioglom test seed", line)
+        else:
+            report.sections.append(("bioglom test seed", line))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter):
+    if terminalreporter.stats.get("failed") or terminalreporter.stats.get("error"):
+        terminalreporter.write_line(
+            f"bioglom test seed {session_seed()}: replay a failure with "
+            f"{SEED_ENV}={session_seed()} pytest <node id>"
+        )
 
 
 @pytest.fixture
@@ -51,4 +130,8 @@ def rand_images(b: int, c: int = 3, size: int = 8, gen: torch.Generator | None =
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-np_rng = np.random.default_rng
+
+
+def np_rng() -> np.random.Generator:
+    """A numpy generator seeded by :func:`fresh_seed`."""
+    return np.random.default_rng(fresh_seed())
