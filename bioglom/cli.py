@@ -73,25 +73,35 @@ def _print_summary(path: Path, status: str, metrics: dict[str, float], levels: i
     shown = [k for k in ("loss", "loss_recon", "probe_recon_mse", "probe_fill_mse") if k in metrics]
     if shown:
         print("final: " + ", ".join(f"{k} {_fmt(metrics[k])}" for k in shown))
-    columns = [
+    islands = [
         ("islands/img", "probe_islands", "{:.1f}"),
         ("obj FG-ARI", "probe_fgari_obj", "{:.3f}"),
+        ("obj delta", "probe_dfgari_obj", "{:+.3f}"),
         ("part FG-ARI", "probe_fgari_part", "{:.3f}"),
+        ("part delta", "probe_dfgari_part", "{:+.3f}"),
         ("nesting", "probe_nesting", "{:.3f}"),
+        ("w nesting", "probe_wnesting", "{:.3f}"),
+        ("wnest delta", "probe_dwnesting", "{:+.3f}"),
+    ]
+    columns = [
         ("cos within", "probe_cos", "{:.3f}"),
         ("ensemble", "probe_ensemble", "{:.3f}"),
         ("agree BU", "probe_agree_bu", "{:.3f}"),
         ("agree TD", "probe_agree_td", "{:.3f}"),
     ]
     if any(f"probe_islands_L{k}" in metrics for k in range(levels)):
-        print("level " + " ".join(f"{title:>11}" for title, _, _ in columns))
-        for k in range(levels):
-            cells = []
-            for _, name, form in columns:
-                v = metrics.get(f"{name}_L{k}")
-                ok = v is not None and math.isfinite(v)
-                cells.append(f"{form.format(v) if ok else '-':>11}")
-            print(f"{k:>5} " + " ".join(cells))
+        for table in (islands, columns):
+            print("level " + " ".join(f"{title:>11}" for title, _, _ in table))
+            for k in range(levels):
+                cells = []
+                for _, name, form in table:
+                    v = metrics.get(f"{name}_L{k}")
+                    ok = v is not None and math.isfinite(v)
+                    cells.append(f"{form.format(v) if ok else '-':>11}")
+                print(f"{k:>5} " + " ".join(cells))
+        print("delta: score minus the same score against another probe image's islands")
+        print("(exactly 0 for islands that ignore the image)")
+        print("w nesting: nesting weighted by island size, single columns left out")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -129,19 +139,24 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .runs import open_run
+    from .runs import RunFileError, open_run
 
     with open_run(args.run) as run:
         cfg = run.config
+        try:  # a file cut short while its writer had it open may open and fail here
+            n_records, status, steps = run.n_records, run.status, run.steps
+            metrics = {k: float(v[-1]) for k, v in run.metrics.items() if len(v) and k != "step"}
+        except (OSError, RuntimeError, KeyError) as err:
+            why = " ".join(str(err).split())
+            raise RunFileError(f"{args.run}: damaged, cannot read its records ({why})") from None
         print(
             f"rule {cfg.train.rule}, sharing {cfg.model.sharing}, levels {cfg.model.levels}, "
             f"d {cfg.model.dim}, state_norm {cfg.model.state_norm}, "
-            f"consensus {cfg.consensus.mode}, {run.n_records} records"
+            f"consensus {cfg.consensus.mode}, {n_records} records"
         )
-        metrics = {k: float(v[-1]) for k, v in run.metrics.items() if len(v) and k != "step"}
-        if len(run.steps):
-            metrics["updates"] = float(run.steps[-1])
-        _print_summary(Path(args.run), run.status, metrics, cfg.model.levels)
+        if len(steps):
+            metrics["updates"] = float(steps[-1])
+        _print_summary(Path(args.run), status, metrics, cfg.model.levels)
     return 0
 
 
@@ -173,9 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bioglom: error: {err}", file=sys.stderr)
         return 2
     except ValueError as err:
+        from .runs import RunFileError
         from .train import ResumeError
 
-        if not isinstance(err, ResumeError):
+        if not isinstance(err, ResumeError | RunFileError):  # a damaged or foreign run file
             raise
         print(f"bioglom: error: {err}", file=sys.stderr)
         return 2

@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -656,13 +658,44 @@ _TABLE_KEYS = ("part_to_object", "object_classes", "part_shapes", "labels")
 _SUFFIXES = (".npz", ".h5", ".hdf5")
 
 
+def npz_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not an ``.npz`` archive (a few words, no path), or None if it begins like
+    one (a zip archive, which ``np.savez`` writes).
+
+    ``np.load`` reads any file that is not a zip archive or a ``.npy`` array as a pickle, so
+    without this check a text file or a damaged download named ``.npz`` is reported as
+    "contains pickled data".
+    """
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if not head:
+        return "not an .npz archive (the file is empty)"
+    if head.startswith(np.lib.format.MAGIC_PREFIX):
+        return (
+            "a .npy file (one unnamed array), not an .npz archive of named arrays; "
+            "save with np.savez(path, images=images)"
+        )
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "not an .npz archive (not a zip file, which np.savez writes)"
+    return None
+
+
+_NPZ_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError)  # np.load on a damaged zip archive
+
+
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     """The known arrays stored in an .npz or HDF5 file (top-level keys / datasets)."""
     keys = ("images", *_MASK_KEYS, *_TABLE_KEYS)
     if path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=False) as f:
-            found = list(f.files)
-            arrays = {k: f[k] for k in keys if k in f.files}
+        problem = npz_problem(path)
+        if problem:
+            raise ValueError(f"{path}: {problem}")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                found = list(f.files)
+                arrays = {k: f[k] for k in keys if k in f.files}
+        except _NPZ_DAMAGE as err:
+            raise ValueError(f"{path}: a damaged or truncated .npz archive ({err})") from None
     else:
         import h5py
 

@@ -10,7 +10,14 @@ Per level ``k`` (see :func:`probe_metric_names`):
   island);
 * scores against ground truth (:mod:`bioglom.scores`), when the probe images have masks:
   ``probe_fgari_{t}_L{k}``, ``probe_ari_{t}_L{k}``, ``probe_miou_{t}_L{k}`` for ``t`` in
-  ``obj`` (object masks) and ``part`` (part masks), every level scored against both;
+  ``obj`` (object masks) and ``part`` (part masks), every level scored against both; beside
+  each its mismatched-image control ``probe_dfgari_{t}_L{k}``, ``probe_dari_{t}_L{k}``,
+  ``probe_dmiou_{t}_L{k}``: the score minus the same score against the islands of another probe
+  image (image ``b``'s masks against image ``(b + 1) mod B``'s islands), exactly 0 for islands
+  that ignore the image (:func:`bioglom.scores.mismatched_control`; DESIGN section 10);
+* ``probe_wnesting_L{k}`` (``k < K-1``): nesting weighted by island size, single-column islands
+  left out (:func:`bioglom.scores.weighted_nesting`), and its mismatched-image control
+  ``probe_dwnesting_L{k}`` (level ``k+1``'s islands taken from another image);
 * collapse (:mod:`bioglom.diagnostics`): ``probe_cos_L{k}`` (mean cosine between two columns
   of one image), ``probe_cos_across_L{k}`` (between two images at one column),
   ``probe_std_L{k}`` (per-dimension std of the normalised embeddings), ``probe_rank_L{k}``
@@ -73,6 +80,8 @@ def probe_metric_names(levels: int, truth: tuple[str, ...] = ()) -> tuple[str, .
     per_level += [f"probe_nesting_L{k}" for k in range(levels - 1)]
     per_level += [f"probe_island_ari_across_L{k}" for k in range(levels)]
     per_level += [f"probe_{s}_{t}_L{k}" for t in truth for s in SCORES for k in range(levels)]
+    per_level += [f"probe_d{s}_{t}_L{k}" for t in truth for s in SCORES for k in range(levels)]
+    per_level += [f"probe_{s}_L{k}" for s in ("wnesting", "dwnesting") for k in range(levels - 1)]
     per_level += [f"{stem}_L{k}" for stem in DIAGNOSTICS for k in range(levels)]
     per_level += [f"probe_ensemble_L{k}" for k in range(1, levels)]
     per_level += [f"probe_agree_bu_L{k}" for k in range(1, levels)]
@@ -137,9 +146,12 @@ class Probe:
             metrics[f"probe_island_ari_across_L{k}"] = float(scores["ari_across"][k])
             if k < model.K - 1:
                 metrics[f"probe_nesting_L{k}"] = float(scores["nesting"][k])
+                metrics[f"probe_wnesting_L{k}"] = float(scores["wnesting"][k])
+                metrics[f"probe_dwnesting_L{k}"] = float(scores["dwnesting"][k])
             for t in self.truth or {}:
                 for stem in SCORES:
                     metrics[f"probe_{stem}_{t}_L{k}"] = float(scores[f"{stem}_{t}"][k])
+                    metrics[f"probe_d{stem}_{t}_L{k}"] = float(scores[f"d{stem}_{t}"][k])
             for stem, key in DIAGNOSTICS.items():
                 metrics[f"{stem}_L{k}"] = float(diag[key][k])
         for k in range(1, model.K):

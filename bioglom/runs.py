@@ -28,6 +28,12 @@ All opens use ``locking=False``: a reader holding the file must not stop the wri
 ``r+`` re-open, and HDF5 refuses to open one file twice in one process with different locking
 flags. Exclusive writing is ensured instead by refusing to overwrite an existing file.
 
+Readers fail fast on a damaged file. :func:`open_run` first reads the HDF5 signature and the
+superblock's end-of-file address itself (a file cut short -- an interrupted copy, a full disk -- is
+reported as truncated), and its SWMR opens ask HDF5 for few metadata read attempts: by default a
+SWMR reader retries a metadata block whose checksum fails 100 times, sleeping 1 ns, 2 ns, 4 ns,
+... (up to an hour) between tries, which on a truncated file is hours in which Ctrl-C is ignored.
+
 A reader's open handle does not see attributes changed after it opened, so :class:`Run` re-opens
 the file whenever attributes are read (``status``, ``summary``, ...). HDF5 shares one file handle
 between all opens of a file within a process, so the fresh values are seen only once every other
@@ -36,6 +42,7 @@ handle to that file in this process is closed.
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import json
 import math
@@ -68,6 +75,15 @@ _RESERVED_ATTRS = (
 _METRIC_CHUNK = 1024
 _LOCKING = False
 _OPEN_RETRY_S = 1.0  # how long a reader waits out a writer that is not (yet / any more) in SWMR
+# Metadata read attempts of a SWMR reader (HDF5's default is 100). HDF5 sleeps 1 ns, 2 ns, 4 ns,
+# ... between attempts, so 28 attempts wait out a half-written block for about 0.13 s in all.
+_SWMR_READ_ATTEMPTS = 28
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+class RunFileError(ValueError):
+    """A file that cannot be read as a bioglom run: not HDF5, truncated, damaged, or an HDF5
+    file written by another program. The message is one line that starts with the path."""
 
 
 def _now() -> str:
@@ -130,7 +146,7 @@ def _rewrite(path: Path) -> None:
     tmp = path.with_name(f".{path.name}.resume-{os.getpid()}")
     try:
         with (
-            h5py.File(path, "r", libver="latest", swmr=True, locking=_LOCKING) as src,
+            _open_h5(path) as src,
             h5py.File(tmp, "w", libver="latest", locking=_LOCKING) as dst,
         ):
             for key, value in src.attrs.items():
@@ -269,10 +285,20 @@ class RunWriter:
         self._f: h5py.File | None = f
 
     @classmethod
-    def reopen(cls, path: str | os.PathLike[str], n_records: int, n_snapshots: int) -> RunWriter:
+    def reopen(
+        cls,
+        path: str | os.PathLike[str],
+        n_records: int,
+        n_snapshots: int,
+        metrics: Sequence[str] | None = None,
+    ) -> RunWriter:
         """Continue writing an existing run (``--resume``): keep its first ``n_records`` records
         and ``n_snapshots`` snapshots (what its checkpoint had seen), drop any later ones, set
-        its status back to ``running`` and switch SWMR on again."""
+        its status back to ``running`` and switch SWMR on again.
+
+        ``metrics``: the names the resumed run will record; a file that declares other names
+        (written by another version of bioglom) raises RunFileError before anything changes.
+        """
         self = cls.__new__(cls)
         self._path = Path(path)
         if not self._path.exists():
@@ -290,6 +316,19 @@ class RunWriter:
                     f"than its checkpoint saw ({n_records}, {n_snapshots}): wrong file?"
                 )
             self._metrics = tuple(k for k in m if k != "step")
+            if metrics is not None and set(metrics) != set(self._metrics):
+                missing = sorted(set(metrics) - set(self._metrics))
+                extra = sorted(set(self._metrics) - set(metrics))
+                what = "; ".join(
+                    f"{label} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''} "
+                    f"({len(names)})"
+                    for label, names in (("lacks", missing), ("has unknown", extra))
+                    if names
+                )
+                raise RunFileError(
+                    f"{self._path}: written by another version of bioglom (its metrics {what}), "
+                    "so it cannot be resumed: train it afresh"
+                )
             self._snap_shapes, self._snap_dtypes = {}, {}
             for name in s:
                 if name != "step":
@@ -462,21 +501,129 @@ class RunWriter:
         return f"RunWriter({str(self._path)!r}, {state}, records={self._n_records})"
 
 
-def _open_h5(path: Path) -> h5py.File:
-    """Open in SWMR read mode, waiting briefly while a writer is outside SWMR mode."""
+def _hdf5_end(path: Path) -> tuple[int, int | None, int]:
+    """The file's size, the end-of-file address its HDF5 superblock records (None where the
+    superblock is of an unknown kind or leaves it undefined) and the superblock's file
+    consistency flags (0 once every writer has closed the file).
+
+    Raises RunFileError if the file cannot be read, has no HDF5 signature (at 0, 512, 1024, ...,
+    where HDF5 looks) or ends inside the superblock.
+    """
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            at = 0
+            while True:
+                fh.seek(at)
+                if fh.read(8) == _HDF5_SIGNATURE:
+                    break
+                at = 512 if at == 0 else 2 * at
+                if at >= size:
+                    empty = " (it is empty)" if size == 0 else ""
+                    raise RunFileError(f"{path}: not an HDF5 file{empty}, so not a bioglom run")
+            fh.seek(at)
+            sb = fh.read(64)
+    except OSError as e:
+        raise RunFileError(f"{path}: cannot be read ({e.strerror or e})") from None
+    # superblock v0/v1: size of offsets at byte 13, flags at 20-23, base address at 24 (v0) or
+    # 28 (v1), then the free-space and end-of-file addresses; v2/v3: size of offsets at 9, flags
+    # at 11, base address at 12, then the extension and end-of-file addresses. The end-of-file
+    # address counts from the start of the file (HDF5 compares it with the file's size).
+    version = sb[8] if len(sb) > 8 else None
+    if version in (0, 1):
+        width_at, flags_at, base_at = 13, slice(20, 24), (24 if version == 0 else 28)
+    elif version in (2, 3):
+        width_at, flags_at, base_at = 9, slice(11, 12), 12
+    elif version is None:
+        width_at, flags_at, base_at = 0, slice(0, 0), 0
+    else:
+        return size, None, 0
+    width = sb[width_at] if len(sb) > width_at else 0
+    eof_at = base_at + 2 * width
+    if version is None or len(sb) < eof_at + width:
+        raise RunFileError(f"{path}: truncated (file is {size:,} bytes, cut inside its superblock)")
+    flags = int.from_bytes(sb[flags_at], "little")
+    if width not in (2, 4, 8, 16, 32):
+        return size, None, flags
+    raw = sb[eof_at : eof_at + width]
+    if raw == b"\xff" * width:  # undefined address
+        return size, None, flags
+    return size, int.from_bytes(raw, "little"), flags
+
+
+def _check_hdf5(path: Path) -> str | None:
+    """Check that ``path`` is an HDF5 file as long as its superblock says.
+
+    Raises RunFileError if it is not HDF5, or is short and was closed by its writer (HDF5 sizes
+    a file to its end-of-file address when it closes it). A file still marked open for writing
+    may be short for a moment -- a writer writes the superblock, then extends the file -- and a
+    writer killed in between leaves it so, missing only unused space. Such a file is looked at
+    again for up to ``_OPEN_RETRY_S`` and then left to HDF5: the return value is the message to
+    give if HDF5 cannot read it (None where the file is not short).
+    """
     deadline = time.monotonic() + _OPEN_RETRY_S
     while True:
+        size, end, flags = _hdf5_end(path)
+        if end is None or size >= end:
+            return None
+        short = f"{path}: truncated (file is {size:,} bytes, the HDF5 superblock says {end:,})"
+        if flags == 0:
+            raise RunFileError(f"{short}; an interrupted copy or a full disk?")
+        if time.monotonic() > deadline:
+            return short
+        time.sleep(0.02)
+
+
+_set_read_attempts: Any = None  # H5Pset_metadata_read_attempts via ctypes; False if not found
+
+
+def _swmr_read_fapl() -> h5py.h5p.PropFAID:
+    """File access for SWMR readers: libver latest, no file locking (as ``locking=False``), and
+    ``_SWMR_READ_ATTEMPTS`` metadata read attempts.
+
+    h5py does not wrap ``H5Pset_metadata_read_attempts``; it is looked up through ctypes in the
+    HDF5 library that h5py's extension modules are linked with. Where that fails (e.g. Windows)
+    HDF5's default stays, and only the truncation check of ``_check_hdf5`` bounds the wait.
+    """
+    global _set_read_attempts
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+    fapl.set_file_locking(_LOCKING, False)
+    if _set_read_attempts is None:
         try:
-            return h5py.File(path, "r", libver="latest", swmr=True, locking=_LOCKING)
+            fn = ctypes.CDLL(h5py.h5p.__file__).H5Pset_metadata_read_attempts
+            fn.argtypes, fn.restype = [ctypes.c_int64, ctypes.c_uint], ctypes.c_int
+            _set_read_attempts = fn
+        except (OSError, AttributeError):
+            _set_read_attempts = False
+    if _set_read_attempts:
+        _set_read_attempts(fapl.id, _SWMR_READ_ATTEMPTS)
+    return fapl
+
+
+def _open_h5(path: Path) -> h5py.File:
+    """Open in SWMR read mode, waiting briefly while a writer is outside SWMR mode.
+
+    Raises RunFileError (one line) if HDF5 cannot open the file.
+    """
+    deadline = time.monotonic() + _OPEN_RETRY_S
+    flags = h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ
+    while True:
+        try:
+            fid = h5py.h5f.open(os.fsencode(path), flags, fapl=_swmr_read_fapl())
+            return h5py.File(fid)
         except OSError as e:
-            busy = "already open for" in str(e)  # "write" (not SWMR) or "SWMR writing" (not yet)
-            if not busy:
+            if isinstance(e, FileNotFoundError):
                 raise
+            why = " ".join(str(e).split())
+            busy = "already open for" in why  # "write" (not SWMR) or "SWMR writing" (not yet)
+            if not busy:
+                raise RunFileError(f"{path}: damaged, HDF5 cannot open it ({why})") from None
             if time.monotonic() > deadline:
-                raise OSError(
-                    f"{e}: {str(path)!r} is open by a writer outside SWMR mode (creating or "
-                    "closing the run); if no process is writing it, `h5clear -s` clears the flag"
-                ) from e
+                raise RunFileError(
+                    f"{path}: open by a writer outside SWMR mode (creating or closing the run); "
+                    f"if no process is writing it, `h5clear -s` clears the flag ({why})"
+                ) from None
             time.sleep(0.02)
 
 
@@ -496,14 +643,27 @@ class Run:
         self._path = Path(path)
         if not self._path.exists():
             raise FileNotFoundError(f"no run file at {str(self._path)!r}")
-        if not h5py.is_hdf5(self._path):
-            raise ValueError(f"{str(self._path)!r} is not an HDF5 file, so not a bioglom run")
+        short = _check_hdf5(self._path)  # what to say if a short file turns out unreadable
         self._closed = False
-        self._f: h5py.File | None = _open_h5(self._path)
-        fmt = _decode(self._f.attrs.get("format"))
+        self._f: h5py.File | None = None
+        try:
+            self._f = _open_h5(self._path)
+            try:
+                names = list(self._f.attrs)
+                fmt = _decode(self._f.attrs["format"]) if "format" in names else None
+            except (OSError, RuntimeError, KeyError) as e:
+                why = " ".join(str(e).split())
+                what = f"{self._path}: damaged, HDF5 cannot read its attributes ({why})"
+                raise RunFileError(what) from None
+        except RunFileError:
+            self.close()
+            if short is None:
+                raise
+            raise RunFileError(f"{short}, and HDF5 cannot read it") from None
         if not (isinstance(fmt, str) and fmt.startswith("bioglom-run/")):
             self.close()
-            raise ValueError(f"{str(self._path)!r} is not a bioglom run (no 'format' attr)")
+            what = "no 'format' attribute" if fmt is None else f"format {fmt!r}, not {FORMAT!r}"
+            raise RunFileError(f"{self._path}: an HDF5 file but not a bioglom run ({what})")
 
     @property
     def path(self) -> Path:
@@ -672,6 +832,7 @@ class Run:
 def open_run(path: str | os.PathLike[str]) -> Run:
     """Open a run file for reading (also while it is being written).
 
-    Raises FileNotFoundError if there is no file, ValueError if it is not a bioglom run.
+    Raises FileNotFoundError if there is no file, and RunFileError (a ValueError) with a one-line
+    message if it is not a bioglom run: not HDF5, truncated, damaged or another program's file.
     """
     return Run(path)

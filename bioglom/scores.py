@@ -33,20 +33,52 @@ columns, ``a_i = sum_j n_ij``, ``b_j = sum_i n_ij`` and ``C(x) = x (x - 1) / 2``
   singletons or one island, so read it with the island counts. Read every score above with
   it: on the embedded scenes a fixed partition of the grid into 2x2 blocks scores an object
   FG-ARI of about 0.8, since objects tend to lie in different quarters of the image.
+* weighted nesting (DESIGN section 10): the share of the columns of the level-``l`` islands of
+  two or more columns that lie in the level-``l + 1`` island holding most of their island,
+
+      wnesting = sum_{i: a_i >= 2} max_j n_ij / sum_{i: a_i >= 2} a_i
+
+  with ``n_ij`` the table of level-``l`` island ``i`` against level-``l + 1`` island ``j``. A
+  single column nests trivially, so single-column islands are left out; weighting by size
+  keeps many small islands from outvoting a few large ones. An island of ``a`` columns has a
+  share of at least ``1 / a``, so two unrelated partitions into islands of two columns still
+  score about 0.5: read it against its mismatched control.
+
+The mismatched-image control (DESIGN section 10) of any per-image score ``s`` (FG-ARI, ARI,
+mIoU, weighted nesting) scores each image's truth against the islands of another image,
+
+    delta = mean_b s(truth_b, islands_b) - mean_b s(truth_b, islands_pi(b)),
+    pi(b) = (b + 1) mod B
+
+(a fixed derangement, :func:`derangement`, so that results are reproducible; means over the
+images where the score is defined, which for these four scores depends on ``truth_b`` alone,
+so both means run over the same images). It is exactly 0 for any partition that ignores the
+image (fixed blocks, one island, all singletons, k-means on position): such a partition is the
+same in every image, so both means add up the same numbers (the same partition under other
+label names in different images gives 0 up to rounding). A learned partition only follows the
+image where its delta is clearly above 0; its raw score alone says nothing about that. For
+nesting the level-``l + 1`` islands come from image ``pi(b)``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 __all__ = [
+    "Controlled",
     "adjusted_rand_index",
     "column_labels",
+    "derangement",
     "fg_ari",
     "matched_iou",
+    "mismatched_control",
     "nesting",
     "score_islands",
+    "weighted_nesting",
 ]
 
 
@@ -130,6 +162,85 @@ def nesting(lower: np.ndarray, upper: np.ndarray) -> float:
     return float((table.max(1) / table.sum(1)).mean())
 
 
+def weighted_nesting(lower: np.ndarray, upper: np.ndarray, min_size: int = 2) -> float:
+    """Share of the columns of ``lower``'s islands of ``min_size`` or more columns that lie in
+    the island of ``upper`` holding most of their island (module docstring); NaN when no
+    island is that large.
+
+    ``sum_{i: a_i >= min_size} max_j n_ij / sum_{i: a_i >= min_size} a_i``, with ``n_ij`` the
+    contingency table of ``lower`` (rows, island sizes ``a_i``) against ``upper``.
+    """
+    lower, upper = np.asarray(lower).reshape(-1), np.asarray(upper).reshape(-1)
+    if lower.shape != upper.shape:
+        raise ValueError(f"labelings differ in size: {lower.size} and {upper.size}")
+    table = _contingency(lower, upper)
+    size = table.sum(1)
+    keep = size >= min_size
+    if not keep.any():
+        return float("nan")
+    return float(table.max(1)[keep].sum() / size[keep].sum())
+
+
+def derangement(n: int) -> np.ndarray:
+    """The fixed derangement of the mismatched-image control: ``pi(b) = (b + 1) mod n``.
+
+    Every image is paired with the next one (the last with the first), never with itself;
+    deterministic, so a control is reproducible. ``n`` must be at least 2.
+    """
+    if n < 2:
+        raise ValueError(f"a derangement needs at least 2 images, got {n}")
+    return (np.arange(n) + 1) % n
+
+
+class Controlled(NamedTuple):
+    """A score beside its mismatched-image control (module docstring).
+
+    ``score = mean_b s(truth_b, islands_b)``, ``mismatched = mean_b s(truth_b,
+    islands_pi(b))``, ``delta = score - mismatched``; means over the images where ``s`` is
+    defined (not NaN). ``mismatched`` and ``delta`` are NaN for a single image.
+    """
+
+    score: float
+    mismatched: float
+    delta: float
+
+
+def _nanmean(x: np.ndarray) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    ok = ~np.isnan(x)
+    return float(x[ok].sum() / ok.sum()) if ok.any() else float("nan")
+
+
+def mismatched_control(
+    score: Callable[[np.ndarray, np.ndarray], float],
+    truth: np.ndarray,
+    islands: np.ndarray,
+) -> Controlled:
+    """A per-image score and its mismatched-image control.
+
+    ``delta = mean_b score(truth_b, islands_b) - mean_b score(truth_b, islands_pi(b))`` with
+    ``pi(b) = (b + 1) mod B`` (:func:`derangement`). Exactly 0 for islands that are the same
+    in every image, whatever the truth.
+
+    Parameters
+    ----------
+    score : ``score(truth_b, islands_b) -> float`` of one image, e.g. :func:`fg_ari`,
+        :func:`adjusted_rand_index`, :func:`matched_iou`, :func:`weighted_nesting` (then
+        ``truth`` is the lower level's islands and ``islands`` the upper level's)
+    truth, islands : ``[B, ...]``, one labeling per image
+    """
+    t, p = np.asarray(truth), np.asarray(islands)
+    if t.shape[0] != p.shape[0]:
+        raise ValueError(f"truth has {t.shape[0]} images, the islands {p.shape[0]}")
+    B = t.shape[0]
+    raw = _nanmean([score(t[b], p[b]) for b in range(B)])
+    if B < 2:
+        return Controlled(raw, float("nan"), float("nan"))
+    pi = derangement(B)
+    mismatched = _nanmean([score(t[b], p[pi[b]]) for b in range(B)])
+    return Controlled(raw, mismatched, raw - mismatched)
+
+
 def column_labels(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """One label per column: the most frequent mask id over the column's patch.
 
@@ -172,8 +283,10 @@ def score_islands(
     Returns
     -------
     ``count``, ``size`` (mean columns per island), ``ari_across`` (NaN for one image) ``[K]``;
-    ``nesting`` ``[K - 1]``; and for each truth name ``t``: ``fgari_t``, ``ari_t``, ``miou_t``
-    ``[K]``.
+    ``nesting``, ``wnesting`` (:func:`weighted_nesting`) and its mismatched-image control
+    ``dwnesting`` ``[K - 1]``; and for each truth name ``t``: ``fgari_t``, ``ari_t``,
+    ``miou_t`` and their mismatched-image controls ``dfgari_t``, ``dari_t``, ``dmiou_t``
+    ``[K]`` (:func:`mismatched_control`; NaN for one image).
     """
     lab = np.asarray(labels)
     K, B = lab.shape[:2]
@@ -194,12 +307,13 @@ def score_islands(
             ]
         ),
     }
+    wnest = [mismatched_control(weighted_nesting, flat[k], flat[k + 1]) for k in range(K - 1)]
+    out["wnesting"] = np.array([c.score for c in wnest])
+    out["dwnesting"] = np.array([c.delta for c in wnest])
     for name, t in (truth or {}).items():
         t = np.asarray(t).reshape(B, -1)
         for score, fn in (("fgari", fg_ari), ("ari", adjusted_rand_index), ("miou", matched_iou)):
-            per = np.array([[fn(t[b], flat[k, b]) for b in range(B)] for k in range(K)])
-            with np.errstate(all="ignore"):
-                valid = ~np.isnan(per)
-                sums = np.where(valid, per, 0.0).sum(1)
-                out[f"{score}_{name}"] = np.where(valid.any(1), sums / valid.sum(1), np.nan)
+            per = [mismatched_control(fn, t, flat[k]) for k in range(K)]
+            out[f"{score}_{name}"] = np.array([c.score for c in per])
+            out[f"d{score}_{name}"] = np.array([c.delta for c in per])
     return out

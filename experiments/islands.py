@@ -1,37 +1,47 @@
-"""Islands and parse trees under each learning rule, scored against the scenes' masks (§1, §6).
+"""Islands and parse trees under each learning rule, against controls and baselines (§1, §6).
 
-    python experiments/islands.py --preset quick|full [--out DIR]
+    python experiments/islands.py --preset quick|full [--out DIR] [--rescore]
 
 GLOM's claim is that islands of nearly identical embeddings are the parse tree: parts at a low
 level, objects at a higher one, each island inside one island of the level above, and islands
 larger at higher levels (paper §1, Figure 2). This trains the default model (unshared columns,
 homeostatic state normalisation) on the embedded part-whole scenes with each learning rule --
-the end-to-end baseline, co-distillation, the temporal-derivative rule -- next to the untrained
-model and to co-distillation with batch-statistics normalisation (DESIGN section 9's probe),
-then settles the 32 held-out probe scenes and scores the islands of the final snapshot, per
-level:
+the end-to-end baseline and co-distillation (which the temporal-derivative rule now equals) --
+next to the untrained model and to co-distillation with batch-statistics normalisation (DESIGN
+section 9's probe), each with every seed in ``SEEDS`` (or ``--seeds``); then it settles the
+held-out probe scenes and scores the islands of each run's last snapshot, per level, as DESIGN
+section 10 asks:
 
-* island count per image and mean island size (columns), and whether size grows with level;
-* nesting: share of each island inside one island of the level above;
-* FG-ARI against the object masks and against the part masks (column labels by majority over
-  each patch), and Hungarian-matched mean IoU against the objects;
-* ARI across images: how alike the islands of different images are (1: the same partition in
-  every image, i.e. islands that encode location and ignore the image).
+* first the **mismatched-image control**: object and part FG-ARI minus the same score with
+  every image's masks set against the islands of the next probe image (exactly 0 for any
+  partition that ignores the image; ``bioglom.scores.mismatched_control``);
+* FG-ARI against the object and the part masks (column labels by majority over each patch), and
+  the best object FG-ARI and the best object delta over the threshold grid ``GRID`` (each
+  maximised on its own);
+* island count per image, nesting weighted by island size with single-column islands left out,
+  and its mismatched control; the unweighted nesting; object mIoU; ARI across images (1: the
+  same partition in every image);
+* every number the mean ± sample standard deviation over the seeds (a difference smaller than
+  the spread is not a difference).
 
-Two rows need no training and calibrate the scores: ``blocks_2x2`` and ``blocks_4x4`` split
-the grid into fixed blocks, the same in every image.
+Rows that learn nothing (``bioglom.baselines``), computed on the same probe images with the same
+controls: fixed blocks and k-means on position (both ignore the image), connected components of
+foreground columns, connected components of similar colour, and k-means on raw patch pixels;
+each at its default parameter, with its best over a small fixed grid of that parameter. A learned
+result is a result only where it beats all of them: the script names the arms and levels that do.
 
 Islands are extracted two ways (DESIGN section 6): connected 4-neighbours with cosine above
-``THRESHOLD``, and average-linkage agglomerative clustering cut at the same cosine; and since a
-score can hinge on the threshold, the best object FG-ARI over ``GRID`` is reported beside it
-(with the grid). Writes one HDF5 run per arm, ``islands.png`` (island maps of one probe scene
-per arm) and ``parse_trees.png``, and prints the tables.
+``THRESHOLD``, and average-linkage agglomerative clustering cut at the same cosine. Writes one
+HDF5 run per arm and seed (``<arm>_seed<s>.h5``), ``summary.json`` (every mean and spread),
+``islands.png`` (island maps of one probe scene per arm, first seed) and ``parse_trees.png``, and
+prints the tables.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,6 +49,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from bioglom import load_config  # noqa: E402
+from bioglom.baselines import (  # noqa: E402
+    colour_components,
+    fixed_blocks,
+    foreground_components,
+    kmeans_pixels,
+    kmeans_position,
+)
 from bioglom.islands import extract_islands, parse_tree  # noqa: E402
 from bioglom.report import experiment_parser, markdown_table, run_experiment  # noqa: E402
 from bioglom.runs import open_run  # noqa: E402
@@ -47,29 +64,30 @@ from bioglom.train import TRUTH_MASKS, run_arm  # noqa: E402
 
 # ---- configuration ------------------------------------------------------------------------
 THRESHOLD = 0.8  # cosine above which columns join an island (both methods)
-GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # thresholds of the "best over the grid" score
+GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # thresholds of the "best over the grid" columns
 METHODS = ("connected", "agglomerative")
+SEEDS = (0, 1, 2)  # run.seed of every arm (weights, batches); DESIGN section 10: 3 at least
 COMMON = {
     "data.source": "scenes",
-    "run.seed": 0,
     "run.island_threshold": THRESHOLD,
 }
 PRESETS = {
-    # well under a minute per arm on 2 CPU cores, used by the tests
+    # about a minute in all on 2 idle CPU cores (15 short runs), used by the tests
     "quick": {
         "data.image_size": 16,  # 8x8 columns
-        "data.n_train": 256,
+        "data.n_train": 128,
         "data.n_probe": 8,
         "data.n_linear": 0,
         "model.levels": 3,
         "model.dim": 16,
         "model.hidden": 32,
         "frontend.hidden": 32,
-        "settle.steps": 4,
+        "settle.steps": 3,
         "train.batch_size": 8,
-        "train.updates": 30,
-        "run.record_every": 10,
-        "run.snapshot_every": 30,
+        "train.updates": 6,
+        "run.record_every": 3,
+        "run.snapshot_every": 6,
+        "run.checkpoint_every": 0,
     },
     # the README's numbers: the default model (16x16 columns, 4 levels, d = 32), 600 updates
     "full": {
@@ -82,14 +100,47 @@ ARMS = {
     "untrained": {"train.updates": 0},
     "end_to_end": {"train.rule": "end_to_end"},
     "codistill": {"train.rule": "codistill"},
-    "temporal": {"train.rule": "temporal"},
+    # no "temporal" arm: with temporal.reference = prediction its gradient is co-distillation's
+    # at every step (tests/test_local.py), so its runs equal codistill's (measured: identical
+    # scores for every seed of the quick preset)
     # DESIGN section 9's probe: each unit standardised over columns and images (batch statistics)
     "codistill_batch": {"train.rule": "codistill", "model.state_norm": "batch"},
 }
+# partitions that learn nothing: name -> (labels(images, patch, grid, seed, value), parameter,
+# default value, fixed grid of values for the "best over the grid" columns)
+BASELINES = {
+    "fixed_blocks": (lambda x, p, g, s, v: fixed_blocks(g, v, len(x)), "blocks/side", 2, (2, 4, 8)),
+    "kmeans_position": (lambda x, p, g, s, v: kmeans_position(g, v, len(x), s), "k", 4, (2, 4, 8)),
+    "foreground_components": (
+        lambda x, p, g, s, v: foreground_components(x, p, v),
+        "threshold",
+        0.1,
+        (0.05, 0.1, 0.3),
+    ),
+    "colour_components": (
+        lambda x, p, g, s, v: colour_components(x, p, v),
+        "tol",
+        0.3,
+        (0.1, 0.2, 0.3, 0.5),
+    ),
+    "kmeans_pixels": (lambda x, p, g, s, v: kmeans_pixels(x, p, v, s), "k", 4, (2, 4, 6, 8)),
+}
+
+
+def best(per_value: list[np.ndarray]) -> np.ndarray:
+    """The largest score per level over a grid of values (NaN where all are NaN)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmax(per_value, axis=0)
+
+
+def run_path(out: Path, arm: str, seed: int) -> Path:
+    return out / f"{arm}_seed{seed}.h5"
 
 
 def scores_of_run(path: Path) -> dict:
-    """Scores of the last snapshot of a run, for each method at THRESHOLD and over GRID."""
+    """Scores of the last snapshot of a run, for each method at THRESHOLD, with the best
+    object FG-ARI and the best object delta over GRID."""
     with open_run(path) as run:
         cfg = run.config
         snap = run.snapshot(int(run.snapshot_steps[-1]))
@@ -103,34 +154,118 @@ def scores_of_run(path: Path) -> dict:
         labels = extract_islands(state, grid, method, THRESHOLD)
         out[method] = score_islands(labels, truth)
         out[f"{method}_labels"] = labels
-        best = np.full(cfg.model.levels, -np.inf)
-        for t in GRID:
-            s = score_islands(extract_islands(state, grid, method, t), {"obj": truth["obj"]})
-            best = np.fmax(best, s["fgari_obj"])
-        out[f"{method}_best_fgari_obj"] = best
+        grid_scores = [
+            score_islands(extract_islands(state, grid, method, t), {"obj": truth["obj"]})
+            for t in GRID
+        ]
+        for key in ("fgari_obj", "dfgari_obj"):
+            out[method][f"best_{key}"] = best([s[key] for s in grid_scores])
     out["image"] = probe["images"][0]
+    out["images"] = probe["images"]
+    out["patch"] = cfg.frontend.patch_size
     return out
 
 
-def fixed_blocks(reference: dict, splits: tuple[int, ...]) -> dict:
-    """Image-independent baselines: the grid cut into ``s x s`` blocks at every level and in
-    every image, scored against the same truth as ``reference``'s run."""
-    K, truth = reference["levels"], reference["truth"]
-    hg, wg = reference["grid"]
-    B = truth["obj"].shape[0]
-    rows, cols = np.arange(hg)[:, None], np.arange(wg)[None, :]
+def scores_of_baseline(name: str, reference: dict, seed: int) -> dict:
+    """A baseline's partition of the probe images of ``reference`` (a run's scores), scored as
+    one level, at its default parameter and best over its grid."""
+    fn, _, default, values = BASELINES[name]
+    images, patch, grid, truth = (reference[k] for k in ("images", "patch", "grid", "truth"))
+    s = score_islands(fn(images, patch, grid, seed, default)[None], truth)
+    on_grid = [score_islands(fn(images, patch, grid, seed, v)[None], truth) for v in values]
+    for key in ("fgari_obj", "dfgari_obj"):
+        s[f"best_{key}"] = best([g[key] for g in on_grid])
+    return s
+
+
+def mean_sd(per_seed: list[dict]) -> dict:
+    """Every score's mean and sample standard deviation over seeds (NaN-aware): key -> (m, s)."""
     out = {}
-    for s in splits:
-        blocks = (rows * s // hg) * s + cols * s // wg
-        labels = np.broadcast_to(blocks, (K, B, hg, wg))
-        r = {"status": "no training", "levels": K, "grid": (hg, wg), "truth": truth}
-        for method in METHODS:
-            r[method] = score_islands(labels, truth)
-            r[f"{method}_best_fgari_obj"] = r[method]["fgari_obj"]
-            r[f"{method}_labels"] = labels
-        r["image"] = reference["image"]
-        out[f"blocks_{s}x{s}"] = r
+    for key in per_seed[0]:
+        a = np.array([np.asarray(r[key], dtype=np.float64) for r in per_seed])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN entries stay NaN
+            m = np.nanmean(a, axis=0)
+            s = np.nanstd(a, axis=0, ddof=1) if len(a) > 1 else np.full_like(m, np.nan)
+        out[key] = (m, s)
     return out
+
+
+def pm(ms: tuple, k: int | None, signed: bool = False) -> str:
+    """``mean ± sd`` of entry ``k`` (None: a scalar score), '-' where undefined."""
+    m, s = (float(x) if k is None or np.ndim(x) == 0 else float(x[k]) for x in ms)
+    if not np.isfinite(m):
+        return "-"
+    text = f"{m:+.3f}" if signed else f"{m:.3f}" if abs(m) < 100 else f"{m:.1f}"
+    return text if not np.isfinite(s) else f"{text} ± {s:.3f}"
+
+
+HEADERS = [
+    "arm",
+    "level",
+    "object FG-ARI delta",
+    "part FG-ARI delta",
+    "object FG-ARI",
+    "part FG-ARI",
+    "best object FG-ARI over the grid",
+    "best object delta over the grid",
+    "islands/image",
+    "weighted nesting",
+    "weighted nesting delta",
+    "nesting",
+    "object mIoU",
+    "ARI across images",
+]
+
+
+def row(name: str, s: dict, k: int, level: str, last: bool) -> list[str]:
+    nest = (lambda key, sg=False: "-") if last else (lambda key, sg=False: pm(s[key], k, sg))
+    return [
+        name,
+        level,
+        pm(s["dfgari_obj"], k, True),
+        pm(s["dfgari_part"], k, True),
+        pm(s["fgari_obj"], k),
+        pm(s["fgari_part"], k),
+        pm(s["best_fgari_obj"], k),
+        pm(s["best_dfgari_obj"], k, True),
+        pm(s["count"], k),
+        nest("wnesting"),
+        nest("dwnesting", True),
+        nest("nesting"),
+        pm(s["miou_obj"], k),
+        pm(s["ari_across"], k),
+    ]
+
+
+def table(results: dict, baselines: dict, method: str) -> str:
+    rows = []
+    for arm, r in results.items():
+        s, K = r[method], r["levels"]
+        rows += [row(arm if k == 0 else "", s, k, str(k), k == K - 1) for k in range(K)]
+    for name, s in baselines.items():
+        _, param, default, values = BASELINES[name]
+        label = f"{name} ({param} {default}; grid {list(values)})"
+        rows.append(row(label, s, 0, "any", True))
+    return markdown_table(HEADERS, rows)
+
+
+def winners(results: dict, baselines: dict, method: str) -> list[str]:
+    """The arms and levels whose object FG-ARI and object delta both exceed every baseline's by
+    more than the two spreads (a difference smaller than the spread is not a difference)."""
+    found = []
+    for arm, r in results.items():
+        for k in range(r["levels"]):
+            ok = True
+            for key in ("fgari_obj", "dfgari_obj"):
+                m, s = (float(x[k]) for x in r[method][key])
+                for b in baselines.values():
+                    bm, bs = (float(x[0]) for x in b[key])
+                    margin = np.nan_to_num(s) + np.nan_to_num(bs)
+                    ok &= bool(np.isfinite(m) and (not np.isfinite(bm) or m - bm > margin))
+            if ok:
+                found.append(f"{arm} L{k}")
+    return found
 
 
 def grows_with_level(sizes: np.ndarray) -> str:
@@ -141,41 +276,8 @@ def grows_with_level(sizes: np.ndarray) -> str:
     return f"{monotone}; top/bottom {sizes[-1] / sizes[0]:.2f}x"
 
 
-def table(results: dict, method: str) -> str:
-    headers = [
-        "arm",
-        "level",
-        "islands/image",
-        "mean size",
-        "nesting",
-        "object FG-ARI",
-        f"best object FG-ARI over {list(GRID)}",
-        "object mIoU",
-        "part FG-ARI",
-        "ARI across images",
-    ]
-    rows = []
-    for arm, r in results.items():
-        s = r[method]
-        for k in range(r["levels"]):
-            rows.append(
-                [
-                    arm if k == 0 else "",
-                    k,
-                    float(s["count"][k]),
-                    float(s["size"][k]),
-                    float(s["nesting"][k]) if k < r["levels"] - 1 else "-",
-                    float(s["fgari_obj"][k]),
-                    float(r[f"{method}_best_fgari_obj"][k]),
-                    float(s["miou_obj"][k]),
-                    float(s["fgari_part"][k]),
-                    float(s["ari_across"][k]),
-                ]
-            )
-    return markdown_table(headers, rows)
-
-
-def figures(results: dict, out: Path) -> list[Path]:
+def figures(first: dict, out: Path) -> list[Path]:
+    """Island maps and parse trees of probe scene 0, one row per arm (its first seed)."""
     try:
         import matplotlib
 
@@ -185,12 +287,12 @@ def figures(results: dict, out: Path) -> list[Path]:
         from bioglom.plots import plot_island_maps, plot_parse_tree
     except ImportError:
         return []
-    K = next(iter(results.values()))["levels"]
-    arms = list(results)
+    K = next(iter(first.values()))["levels"]
+    arms = list(first)
     fig, ax = plt.subplots(len(arms), K + 1, figsize=(2.3 * (K + 1), 2.4 * len(arms)))
     ax = np.atleast_2d(ax)
     for i, arm in enumerate(arms):
-        r = results[arm]
+        r = first[arm]
         ax[i, 0].imshow(np.clip(r["image"].transpose(1, 2, 0), 0, 1))
         ax[i, 0].set_title(f"{arm}", fontsize=9)
         ax[i, 0].axis("off")
@@ -203,7 +305,7 @@ def figures(results: dict, out: Path) -> list[Path]:
     fig.savefig(maps, dpi=80)
     fig, ax = plt.subplots(1, len(arms), figsize=(4.2 * len(arms), 3.2), squeeze=False)
     for i, arm in enumerate(arms):
-        tree = parse_tree(results[arm]["agglomerative_labels"], image=0)
+        tree = parse_tree(first[arm]["agglomerative_labels"], image=0)
         plot_parse_tree(tree, ax[0, i], min_size=2)
         ax[0, i].set_title(f"{arm} (agglomerative, islands of 2+ columns)", fontsize=9)
     fig.tight_layout()
@@ -213,38 +315,96 @@ def figures(results: dict, out: Path) -> list[Path]:
     return [maps, trees]
 
 
+def jsonable(x):
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, tuple | list):
+        return [jsonable(v) for v in x]
+    a = np.asarray(x, dtype=np.float64)
+    return [None if not np.isfinite(v) else float(v) for v in a.reshape(-1)]
+
+
 def main() -> int:
     ap = experiment_parser(__doc__, PRESETS, "runs/islands")
     ap.add_argument(
         "--rescore", action="store_true", help="score the runs already in DIR, do not train"
     )
+    ap.add_argument(
+        "--seeds",
+        type=lambda text: tuple(int(v) for v in text.split(",")),
+        default=SEEDS,
+        help=f"comma-separated run.seed values (default {','.join(map(str, SEEDS))})",
+    )
     args = ap.parse_args()
+    seeds = args.seeds
 
     out = Path(args.out) / args.preset
-    results = {}
-    for arm, overrides in ARMS.items():
-        config = load_config(overrides={**COMMON, **PRESETS[args.preset], **overrides})
-        path = out / f"{arm}.h5"
-        if not args.rescore:
-            run_arm(config, path, resume=args.resume, progress=not args.quiet)
-        results[arm] = scores_of_run(path)
-    results.update(fixed_blocks(results["untrained"], (2, 4)))
+    per_seed: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    for seed in seeds:
+        for arm, overrides in ARMS.items():
+            config = load_config(
+                overrides={**COMMON, **PRESETS[args.preset], **overrides, "run.seed": seed}
+            )
+            path = run_path(out, arm, seed)
+            if not args.rescore:
+                run_arm(config, path, resume=args.resume, progress=not args.quiet)
+            per_seed[arm].append(scores_of_run(path))
+    reference = per_seed["untrained"][0]  # every arm settles the same probe scenes
+    baselines = {
+        name: mean_sd([scores_of_baseline(name, reference, seed) for seed in seeds])
+        for name in BASELINES
+    }
+    results = {
+        arm: {
+            "levels": runs[0]["levels"],
+            "status": [r["status"] for r in runs],
+            **{m: mean_sd([r[m] for r in runs]) for m in METHODS},
+        }
+        for arm, runs in per_seed.items()
+    }
 
-    print(f"\nislands, preset {args.preset}: runs in {out}; scores of the last snapshot")
-    print("status: " + ", ".join(f"{a} {r['status']}" for a, r in results.items()))
+    n_probe = len(reference["images"])
+    print(f"\nislands, preset {args.preset}: runs in {out}; scores of the last snapshot of")
+    print(f"{n_probe} probe scenes, mean ± sd over seeds {list(seeds)}")
+    print("status: " + ", ".join(f"{a} {'/'.join(r['status'])}" for a, r in results.items()))
+    print(
+        "delta: the score minus the same score with each image's masks against the next "
+        "image's islands (exactly 0 for a partition that ignores the image)"
+    )
     for method in METHODS:
         how = (
             f"connected 4-neighbours, cosine > {THRESHOLD}"
             if method == "connected"
             else f"average-linkage clustering cut at mean cosine {THRESHOLD}"
         )
-        print(f"\n{method}: {how}\n")
-        print(table(results, method))
+        print(f"\n{method}: {how}; best over the thresholds {list(GRID)}\n")
+        print(table(results, baselines, method))
+        beat = winners(results, baselines, method)
+        print(
+            "\nbeats every baseline (object FG-ARI and its delta, by more than the spreads): "
+            + (", ".join(beat) if beat else "none")
+        )
     print("\nislands larger at higher levels? (mean size never shrinks with level; size ratio)")
-    trained = {arm: r for arm, r in results.items() if arm in ARMS}
-    rows = [[arm] + [grows_with_level(r[m]["size"]) for m in METHODS] for arm, r in trained.items()]
+    rows = [
+        [arm] + [grows_with_level(r[m]["size"][0]) for m in METHODS] for arm, r in results.items()
+    ]
     print(markdown_table(["arm", *METHODS], rows))
-    for path in figures(trained, out):
+    summary = out / "summary.json"
+    summary.write_text(
+        json.dumps(
+            {
+                "preset": args.preset,
+                "seeds": list(seeds),
+                "threshold": THRESHOLD,
+                "grid": list(GRID),
+                "arms": jsonable({a: {m: r[m] for m in METHODS} for a, r in results.items()}),
+                "baselines": jsonable(baselines),
+            },
+            indent=1,
+        )
+    )
+    print(f"scores: {summary} (each score: [means per level], [sds per level])")
+    for path in figures({arm: runs[0] for arm, runs in per_seed.items()}, out):
         print(f"figure: {path}")
     return 0
 

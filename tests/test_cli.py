@@ -26,6 +26,7 @@ def test_run_trains_and_prints_a_summary(tmp_path, capsys):
     text = capsys.readouterr().out
     assert f"run: {out}" in text and "status: finished" in text
     assert "probe_recon_mse" in text and "islands/img" in text and "obj FG-ARI" in text
+    assert "obj delta" in text and "part delta" in text and "wnest delta" in text
     with open_run(out) as run:
         assert run.status == "finished" and run.steps[-1] == 3
         assert run.config.model.levels == 3
@@ -153,3 +154,64 @@ def test_resume_options_and_exit_statuses(tmp_path, capsys, monkeypatch):
     assert main(["run", str(DEFAULT), "--out", str(bad), "--resume", *tiny]) == 2
     err = capsys.readouterr().err.strip()
     assert "diverged at update 3" in err and "\n" not in err
+
+
+def _damaged_run_file(tmp_path: Path, kind: str) -> tuple[Path, str]:
+    """A file `bioglom info` must refuse, and what its one line must say."""
+    import h5py
+    import numpy as np
+
+    from bioglom.runs import RunWriter
+
+    path = tmp_path / f"{kind}.h5"
+    rng = np.random.default_rng(5)
+    if kind == "truncated":  # a run cut to half its size (an interrupted copy, a full disk)
+        with RunWriter(path, config_text="", seed=5, metrics=["x"]) as w:
+            for i in range(50):
+                w.record(i, {"x": rng.random()})
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        return path, f"{path}: truncated (file is {len(data) // 2:,} bytes, the HDF5 superblock"
+    if kind == "junk":
+        path.write_bytes(rng.bytes(2000))
+        return path, f"{path}: not an HDF5 file"
+    with h5py.File(path, "w") as f:  # another program's HDF5 file
+        f["x"] = rng.random(3)
+    return path, f"{path}: an HDF5 file but not a bioglom run (no 'format' attribute)"
+
+
+@pytest.mark.parametrize("kind", ["truncated", "junk", "other"])
+def test_info_on_a_damaged_or_foreign_file_exits_2_at_once(kind, tmp_path):
+    """`bioglom info` on a truncated run, a file of junk or another program's HDF5 file ends
+    within seconds (no hang in HDF5's SWMR retries) with exit status 2 and one line saying what
+    is wrong with the file, no traceback."""
+    path, expected = _damaged_run_file(tmp_path, kind)
+    exe = shutil.which("bioglom") or str(Path(sys.executable).parent / "bioglom")
+    proc = subprocess.run([exe, "info", str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    err = proc.stderr.strip()
+    assert "\n" not in err and err.startswith(f"bioglom: error: {expected}"), err
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (b"images = [[0.5]]\n", "not an .npz archive (not a zip file, which np.savez writes)"),
+        (b"", "not an .npz archive (the file is empty)"),
+        (b"PK\x03\x04" + bytes(60), "a damaged or truncated .npz archive"),
+    ],
+)
+def test_a_data_file_that_is_not_an_npz_archive_exits_2(content, fragment, tmp_path, capsys):
+    """A `.npz` data file that is not a zip archive (text, empty, a cut-off download) is a config
+    error naming data.path and saying so in one line, exit 2 -- not numpy's "contains pickled
+    data"."""
+    data = tmp_path / "data.npz"
+    data.write_bytes(content)
+    out = tmp_path / "x.h5"
+    args = ["--set", "data.source=file", "--set", f"data.path={data}", "--out", str(out)]
+    assert main(["run", str(DEFAULT), *args, *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"bioglom: config error: data.path = '{data}': ")
+    assert fragment in err and "pickle" not in err
+    assert not out.exists()

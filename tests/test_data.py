@@ -315,6 +315,44 @@ def test_load_rejects_bad_suffix_and_missing_file(tmp_path) -> None:
         load_images(tmp_path / "nope.npz")
 
 
+def _not_npz_files():
+    rng = np.random.default_rng(8)
+    yield "text", b"images = [[0.5]]\n", r"not an \.npz archive \(not a zip file"
+    yield "junk", b"\x80\x04" + rng.bytes(500), r"not an \.npz archive \(not a zip file"
+    yield "empty", b"", r"not an \.npz archive \(the file is empty\)"
+    yield "zip_cut", b"PK\x03\x04" + rng.bytes(60), r"a damaged or truncated \.npz archive"
+
+
+@pytest.mark.parametrize(("name", "content", "message"), list(_not_npz_files()))
+def test_a_file_named_npz_that_is_not_an_npz_archive_says_so(tmp_path, name, content, message):
+    """A `.npz` file that is not a zip archive (text, a pickle-looking byte, empty, cut short) is
+    a one-line ValueError from load_images and a ConfigError naming data.path from
+    image_geometry, saying what the file is -- not numpy's "contains pickled data"."""
+    from bioglom.config import ConfigError, load_config
+    from bioglom.model import image_geometry
+
+    path = tmp_path / f"{name}.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as info:
+        load_images(path)
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+    assert "pickle" not in str(info.value)
+    config = load_config(overrides={"data.source": "file", "data.path": str(path)})
+    with pytest.raises(ConfigError, match=message) as info:
+        image_geometry(config)
+    assert str(info.value).startswith(f"data.path = '{path}': ") and "pickle" not in str(info.value)
+
+
+def test_a_npy_file_named_npz_is_told_apart(tmp_path):
+    """A single array saved with np.save under a `.npz` name is reported as a .npy file, with
+    the call that writes an .npz archive."""
+    path = tmp_path / "images.npz"
+    with open(path, "wb") as f:
+        np.save(f, np.random.default_rng(9).random((2, 1, 8, 8)))
+    with pytest.raises(ValueError, match=r"a \.npy file .* np\.savez\(path, images=images\)"):
+        load_images(path)
+
+
 # ----------------------------------------------------------------------- argument validation
 
 

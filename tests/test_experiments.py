@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bioglom.runs import open_run
@@ -17,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
     "script, arms",
     [
         ("shared_vs_codistilled.py", ("shared", "unshared", "isolated")),
-        ("temporal_vs_delta.py", ("delta", "temporal", "spiking")),
+        ("temporal_vs_delta.py", ("delta", "temporal", "spiking", "temporal_prev")),
         ("day_night.py", ("day_only", "long_blocks", "alternating", "interleaved")),
-        ("islands.py", ("untrained", "end_to_end", "codistill", "temporal", "codistill_batch")),
+        ("islands.py", ("untrained", "end_to_end", "codistill", "codistill_batch")),
     ],
 )
 def test_quick_preset_writes_one_run_per_arm_and_a_table(script, arms, tmp_path):
@@ -33,14 +34,20 @@ def test_quick_preset_writes_one_run_per_arm_and_a_table(script, arms, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for arm in arms:
         assert f"| {arm} |" in proc.stdout
-        with open_run(tmp_path / "quick" / f"{arm}.h5") as run:
+        name = f"{arm}_seed0.h5" if script == "islands.py" else f"{arm}.h5"
+        with open_run(tmp_path / "quick" / name) as run:
             assert run.status == "finished"
             cfg = run.config
             if script.startswith("shared"):
                 assert cfg.model.sharing == arm and cfg.train.rule == "codistill"
             elif script.startswith("islands"):
                 assert cfg.data.source == "scenes" and "probe_fgari_obj_L0" in run.metrics
+                assert {"probe_dfgari_obj_L0", "probe_dfgari_part_L0"} <= set(run.metrics)
+                assert {"probe_wnesting_L0", "probe_dwnesting_L0"} <= set(run.metrics)
                 assert (tmp_path / "quick" / "islands.png").exists()
+                for seed in (1, 2):  # every arm over three seeds
+                    with open_run(tmp_path / "quick" / f"{arm}_seed{seed}.h5") as other:
+                        assert other.status == "finished" and other.config.run.seed == seed
                 if arm == "untrained":
                     assert cfg.train.updates == 0
                 else:
@@ -52,7 +59,36 @@ def test_quick_preset_writes_one_run_per_arm_and_a_table(script, arms, tmp_path)
                 assert set(run.phase) <= {"day", "night", "interleaved"}
             else:
                 assert cfg.train.rule == ("codistill" if arm == "delta" else "temporal")
-                assert cfg.temporal.spiking == (arm == "spiking")
+                assert cfg.temporal.spiking == arm.startswith("spiking")
+                reference = "previous_state" if arm.endswith("_prev") else "prediction"
+                assert cfg.temporal.reference == reference
+
+
+def test_islands_table_leads_with_the_controls_and_lists_every_baseline(tmp_path):
+    """`experiments/islands.py` (DESIGN section 10): its table leads with the mismatched-image
+    control, it has a row for every baseline that learns nothing, it runs three seeds or more,
+    and on hand-made scores it names an arm's level a result only where both object FG-ARI and
+    its delta beat every baseline by more than the two spreads."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import islands as isl
+
+    assert isl.HEADERS[2:4] == ["object FG-ARI delta", "part FG-ARI delta"]
+    assert len(isl.SEEDS) >= 3
+    assert set(isl.BASELINES) == {
+        "fixed_blocks", "kmeans_position", "foreground_components", "colour_components",
+        "kmeans_pixels",
+    }  # fmt: skip
+    ms = (np.array([0.5, 0.25]), np.array([0.1, np.nan]))
+    assert isl.pm(ms, 0) == "0.500 ± 0.100" and isl.pm(ms, 1, signed=True) == "+0.250"
+    assert isl.pm((np.array([np.nan]), np.array([np.nan])), 0) == "-"
+    one = {"fgari_obj": (np.array([0.9, 0.3]), np.array([0.01, 0.01])),
+           "dfgari_obj": (np.array([0.8, 0.2]), np.array([0.01, 0.01]))}  # fmt: skip
+    base = {"fgari_obj": (np.array([0.85]), np.array([0.0])),
+            "dfgari_obj": (np.array([0.5]), np.array([0.0]))}  # fmt: skip
+    got = isl.winners({"arm": {"levels": 2, "connected": one}}, {"b": base}, "connected")
+    assert got == ["arm L0"]  # L1 is below the baseline; L0 beats it by more than the spread
+    base["fgari_obj"] = (np.array([0.895]), np.array([0.0]))  # within the spread: no win
+    assert isl.winners({"arm": {"levels": 2, "connected": one}}, {"b": base}, "connected") == []
 
 
 def test_day_night_fall_and_recovery_arithmetic():

@@ -1,7 +1,6 @@
 """Tests of bioglom.runs: run files written by RunWriter and read back by open_run."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import fresh_seed
 
 import bioglom.runs as runs
 from bioglom.runs import Run, RunWriter, open_run
@@ -58,7 +58,7 @@ def expected_child_metrics(seed: int, n: int) -> dict[str, np.ndarray]:
 
 
 def start_writer(tmp_path: Path, n: int, delay: float, mode: str) -> tuple:
-    seed = int.from_bytes(os.urandom(4), "little")
+    seed = fresh_seed()
     path = tmp_path / "child" / "run.h5"
     signal_file = tmp_path / "signal"
     args = [sys.executable, "-c", WRITER, runs.__file__, str(path), str(seed), str(n), str(delay)]
@@ -72,7 +72,7 @@ def start_writer(tmp_path: Path, n: int, delay: float, mode: str) -> tuple:
 
 
 def fresh_rng() -> np.random.Generator:
-    return np.random.default_rng(int.from_bytes(os.urandom(8), "little"))
+    return np.random.default_rng(fresh_seed())
 
 
 def test_round_trip(tmp_path):
@@ -162,6 +162,23 @@ def test_round_trip(tmp_path):
         assert (
             str(path) in repr(run) and "diverged" in repr(run) and str(int(steps[-1])) in repr(run)
         )
+
+
+def test_resume_refuses_a_run_that_declares_other_metrics(tmp_path):
+    """A run written by another version of bioglom (another set of metrics) is not resumed: one
+    line naming the missing metrics, and the file keeps its records and status."""
+    path = tmp_path / "run.h5"
+    with RunWriter(path, config_text="a", seed=1, metrics=["x", "y"]) as w:
+        w.record(0, {"x": 1.0, "y": 2.0})
+    with pytest.raises(runs.RunFileError, match=r"lacks probe_dfgari_obj_L0 \(1\)"):
+        RunWriter.reopen(path, 1, 0, metrics=["x", "y", "probe_dfgari_obj_L0"])
+    with open_run(path) as run:
+        assert run.n_records == 1 and run.status == "finished"
+    w = RunWriter.reopen(path, 1, 0, metrics=["y", "x"])  # the same names resume
+    w.record(1, {"x": 3.0})
+    w.close()
+    with open_run(path) as run:
+        assert list(run.metrics["x"]) == [1.0, 3.0]
 
 
 def test_refuses_to_overwrite(tmp_path):
@@ -344,3 +361,134 @@ def test_reopen_keeps_the_first_records_and_clears_the_end_of_the_last_session(t
         assert list(run.snapshot_steps) == [0] and list(run.phase) == ["day", "day", "night"]
         assert run.status == "finished" and run.summary is None
         assert "diverged_at" not in run.attrs and "resumed" in run.attrs
+
+
+# A reader run in another process, so that a hang inside HDF5 fails the test (timeout) instead
+# of stopping the test session. argv = runs.py, path, ...; opens each file and reads its metrics
+# and snapshots; prints {path: [error type, message, seconds]} as JSON ("ok" where all was read).
+READER = textwrap.dedent(
+    """
+    import importlib.util, json, sys, time
+
+    runs_py, *paths = sys.argv[1:]
+    spec = importlib.util.spec_from_file_location("bioglom_runs_child", runs_py)
+    runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runs)
+    out = {}
+    for path in paths:
+        t = time.monotonic()
+        try:
+            with runs.open_run(path) as run:
+                run.metrics
+                for step in run.snapshot_steps:
+                    run.snapshot(int(step))
+            what = ["ok", ""]
+        except Exception as e:
+            what = [type(e).__name__, str(e)]
+        out[path] = [*what, time.monotonic() - t]
+    print(json.dumps(out))
+    """
+)
+
+
+def small_run_bytes(tmp_path: Path) -> bytes:
+    """The bytes of a small finished run (fixed seed), about 100 kB."""
+    rng = np.random.default_rng(12)
+    path = tmp_path / "whole.h5"
+    with RunWriter(
+        path, config_text="", seed=12, metrics=["x"], snapshots={"s": ((64, 64), "float32")}
+    ) as w:
+        for i in range(20):
+            w.record(i, {"x": rng.random()})
+            w.snapshot(i, {"s": rng.random((64, 64))})
+    data = path.read_bytes()
+    path.unlink()
+    return data
+
+
+def test_damaged_and_foreign_files_fail_at_once_with_one_line(tmp_path):
+    """open_run on a run cut to half its size, a file of random bytes, an empty file, a run
+    whose superblock checksum is broken, and an HDF5 file written by another program (h5py,
+    no 'format' attribute) raises RunFileError (a ValueError) within seconds -- not after HDF5's
+    SWMR read retries -- with one line that starts with the path and says what is wrong."""
+    whole = small_run_bytes(tmp_path)
+    files = {
+        "half.h5": (whole[: len(whole) // 2], f"truncated (file is {len(whole) // 2:,} bytes"),
+        "junk.h5": (np.random.default_rng(3).bytes(4096), "not an HDF5 file"),
+        "empty.h5": (b"", "not an HDF5 file (it is empty)"),
+        # byte 20 is in the superblock's extension address: its checksum no longer matches
+        "checksum.h5": (whole[:20] + bytes([whole[20] ^ 1]) + whole[21:], "damaged"),
+    }
+    for name, (data, _) in files.items():
+        (tmp_path / name).write_bytes(data)
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = np.arange(3)
+    files["other.h5"] = (b"", "an HDF5 file but not a bioglom run (no 'format' attribute)")
+    paths = [str(tmp_path / name) for name in files]
+    proc = subprocess.run(
+        [sys.executable, "-c", READER, runs.__file__, *paths],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    for path, (name, (_, fragment)) in zip(paths, files.items(), strict=True):
+        kind, message, seconds = result[path]
+        assert kind == "RunFileError", (name, kind, message)
+        assert message.startswith(f"{path}: ") and "\n" not in message
+        assert fragment in message, (name, message)
+        assert seconds < 10, (name, seconds)
+    assert issubclass(runs.RunFileError, ValueError)
+
+
+def test_a_short_file_that_grows_is_not_called_truncated(tmp_path):
+    """A live writer may have written the superblock before the data it accounts for; a file
+    marked open for writing that is shorter than its superblock says, and reaches that length
+    within the wait, opens normally with every record."""
+    import threading
+
+    proc, path, _, n = start_writer(tmp_path, n=20, delay=0.0, mode="hang")
+    proc.send_signal(signal.SIGKILL)  # leaves the file marked open for SWMR writing
+    assert proc.wait(timeout=10) == -signal.SIGKILL
+    whole = path.read_bytes()
+    assert whole[11] != 0
+    path.write_bytes(whole[: len(whole) // 2])
+
+    def grow():
+        time.sleep(0.2)
+        with open(path, "r+b") as f:
+            f.seek(len(whole) // 2)
+            f.write(whole[len(whole) // 2 :])
+
+    thread = threading.Thread(target=grow)
+    thread.start()
+    try:
+        with open_run(path) as run:
+            np.testing.assert_array_equal(run.steps, np.arange(n))
+    finally:
+        thread.join()
+
+
+def test_a_killed_writers_file_cut_short_is_read_or_refused_at_once(tmp_path):
+    """A run whose writer was killed (still marked open for writing) and which was then cut to
+    half its size is left to HDF5 after a short wait (a live writer's file may be short for a
+    moment): opening and reading it ends within seconds, and a refusal says it is truncated."""
+    proc, path, _, _ = start_writer(tmp_path, n=30, delay=0.0, mode="hang")
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=10) == -signal.SIGKILL
+    data = path.read_bytes()
+    assert data[11] != 0  # superblock v3 flags: still open for (SWMR) writing
+    path.write_bytes(data[: len(data) // 2])
+    proc = subprocess.run(
+        [sys.executable, "-c", READER, runs.__file__, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    kind, message, seconds = json.loads(proc.stdout)[str(path)]
+    assert seconds < 10
+    assert kind in ("RunFileError", "OSError", "RuntimeError"), (kind, message)
+    if kind == "RunFileError":
+        assert message.startswith(f"{path}: truncated (file is {len(data) // 2:,} bytes")

@@ -13,12 +13,16 @@ import pytest
 from conftest import fresh_seed
 
 from bioglom.scores import (
+    Controlled,
     adjusted_rand_index,
     column_labels,
+    derangement,
     fg_ari,
     matched_iou,
+    mismatched_control,
     nesting,
     score_islands,
+    weighted_nesting,
 )
 
 
@@ -192,11 +196,21 @@ def test_run_records_the_scores_of_its_stored_islands(tmp_path, method):
         got = metrics[f"probe_island_ari_across_L{k}"]
         assert got == pytest.approx(expected["ari_across"][k], nan_ok=True)
         for t in ("obj", "part"):
-            for stem in ("fgari", "ari", "miou"):
+            for stem in ("fgari", "ari", "miou", "dfgari", "dari", "dmiou"):
                 got, want = metrics[f"probe_{stem}_{t}_L{k}"], expected[f"{stem}_{t}"][k]
                 assert got == pytest.approx(want, nan_ok=True)
+    B = labels.shape[1]  # the control written out: image b's masks, image b+1's islands
+    for k in range(3):
+        own = [fg_ari(truth["obj"][b], labels[k, b]) for b in range(B)]
+        other = [fg_ari(truth["obj"][b], labels[k, (b + 1) % B]) for b in range(B)]
+        ok = ~np.isnan(own)
+        want = np.mean(np.array(own)[ok]) - np.mean(np.array(other)[ok]) if ok.any() else np.nan
+        assert metrics[f"probe_dfgari_obj_L{k}"] == pytest.approx(want, nan_ok=True)
     for k in range(2):
         assert metrics[f"probe_nesting_L{k}"] == pytest.approx(expected["nesting"][k])
+        for stem in ("wnesting", "dwnesting"):
+            got, want = metrics[f"probe_{stem}_L{k}"], expected[stem][k]
+            assert got == pytest.approx(want, nan_ok=True)
 
 
 def test_ari_across_images_is_one_for_a_fixed_partition():
@@ -212,3 +226,106 @@ def test_ari_across_images_is_one_for_a_fixed_partition():
          [(varied[0, 0], varied[0, 1]), (varied[0, 1], varied[0, 2]), (varied[0, 2], varied[0, 0])]]
     )  # fmt: skip
     assert score_islands(varied)["ari_across"][0] == pytest.approx(expected)
+
+
+# ---- the mismatched-image control and weighted nesting (DESIGN section 10) ------------------
+
+
+def image_independent_partitions(grid, B):
+    """Partitions that are the same in every image: fixed blocks 2x2, 4x4, 8x8 (the grid cut
+    into that many blocks), one island, all singletons, k-means on position."""
+    from bioglom.baselines import fixed_blocks, kmeans_position
+
+    hg, wg = grid
+    yield "blocks_2x2", fixed_blocks(grid, 2, B)
+    yield "blocks_4x4", fixed_blocks(grid, 4, B)
+    yield "blocks_8x8", fixed_blocks(grid, 8, B)
+    yield "one island", np.zeros((B, hg, wg), dtype=np.int64)
+    yield "singletons", np.broadcast_to(np.arange(hg * wg).reshape(hg, wg), (B, hg, wg))
+    yield "kmeans_position", kmeans_position(grid, 5, B, seed=3)
+
+
+def test_mismatched_control_is_exactly_zero_for_partitions_that_ignore_the_image():
+    """delta = mean_b s(truth_b, islands_b) - mean_b s(truth_b, islands_pi(b)) is 0 for every
+    score whenever the islands are the same in every image, on generated scenes and on random
+    truth, while the raw scores are far from 0."""
+    from bioglom.data import part_whole_scenes
+
+    seed = fresh_seed()
+    scenes = part_whole_scenes(6, 32, seed=seed % 1000)
+    rng = np.random.default_rng(seed)
+    truths = {
+        "obj": column_labels(scenes.object_masks, (16, 16)),
+        "part": column_labels(scenes.part_masks, (16, 16)),
+        "random": rng.integers(0, 4, (6, 16, 16)),
+    }
+    for name, islands in image_independent_partitions((16, 16), 6):
+        for t_name, truth in truths.items():
+            for fn in (fg_ari, adjusted_rand_index, matched_iou):
+                c = mismatched_control(fn, truth, islands)
+                assert abs(c.delta) < 1e-12, (name, t_name, fn.__name__, c, seed)
+                assert c.score == c.mismatched, (name, t_name, fn.__name__, seed)
+        c = mismatched_control(weighted_nesting, truths["random"], islands)
+        assert abs(c.delta) < 1e-12, (name, c, seed)
+        labels = np.stack([islands, islands, truths["random"]])  # [K=3, B, 16, 16]
+        s = score_islands(labels, {"obj": truths["obj"], "part": truths["part"]})
+        for key in ("dfgari_obj", "dfgari_part", "dari_obj", "dmiou_part"):
+            assert np.all(np.abs(s[key][:2]) < 1e-12), (name, key, s[key], seed)
+        if name != "singletons":  # all singletons: nothing to nest, NaN
+            assert abs(s["dwnesting"][0]) < 1e-12, (name, s["dwnesting"], seed)
+    assert fg_ari(truths["obj"][0], truths["obj"][0]) == 1.0  # the truth itself is not 0
+
+
+def test_mismatched_control_by_hand():
+    """Three images of four columns. Truth 0 = [1 1 2 2], truth 1 = [1 2 1 2], truth 2 all
+    background; islands 0 = [0 0 1 1], 1 = [0 1 0 1], 2 one island. pi(b) = b + 1 mod 3.
+    FG-ARI matched: 1, 1, NaN (no foreground) -> 1. Mismatched: FG-ARI(t0, i1) = -1/2 (every
+    pair split in one labeling is joined in the other: index 0, expected 2 * 2 / 6, top 2),
+    FG-ARI(t1, i2) = 0 (one island), t2 NaN -> -1/4. delta = 1 + 1/4."""
+    truth = np.array([[1, 1, 2, 2], [1, 2, 1, 2], [0, 0, 0, 0]])
+    islands = np.array([[0, 0, 1, 1], [0, 1, 0, 1], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(derangement(3), [1, 2, 0])
+    c = mismatched_control(fg_ari, truth, islands)
+    assert c.score == pytest.approx(1.0)
+    assert c.mismatched == pytest.approx(-0.25)
+    assert c.delta == pytest.approx(1.25)
+    assert isinstance(c, Controlled) and c.delta == c.score - c.mismatched
+    one = mismatched_control(fg_ari, truth[:1], islands[:1])  # one image: no control
+    assert one.score == 1.0 and np.isnan(one.mismatched) and np.isnan(one.delta)
+    with pytest.raises(ValueError, match="at least 2"):
+        derangement(1)
+
+
+def test_weighted_nesting_by_hand():
+    """Lower islands {0,1,2}, {3} (one column: left out), {4,5}; upper 5 5 7 | 7 | 7 8.
+    Island 0 has 2 of 3 columns in upper 5, island 2 has 1 of 2 in one upper island:
+    (2 + 1) / (3 + 2) = 0.6. The unweighted mean counts the single column: (2/3 + 1 + 1/2) / 3.
+    A labeling nested exactly in another scores 1; all singletons leave nothing: NaN."""
+    lower = np.array([0, 0, 0, 1, 2, 2])
+    upper = np.array([5, 5, 7, 7, 7, 8])
+    assert weighted_nesting(lower, upper) == pytest.approx(0.6)
+    assert nesting(lower, upper) == pytest.approx((2 / 3 + 1 + 1 / 2) / 3)
+    fine = np.array([0, 0, 1, 1, 2, 2])
+    assert weighted_nesting(fine, np.array([3, 3, 3, 3, 4, 4])) == 1.0
+    assert np.isnan(weighted_nesting(np.arange(6), upper))
+
+
+def test_weighted_nesting_of_unrelated_partitions_is_low_and_its_control_near_zero():
+    """Lower islands all pairs, upper labels drawn uniformly from M: a pair lies in one upper
+    island with probability 1/M (share 1), else its share is 1/2, so the expectation is
+    1/2 + 1/(2M). Random labelings with ~160 islands on 256 columns (labels drawn from 256)
+    nest ~0.77 unweighted (the singletons count 1) but ~0.42 weighted, and the mismatched
+    control is about 0."""
+    seed = fresh_seed()
+    rng = np.random.default_rng(seed)
+    B, N, M = 24, 256, 150
+    pairs = np.broadcast_to(np.repeat(np.arange(N // 2), 2), (B, N))
+    upper = rng.integers(0, M, (B, N))
+    c = mismatched_control(weighted_nesting, pairs, upper)
+    assert c.score == pytest.approx(0.5 + 0.5 / M, abs=0.01), (c, seed)
+    assert abs(c.delta) < 0.02, (c, seed)
+    lower, upper = rng.integers(0, N, (2, B, N))
+    unweighted = np.mean([nesting(lower[b], upper[b]) for b in range(B)])
+    c = mismatched_control(weighted_nesting, lower, upper)
+    assert unweighted > 0.7 and c.score < 0.5, (unweighted, c, seed)
+    assert abs(c.delta) < 0.03, (c, seed)
