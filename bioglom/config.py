@@ -13,6 +13,7 @@ every level or a list of ``model.levels`` values, level 0 first; :func:`per_leve
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
@@ -300,8 +301,9 @@ class FrontendConfig:
     kind: str = _f(
         "patch",
         Choice("patch", "cnn"),
-        "patch: per-column MLP on the column's own patch; cnn: a small shared CNN with a wider "
-        "receptive field, then a per-column linear read-out",
+        "patch: per-column MLP on the column's own patch; cnn: a small CNN with a wider "
+        "receptive field, then a linear read-out; its convolutions are one weight for all "
+        "columns, so it needs model.sharing = 'shared'",
     )
     patch_size: int = _f(2, Int(1, 256), "side of the square image patch of one column, pixels")
     hidden: int = _f(64, Int(0, 65536), "hidden units of the patch encoder and decoder (0: linear)")
@@ -483,6 +485,14 @@ class TemporalConfig:
         "spikes per unit time per unit of embedding (push-pull pair per component)",
     )
     bins: int = _f(4, Int(2, 100_000), "time bins per settling step for the spike trains")
+    reference: str = _f(
+        "prediction",
+        Choice("prediction", "previous_state"),
+        "where a net's postsynaptic activity starts before the consensus moves it: prediction "
+        "(its own prediction, in the units that enter the consensus: the rule then equals the "
+        "delta rule, §12.3) or previous_state (the column's state e(t): an ablation that does "
+        "not vanish when the prediction is right, and diverges under SGD)",
+    )
 
 
 @dataclass
@@ -522,9 +532,16 @@ class NightConfig:
         "other_dreams",
         Choice("other_dreams", "near_frames"),
         "what a dream's bottom-up prediction is pushed from: another dream at the same column "
-        "and step, or the same dream `gap` steps away (frames near but not adjacent, §12.2)",
+        "and step. near_frames (the same dream `gap` steps away, §12.2's negatives for video "
+        "with real motion) is refused: dreams do not move, so their near frames are near-copies "
+        "of the target",
     )
-    gap: int = _f(2, Int(2, 1000), "steps between a dream frame and its near_frames negative")
+    gap: int = _f(
+        2,
+        Int(2, 1000),
+        "steps between a dream frame and its near_frames negative (unused: near_frames is "
+        "refused until dreams move)",
+    )
     positive: bool = _f(
         False, Bool(), "also co-distil the bottom-up nets on the dreams (§12.2, last paragraph)"
     )
@@ -665,12 +682,14 @@ class Config:
                     "lateral must not all be 0",
                 )
         m = self.model
-        if m.sharing == "isolated" and self.frontend.kind == "cnn":
+        if m.sharing != "shared" and self.frontend.kind == "cnn":
             raise ConfigError(
                 "frontend.kind",
                 "cnn",
-                "isolated columns need the per-column patch front end: the CNN's convolutions "
-                "are shared by all columns and see the neighbours' pixels",
+                f"refused with model.sharing = {m.sharing!r}: the CNN's convolutions are shared "
+                "by every column (and see the neighbours' pixels), so unshared columns would "
+                "learn through a common weight; use model.sharing = 'shared' or "
+                "frontend.kind = 'patch'",
             )
         if m.sharing == "isolated" and (
             m.state_norm == "batch"
@@ -723,12 +742,16 @@ class Config:
                 self.run.linear_probe_level,
                 f"expected a level in [-{K}, {K - 1}] (model.levels = {K})",
             )
-        if self.night.negatives == "near_frames" and self.night.gap > self.settle.steps:
+        if self.night.negatives == "near_frames":
             raise ConfigError(
-                "night.gap",
-                self.night.gap,
-                f"expected at most settle.steps = {self.settle.steps} (a dream has that many "
-                "steps after its first frame)",
+                "night.negatives",
+                "near_frames",
+                "refused: a dream is a static replayed top level plus small noise (night.drift), "
+                "so its frames near in time are near-copies of the target (measured cosine "
+                "0.95-0.98 two steps apart, 0.2-0.6 to other dreams) and pushing from them is "
+                "anti-learning; §12.2's near frames need dreams that move (replayed video or "
+                "learned top-level dynamics; DESIGN 4.3), which bioglom does not have: use "
+                "'other_dreams'",
             )
         if self.schedule.phases.strip():
             from .schedule import parse_schedule  # raises ConfigError naming the field
@@ -891,6 +914,15 @@ def load_config(
         if isinstance(d, dict) and isinstance(d.get("path"), str) and d["path"]:
             if not os.path.isabs(d["path"]):
                 d["path"] = os.path.normpath(os.path.join(base_dir, d["path"]))
+    return config_with_overrides(data, overrides)
+
+
+def config_with_overrides(
+    data: Mapping[str, Any], overrides: Iterable[str] | Mapping[str, Any] = ()
+) -> Config:
+    """The validated config of a table of sections ``data`` (as parsed from TOML) with
+    ``overrides`` applied (as in :func:`load_config`); ``data`` itself is not changed."""
+    data = copy.deepcopy(dict(data))
     if isinstance(overrides, Mapping):
         items = [(str(k).split("."), v) for k, v in overrides.items()]
     else:

@@ -51,9 +51,13 @@ class PatchFrontend(nn.Module):
 
 class CnnFrontend(nn.Module):
     """A small shared CNN (3x3 convolutions, receptive field ``p + 2 * layers``) whose feature
-    map is cut into patches and read out by a per-column linear map (§3.5). The convolutions
+    map is cut into patches and read out by a column-wise linear map (§3.5). The convolutions
     are its hidden layers: frozen with ``hidden_learning = "frozen"``, otherwise they learn by
-    back-propagation inside the front end (feedback alignment applies to the read-out only)."""
+    back-propagation inside the front end (feedback alignment applies to the read-out only).
+
+    The convolutions are one weight read by every column, so unshared columns would learn
+    through it (perturbing one column's read-out changes the convolutions' gradient that all
+    columns share); the config therefore allows it only with ``model.sharing = "shared"``."""
 
     def __init__(
         self,

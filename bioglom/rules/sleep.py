@@ -14,9 +14,13 @@ used when awake." (§12.2)
   and no lateral contribution: nothing passes between columns.
 * :func:`negative_loss` -- each bottom-up prediction ``BU_l(e_{l-1})`` of a dream is pushed away
   from an unrelated level-``l`` embedding -- another dream's at the same column and step
-  (``night.negatives = "other_dreams"``), or the same dream's ``night.gap`` steps away, a frame
-  near but not adjacent (``"near_frames"``, §12.2) -- only while their cosine exceeds the
-  margin (footnote 24: separation, not distance): ``relu(cos(BU_l(a), e_l(b)) - m)``.
+  (``night.negatives = "other_dreams"``) -- only while their cosine exceeds the margin
+  (footnote 24: separation, not distance): ``relu(cos(BU_l(a), e_l(b)) - m)``.
+  :func:`negatives` also knows ``"near_frames"`` (the same dream ``night.gap`` steps away,
+  §12.2's negatives for video with real motion), but the config refuses it (DESIGN 4.3): a
+  dream is a static replayed top level plus small noise, so its frames near in time are
+  near-copies of the target (cosine 0.95-0.98 two steps apart after 40 day updates of the
+  default config, against 0.2-0.6 to other dreams), and pushing from them is anti-learning.
 * :class:`Sleep` -- one night update: dream a batch, apply the negative loss (and optionally
   co-distillation on the dreams, §12.2's last paragraph) to the bottom-up nets, with its own
   optimiser. Level 0's bottom-up net is the front end, which reads pixels that dreams do not
@@ -156,7 +160,9 @@ def negative_loss(pred: Tensor, others: Tensor, margin: float) -> tuple[Tensor, 
 def negatives(seq: Tensor, t: int, kind: str, gap: int = 2) -> Tensor:
     """The embeddings ``[K-1, N, B, d]`` (levels 1..K-1) that step ``t``'s predictions are
     pushed from: another dream at the same column and step (``other_dreams``), or the same
-    dream ``gap`` steps later -- earlier when that runs past the end (``near_frames``)."""
+    dream ``gap`` steps later -- earlier when that runs past the end (``near_frames``: only
+    for dreams that move; the config refuses it for today's dreams, whose near frames are
+    near-copies of the target)."""
     if kind == "other_dreams":
         return seq[t, 1:].roll(1, dims=2)
     if kind == "near_frames":
