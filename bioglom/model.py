@@ -19,14 +19,21 @@ identical frames; a video ``[T, B, C, H, W]`` feeds frame ``t`` at step ``t`` (Â
 
 from __future__ import annotations
 
+import os
+import tomllib
+import zipfile
+import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .columns import ColumnMLP
-from .config import CONTRIBUTIONS, Config, ConfigError, per_level
+from .config import CONTRIBUTIONS, Config, ConfigError, config_with_overrides, per_level
 from .frontend import CnnFrontend, PatchDecoder, PatchFrontend
 from .functional import (
     consensus_gaussian,
@@ -43,7 +50,7 @@ from .functional import (
 )
 from .norm import StateNorm, standardise
 
-__all__ = ["Glom", "StepOutput", "SettleResult", "build_model", "image_geometry"]
+__all__ = ["Glom", "StepOutput", "SettleResult", "build_model", "image_geometry", "load_model"]
 
 #: log-precisions predicted by the nets are squashed smoothly into (-L, L): L tanh(raw / L)
 LOG_PRECISION_LIMIT = 8.0
@@ -151,7 +158,9 @@ class Glom(nn.Module):
         self.ramp_steps = config.settle.ramp_steps
         if loc_dim:
             loc = location_encoding(self._grid, td.location_freqs)
-            self.register_buffer("location", loc[None, :, None, :].repeat(K - 1, 1, 1, 1))
+            self.register_buffer(
+                "location", loc[None, :, None, :].repeat(K - 1, 1, 1, 1), persistent=False
+            )
         else:
             self.location = None
 
@@ -184,8 +193,8 @@ class Glom(nn.Module):
                     f"with {self.N} column(s) and no self-attention some column at level {k} "
                     "has no neighbour to attend to",
                 )
-            self.register_buffer(f"neighbour_index_{k}", idx)
-            self.register_buffer(f"neighbour_valid_{k}", valid)
+            self.register_buffer(f"neighbour_index_{k}", idx, persistent=False)
+            self.register_buffer(f"neighbour_valid_{k}", valid, persistent=False)
             # how eq. 3.1 is evaluated at this level, and its cached mask (not saved)
             plan = ("gather_or_dense", 0)
             bias = None
@@ -197,26 +206,50 @@ class Glom(nn.Module):
                     bias = window_tile_bias(self._grid, self._radius[k], plan[1], att.include_self)
             self.lateral_plan.append(plan)
             self.register_buffer(f"lateral_bias_{k}", bias, persistent=False)
-        self.register_buffer(
-            "beta_start", torch.tensor(per_level(att.beta_start, K), dtype=torch.float32)
-        )
-        self.register_buffer(
-            "beta_end", torch.tensor(per_level(att.beta_end, K), dtype=torch.float32)
-        )
+        # the settling schedule is the config's, never the saved weights' (not in state_dict)
+        beta = {n: per_level(getattr(att, n), K) for n in ("beta_start", "beta_end")}
+        for name, value in beta.items():
+            self.register_buffer(name, torch.tensor(value, dtype=torch.float32), persistent=False)
         cw = config.consensus
-        self.register_buffer(
-            "weights_start", torch.tensor([[cw.weights_start[c]] * K for c in CONTRIBUTIONS])
-        )
-        self.register_buffer(
-            "weights_end", torch.tensor([[cw.weights_end[c]] * K for c in CONTRIBUTIONS])
-        )
+        for name in ("weights_start", "weights_end"):
+            table = getattr(cw, name)
+            value = torch.tensor([[table[c]] * K for c in CONTRIBUTIONS])
+            self.register_buffer(name, value, persistent=False)
         present = torch.ones(len(CONTRIBUTIONS), K, dtype=torch.bool)
         present[CONTRIBUTIONS.index("top_down"), K - 1] = False  # no top-down at the top
         if self.isolated:  # the control: nothing moves between columns
             present[CONTRIBUTIONS.index("lateral"), :] = False
-        self.register_buffer("present", present)
+        self.register_buffer("present", present, persistent=False)
 
     # ------------------------------------------------------------------------------------
+    def derived_buffers(self) -> dict[str, Tensor]:
+        """The buffers computed from the config (settling schedule, neighbourhoods, location
+        code): never saved in :meth:`state_dict`, so that loaded weights cannot change them."""
+        return {n: b for n, b in self.named_buffers() if n in self._non_persistent_buffers_set}
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load weights (and homeostatic statistics) as :meth:`torch.nn.Module.load_state_dict`.
+
+        The config decides the settling parameters, never the file. Weights saved before they
+        left the state dict still carry them (``beta_start``, ``weights_end``, ...): where such
+        a value equals this model's it is dropped; where it differs, loading is refused with a
+        ``ValueError`` naming it, since the file was trained under another schedule than this
+        config's (build the model from the file's own config with :func:`load_model`,
+        overriding what should change).
+        """
+        state = dict(state_dict)
+        derived = self.derived_buffers()
+        for name in [n for n in state if n in derived]:
+            saved, own = state.pop(name), derived[name]
+            same = saved.shape == own.shape and torch.equal(saved.to(own.device, own.dtype), own)
+            if not same:
+                raise ValueError(
+                    f"{name}: the saved weights were made with {_short(saved)}, this model's "
+                    f"config gives {_short(own)}; settling parameters come from the config "
+                    "(load with bioglom.load_model(path, overrides=...))"
+                )
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
     @property
     def grid(self) -> tuple[int, int]:
         """``(H_g, W_g)``; column ``n`` is at grid row ``n // W_g``, grid column ``n % W_g``."""
@@ -457,6 +490,13 @@ class Glom(nn.Module):
         return self.decoder(state[0])
 
 
+def _short(x: Tensor) -> str:
+    """A tensor in one short line for an error message."""
+    flat = x.detach().flatten().tolist()
+    text = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in flat[:6])
+    return f"[{text}{', ...' if len(flat) > 6 else ''}] (shape {list(x.shape)})"
+
+
 def image_geometry(config: Config) -> tuple[int, tuple[int, int]]:
     """``(channels, (H, W))`` of the configured data, reading only a file's header."""
     d = config.data
@@ -469,6 +509,11 @@ def image_geometry(config: Config) -> tuple[int, tuple[int, int]]:
     path = d.path
     try:
         if path.endswith(".npz"):
+            from .data import npz_problem
+
+            problem = npz_problem(path)
+            if problem:
+                raise ConfigError("data.path", path, problem)
             with np.load(path) as z:
                 if "images" not in z.files:
                     raise ConfigError("data.path", path, "the file has no array 'images'")
@@ -480,6 +525,10 @@ def image_geometry(config: Config) -> tuple[int, tuple[int, int]]:
                 if "images" not in f:
                     raise ConfigError("data.path", path, "the file has no dataset 'images'")
                 shape = f["images"].shape
+    except (EOFError, zipfile.BadZipFile, zlib.error) as err:  # np.load on a damaged zip
+        raise ConfigError(
+            "data.path", path, f"a damaged or truncated .npz archive ({err})"
+        ) from None
     except (OSError, ValueError) as err:
         if isinstance(err, ConfigError):
             raise
@@ -511,6 +560,52 @@ def build_model(
     model = Glom(config, channels, tuple(image_size))
     model.eval()  # settling does not adapt homeostatic statistics until train() is called
     return model.to(resolve_device(device if device is not None else config.run.device))
+
+
+def load_model(
+    path: str | os.PathLike,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    *,
+    device: str | torch.device | None = None,
+) -> Glom:
+    """The model saved by a run (``<run>.pt``), built from the run's own config with
+    ``overrides`` applied (``["attention.beta_end=2"]`` or ``{"attention.beta_end": 2}``, as
+    in :func:`~bioglom.config.load_config`), then its trained weights loaded.
+
+    Settling parameters (``attention.*``, ``consensus.weights_*``, ``settle.*``) come from the
+    config, so an override of them is what the returned model settles with: an ablation of
+    the settling schedule on trained weights. An override that changes the weights' shapes
+    (``model.dim``, ``model.levels``, ...) raises ``ValueError``. In eval mode; ``device``
+    overrides ``run.device`` (default: the CPU).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such weights file (a run saves <run>.pt)")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several kinds for a file that is not its own
+        raise ValueError(f"{path}: not a bioglom weights file ({type(err).__name__})") from None
+    if not isinstance(saved, dict) or not {"model", "config"} <= set(saved):
+        raise ValueError(f"{path}: not a bioglom weights file (no 'model' and 'config')")
+    config = config_with_overrides(tomllib.loads(saved["config"]), overrides)
+    geometry = {}
+    if "channels" in saved and "image_size" in saved:  # else from the configured data
+        geometry = {"channels": int(saved["channels"]), "image_size": tuple(saved["image_size"])}
+    model = build_model(config, device=device if device is not None else "cpu", **geometry)
+    try:
+        model.load_state_dict(saved["model"])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise ValueError(
+            f"{path}: the weights do not fit the config with overrides {_dict_of(overrides)} "
+            f"({first[1].strip() if len(first) > 1 else first[0]})"
+        ) from None
+    return model.eval()
+
+
+def _dict_of(overrides: Iterable[str] | Mapping[str, Any]) -> dict[str, Any] | list[str]:
+    """Overrides as given, for a message."""
+    return dict(overrides) if isinstance(overrides, Mapping) else list(overrides)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -273,7 +273,7 @@ def train(
         torch.set_rng_state(ckpt["torch_rng"])
         done, elapsed0, last = ckpt["update"], ckpt["elapsed_s"], ckpt["last"]
         pending = (ckpt["sums"], ckpt["counts"])
-        writer = RunWriter.reopen(out, ckpt["n_records"], ckpt["n_snapshots"])
+        writer = RunWriter.reopen(out, ckpt["n_records"], ckpt["n_snapshots"], metric_names)
     else:
         writer = RunWriter(
             out,
@@ -432,7 +432,13 @@ def train(
             attrs = {"diverged_at": u, "diverged_tensor": bad}
         writer.close(status=status, summary=summary, attrs=attrs)
         torch.save(
-            {"model": model.state_dict(), "config": config.to_toml(), "status": status},
+            {
+                "model": model.state_dict(),
+                "config": config.to_toml(),
+                "status": status,
+                "channels": model.channels,
+                "image_size": list(model.image_size),
+            },
             weights_path,
         )
         if status == "finished":

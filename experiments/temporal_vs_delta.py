@@ -2,13 +2,19 @@
 
     python experiments/temporal_vs_delta.py --preset quick|full [--out DIR]
 
-Three arms on the same scenes, model, steps and seed, differing only in how the nets learn:
+Four arms on the same scenes, model, steps and seed, differing only in how the nets learn:
 
-* delta    -- co-distillation: each net regresses toward the next step's consensus;
-* temporal -- output weights change by presynaptic activity times the rate of change of the
-              postsynaptic embedding, no target or error computed;
-* spiking  -- the same, with the rate of change estimated from Poisson spike trains by a
-              derivative filter (noisy but unbiased).
+* delta         -- co-distillation: each net regresses toward the next step's consensus;
+* temporal      -- output weights change by presynaptic activity times the rate of change of
+                   the postsynaptic activity, no target or error computed; the units start at
+                   the net's own prediction and relax to the consensus (temporal.reference =
+                   prediction, §12.3), so this should learn exactly as delta does;
+* spiking       -- the same, with the rate of change estimated from Poisson spike trains by a
+                   derivative filter (noisy but unbiased);
+* temporal_prev -- the ablation temporal.reference = previous_state: the units start at the
+                   column's previous state, so the update does not vanish when the prediction
+                   is right (its spiking variant tracked it step for step in the first round,
+                   README, so it is not run again).
 
 Every arm records the same local losses (1/2 |prediction - consensus|^2 per level and net),
 so the learning curves are comparable. Writes one HDF5 run per arm to DIR, a figure of the
@@ -68,6 +74,7 @@ ARMS = {
     "delta": {"train.rule": "codistill"},
     "temporal": {"train.rule": "temporal"},
     "spiking": {"train.rule": "temporal", "temporal.spiking": True},
+    "temporal_prev": {"train.rule": "temporal", "temporal.reference": "previous_state"},
 }
 
 

@@ -8,7 +8,7 @@ import torch
 from conftest import fresh_seed, small_config
 
 import bioglom
-from bioglom.rules import RULES, corrupt, make_rule
+from bioglom.rules import RULES, EndToEnd, corrupt, make_rule
 from bioglom.rules.base import HOLE_FILL
 from bioglom.runs import open_run
 from bioglom.train import load_data, train
@@ -83,19 +83,42 @@ def test_end_to_end_loss_is_reconstruction_plus_agreement():
     assert float(got["loss"]) == pytest.approx(float(recon + 0.3 * agree / 3), rel=1e-5)
 
 
+def spy_on_steps(model):
+    """Record the state entering every settling step, keeping the gradient that reaches it."""
+    seen = []
+    step = model.step
+
+    def spy(e, *args, **kwargs):
+        if e.requires_grad:
+            e.retain_grad()
+        seen.append(e)
+        return step(e, *args, **kwargs)
+
+    model.step = spy
+    return seen
+
+
 def test_end_to_end_backpropagates_through_time():
-    """The baseline's gradient reaches the initial state through every settling step (unlike
-    the local rules): d loss / d e(0) is non-zero."""
-    cfg = small_config()
+    """The baseline's update sends the reconstruction error back through every settling step:
+    with the agreement terms off, the loss depends on e(t) only through the steps after t, and
+    the gradient reaching e(t) is non-zero for every t, e(0) included. The co-distillation rule
+    steps on detached states: no gradient can reach any of them."""
+    cfg = small_config(train__rule="end_to_end", end_to_end__agreement_weight=0.0)
     model = bioglom.build_model(cfg)
-    x = torch.rand(2, 3, 8, 8)
-    e0, _ = model.initial_state(x)
-    e0 = e0.detach().requires_grad_()
-    e = e0
-    for t in range(3):
-        e = model.step(e, None, x, t, 3).state
-    model.decode(e).square().mean().backward()
-    assert e0.grad is not None and e0.grad.abs().sum() > 0
+    seen = spy_on_steps(model)
+    rule = make_rule(model, cfg)
+    assert isinstance(rule, EndToEnd)
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(fresh_seed()))
+    rule.update(x, torch.Generator().manual_seed(fresh_seed()))
+    assert len(seen) == cfg.settle.steps == 3
+    for t, e in enumerate(seen):
+        assert e.grad is not None and e.grad.abs().sum() > 0, f"no gradient reaches e({t})"
+    local_cfg = small_config(train__rule="codistill")
+    local = bioglom.build_model(local_cfg)
+    seen = spy_on_steps(local)
+    make_rule(local, local_cfg).update(x, torch.Generator().manual_seed(fresh_seed()))
+    assert len(seen) == 3
+    assert all(not e.requires_grad and e.grad_fn is None for e in seen)
 
 
 def test_train_writes_a_readable_run(tmp_path):

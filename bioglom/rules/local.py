@@ -162,22 +162,41 @@ class TemporalDerivative(LocalRule):
     """The temporal-derivative (STDP-like) rule (DESIGN 4.2, §12.3).
 
     The output weights of each net change by presynaptic activity times the rate of change of
-    the postsynaptic embedding, with no target and no error computed:
+    the postsynaptic activity, with no target and no error computed:
 
-    ``dW_out = eta * h^T (e_l(t+1) - e_l(t)) / dt``
+    ``dW_out = eta * h^T (post(t+1) - post(t)) / dt``
 
-    implemented as the gradient of the surrogate ``-sum y . stopgrad(de/dt)`` on the net's raw
-    output ``y`` (before the consensus standardises it), so that with SGD the output weights
-    change by exactly ``h^T de/dt``; the hidden layers receive the same signal by
-    back-propagation inside the net, feedback alignment or not at all
-    (``model.hidden_learning``). Where ``e_l(t)`` equals the net's prediction (raw predictions,
-    no state normalisation), ``e_l(t+1) - e_l(t) = e*_l - y`` and the update is exactly the
-    delta rule's. With Adam (the default optimiser) the step is Adam's transform of that
-    gradient, as for every rule.
+    §12.3: the temporal derivative can stand in for the error "if the neural activity starts
+    at the net's own prediction and then moves toward the better value". With
+    ``temporal.reference = "prediction"`` (the default) that is what happens within one
+    settling step, read as two phases:
 
-    With ``temporal.spiking``, ``de/dt`` is not read off the rates but estimated from Poisson
-    spike trains of push-pull neuron pairs by a derivative filter (:mod:`bioglom.spikes`):
-    noisy but unbiased.
+    1. *driven*: each output unit of a net is driven by the net alone, so its activity is the
+       net's prediction ``y_hat(t)`` in the units that enter the consensus (standardised per
+       vector when ``consensus.normalise_predictions``; the standardisation is the net's last,
+       divisive-normalisation stage);
+    2. *relaxed*: the consensus takes over and the same units relax to ``e*(t+1)``.
+
+    ``rate = (e*(t+1) - y_hat(t)) / dt``, and the weight change is ``pre x rate`` at the output
+    units, passed to the hidden layers like any error (``model.hidden_learning``). Each net
+    needs its own copy of the postsynaptic units (a compartment of its own, or a phase of its
+    own for top-down nets), since the bottom-up and top-down predictions of a level differ.
+    It is implemented as the gradient of the surrogate ``-sum y_hat . stopgrad(rate)``, whose
+    gradient with respect to ``y_hat`` is ``(y_hat - e*) / dt``: for ``dt = 1`` the update equals
+    the delta rule's (:class:`CoDistillation`) at every step, whatever the normalisation; the
+    rule vanishes exactly when the prediction is right.
+
+    ``temporal.reference = "previous_state"`` is the named ablation: the units start at the
+    column's previous state, ``rate = (e(t+1) - e(t)) / dt``, applied to the nets' raw outputs.
+    Its update does not vanish when the prediction equals the consensus (it follows the
+    state's own drift), and under plain SGD it diverges (measured:
+    ``experiments/temporal_vs_delta.py``).
+
+    With ``temporal.spiking``, the rate is not read off the activities but estimated from
+    Poisson spike trains of push-pull neuron pairs whose rate ramps linearly from the start of
+    the step (``y_hat``, or ``e(t)`` for the ablation) to ``e*(t+1)``, by a derivative filter
+    (:mod:`bioglom.spikes`): noisy but unbiased. With Adam (the default optimiser) the step is
+    Adam's transform of the gradient, as for every rule.
     """
 
     name = "temporal"
@@ -194,19 +213,27 @@ class TemporalDerivative(LocalRule):
         self.spike_gen: torch.Generator | None = None
 
     def rate_of_change(self, e0: Tensor, e1: Tensor, generator=None) -> Tensor:
-        """``de/dt`` over one step: exact from rates, or the spiking estimate."""
+        """``(e1 - e0) / dt`` over one step: exact from rates, or the spiking estimate."""
         tc = self.config.temporal
         if not tc.spiking:
             return (e1 - e0) / tc.dt
         return spiking_derivative(e0, e1, tc.gain, tc.bins, tc.dt, generator)
 
     def step_loss(self, out, e, target, target_precision):
-        rate = self.rate_of_change(e, target, self._spike_generator(e.device))
         n_bd = e.shape[2] * e.shape[3]
-        # on the nets' raw outputs: the output units' weights change by pre x rate exactly,
-        # whatever standardisation the consensus applies afterwards
-        bu = -(out.bottom_up_raw * rate).sum(dim=(2, 3)) / n_bd
-        td = -(out.top_down_raw * rate[:-1]).sum(dim=(2, 3)) / n_bd
+        gen = self._spike_generator(e.device) if self.config.temporal.spiking else None
+        if self.config.temporal.reference == "prediction":
+            # each net's units: from its own prediction (as it enters the consensus) to e*
+            bu_y, td_y = out.bottom_up, out.top_down
+            bu_rate = self.rate_of_change(bu_y.detach(), target, gen)
+            td_rate = self.rate_of_change(td_y.detach(), target[:-1], gen)
+        else:
+            # the ablation: every unit from the column's previous state, on the raw outputs
+            bu_y, td_y = out.bottom_up_raw, out.top_down_raw
+            rate = self.rate_of_change(e, target, gen)
+            bu_rate, td_rate = rate, rate[:-1]
+        bu = -(bu_y * bu_rate).sum(dim=(2, 3)) / n_bd
+        td = -(td_y * td_rate).sum(dim=(2, 3)) / n_bd
         return bu.sum() + td.sum()
 
     def _spike_generator(self, device: torch.device) -> torch.Generator:
