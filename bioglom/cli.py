@@ -73,15 +73,15 @@ def _print_summary(path: Path, status: str, metrics: dict[str, float], levels: i
     shown = [k for k in ("loss", "loss_recon", "probe_recon_mse", "probe_fill_mse") if k in metrics]
     if shown:
         print("final: " + ", ".join(f"{k} {_fmt(metrics[k])}" for k in shown))
-    islands = [
-        ("islands/img", "probe_islands", "{:.1f}"),
-        ("obj FG-ARI", "probe_fgari_obj", "{:.3f}"),
+    islands = [  # the mismatched-image controls first (DESIGN section 10)
         ("obj delta", "probe_dfgari_obj", "{:+.3f}"),
-        ("part FG-ARI", "probe_fgari_part", "{:.3f}"),
         ("part delta", "probe_dfgari_part", "{:+.3f}"),
-        ("nesting", "probe_nesting", "{:.3f}"),
+        ("obj FG-ARI", "probe_fgari_obj", "{:.3f}"),
+        ("part FG-ARI", "probe_fgari_part", "{:.3f}"),
+        ("islands/img", "probe_islands", "{:.1f}"),
         ("w nesting", "probe_wnesting", "{:.3f}"),
         ("wnest delta", "probe_dwnesting", "{:+.3f}"),
+        ("nesting", "probe_nesting", "{:.3f}"),
     ]
     columns = [
         ("cos within", "probe_cos", "{:.3f}"),
@@ -99,9 +99,52 @@ def _print_summary(path: Path, status: str, metrics: dict[str, float], levels: i
                     ok = v is not None and math.isfinite(v)
                     cells.append(f"{form.format(v) if ok else '-':>11}")
                 print(f"{k:>5} " + " ".join(cells))
+        baselines = _baseline_rows(path)
+        if baselines:
+            print("baselines that learn nothing, on the same probe images (bioglom.baselines):")
+            print(f"{'':>21} " + " ".join(f"{t:>11}" for t, _, _ in islands[:5]))
+            for name, cells in baselines:
+                print(f"{name:>21} " + " ".join(f"{c:>11}" for c in cells))
         print("delta: score minus the same score against another probe image's islands")
-        print("(exactly 0 for islands that ignore the image)")
+        print("(exactly 0 for islands that ignore the image); a learned score is a result only")
+        print("where it and its delta beat every baseline")
         print("w nesting: nesting weighted by island size, single columns left out")
+
+
+def _baseline_rows(path: Path) -> list[tuple[str, list[str]]]:
+    """Object and part FG-ARI with their deltas, and island counts, of every baseline of
+    :mod:`bioglom.baselines` on the run's probe images (none where it has no masks)."""
+    from .baselines import BASELINES
+    from .runs import open_run
+    from .scores import column_labels, score_islands
+
+    try:
+        with open_run(path) as run:
+            probe, patch = run.probe, run.config.frontend.patch_size
+    except (OSError, ValueError, KeyError):
+        return []
+    images = probe.get("images")
+    masks = {t: probe.get(f"{name}_masks") for t, name in (("obj", "object"), ("part", "part"))}
+    if images is None or images.ndim != 4 or any(m is None for m in masks.values()):
+        return []
+    grid = (images.shape[2] // patch, images.shape[3] // patch)
+    truth = {t: column_labels(m, grid) for t, m in masks.items()}
+    rows = []
+    for name, fn in BASELINES.items():
+        sc = score_islands(fn(images, patch)[None], truth)
+        values = [sc["dfgari_obj"][0], sc["dfgari_part"][0], sc["fgari_obj"][0]]
+        values += [sc["fgari_part"][0], sc["count"][0]]
+        forms = ["{:+.3f}", "{:+.3f}", "{:.3f}", "{:.3f}", "{:.1f}"]
+        rows.append(
+            (
+                name,
+                [
+                    f.format(v) if math.isfinite(v) else "-"
+                    for f, v in zip(forms, values, strict=True)
+                ],
+            )
+        )
+    return rows
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -490,8 +490,9 @@ class TemporalConfig:
         Choice("prediction", "previous_state"),
         "where a net's postsynaptic activity starts before the consensus moves it: prediction "
         "(its own prediction, in the units that enter the consensus: the rule then equals the "
-        "delta rule, §12.3) or previous_state (the column's state e(t): an ablation that does "
-        "not vanish when the prediction is right, and diverges under SGD)",
+        "delta rule with its rate divided by dt, §12.3) or previous_state (the column's state "
+        "e(t): an ablation that does not vanish when the prediction is right, and diverges "
+        "under SGD)",
     )
 
 
@@ -646,8 +647,11 @@ class Config:
             lines.append("")
         return "\n".join(lines)
 
-    def validate(self) -> Config:
-        """Check every field and the cross-field rules; returns self or raises ConfigError."""
+    def validate(self, check_files: bool = True) -> Config:
+        """Check every field and the cross-field rules; returns self or raises ConfigError.
+
+        ``check_files=False`` leaves out the checks that ``data.path`` exists (for the config
+        of a saved run or model, whose data file may have moved since)."""
         for sname, section in self._sections():
             for f in dataclasses.fields(section):
                 check = f.metadata["check"]
@@ -722,11 +726,11 @@ class Config:
         if d.source == "file":
             if not d.path:
                 raise ConfigError("data.path", d.path, "expected a file when data.source = 'file'")
-            if not os.path.isfile(d.path):
+            if check_files and not os.path.isfile(d.path):
                 raise ConfigError("data.path", d.path, "no such file (expected a .npz or .h5 file)")
             if not d.path.endswith((".npz", ".h5", ".hdf5")):
                 raise ConfigError("data.path", d.path, "expected a .npz, .h5 or .hdf5 file")
-        elif d.source == "mnist" and d.path and not os.path.isdir(d.path):
+        elif d.source == "mnist" and d.path and check_files and not os.path.isdir(d.path):
             raise ConfigError(
                 "data.path", d.path, "no such folder (expected the folder of MNIST IDX files)"
             )
@@ -821,12 +825,18 @@ def _toml_value(value: Any) -> str:
 
 
 def config_from_dict(
-    data: Mapping[str, Any], *, base_dir: str | os.PathLike | None = None
+    data: Mapping[str, Any],
+    *,
+    base_dir: str | os.PathLike | None = None,
+    validate: bool = True,
+    check_files: bool = True,
 ) -> Config:
     """Build and validate a config from a nested mapping (section -> field -> value).
 
     Missing sections and fields take their defaults. ``base_dir``, when given, is the folder
-    that a relative ``data.path`` is resolved against.
+    that a relative ``data.path`` is resolved against. ``validate=False`` skips every check
+    but the field names (for reading what a run recorded); ``check_files`` as in
+    :meth:`Config.validate`.
     """
     if not isinstance(data, Mapping):
         raise ConfigError("<config>", data, "expected a table of sections")
@@ -845,7 +855,7 @@ def config_from_dict(
     if base_dir is not None and isinstance(cfg.data.path, str) and cfg.data.path:
         if not os.path.isabs(cfg.data.path):
             cfg.data.path = os.path.normpath(os.path.join(base_dir, cfg.data.path))
-    return cfg.validate()
+    return cfg.validate(check_files) if validate else cfg
 
 
 def config_from_toml(text: str, *, base_dir: str | os.PathLike | None = None) -> Config:
@@ -855,6 +865,40 @@ def config_from_toml(text: str, *, base_dir: str | os.PathLike | None = None) ->
     except tomllib.TOMLDecodeError as err:
         raise ConfigError("<toml>", text[:40], f"not valid TOML: {err}") from None
     return config_from_dict(data, base_dir=base_dir)
+
+
+#: fields added after runs were first saved, with the value that reproduces what a run saved
+#: without them did -- which is not always the new default
+LEGACY_VALUES = {("temporal", "reference"): "previous_state"}
+
+
+def saved_config(
+    text: str,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    *,
+    validate: bool = True,
+) -> Config:
+    """The config a run or a weights file recorded (the complete TOML dump of
+    :meth:`Config.to_toml`), with ``overrides`` applied.
+
+    A field the dump lacks was added after the file was written: it takes the value in
+    ``LEGACY_VALUES`` that reproduces what the run did (a temporal run saved before
+    ``temporal.reference`` existed used the previous state), else its default. The data file
+    need not exist any more. ``validate=False`` reads a config that today's rules refuse
+    (e.g. an option refused since), for looking at a run, not for training.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError("<toml>", text[:40], f"not valid TOML: {err}") from None
+    for (section, key), value in LEGACY_VALUES.items():
+        if isinstance(data.get(section), dict) and key not in data[section]:
+            data[section][key] = value
+    if validate:
+        return config_with_overrides(data, overrides, check_files=False)
+    if overrides:
+        raise ValueError("saved_config: overrides need validate=True")
+    return config_from_dict(data, validate=False)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -918,7 +962,10 @@ def load_config(
 
 
 def config_with_overrides(
-    data: Mapping[str, Any], overrides: Iterable[str] | Mapping[str, Any] = ()
+    data: Mapping[str, Any],
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    *,
+    check_files: bool = True,
 ) -> Config:
     """The validated config of a table of sections ``data`` (as parsed from TOML) with
     ``overrides`` applied (as in :func:`load_config`); ``data`` itself is not changed."""
@@ -943,7 +990,7 @@ def config_with_overrides(
             table[keys[2]] = value
         else:
             section[keys[1]] = value
-    return config_from_dict(data)
+    return config_from_dict(data, check_files=check_files)
 
 
 def _default_value(section: str, key: str) -> Any:

@@ -20,7 +20,6 @@ identical frames; a video ``[T, B, C, H, W]`` feeds frame ``t`` at step ``t`` (Â
 from __future__ import annotations
 
 import os
-import tomllib
 import zipfile
 import zlib
 from collections.abc import Iterable, Mapping
@@ -33,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .columns import ColumnMLP
-from .config import CONTRIBUTIONS, Config, ConfigError, config_with_overrides, per_level
+from .config import CONTRIBUTIONS, Config, ConfigError, per_level, saved_config
 from .frontend import CnnFrontend, PatchDecoder, PatchFrontend
 from .functional import (
     consensus_gaussian,
@@ -587,7 +586,7 @@ def load_model(
         raise ValueError(f"{path}: not a bioglom weights file ({type(err).__name__})") from None
     if not isinstance(saved, dict) or not {"model", "config"} <= set(saved):
         raise ValueError(f"{path}: not a bioglom weights file (no 'model' and 'config')")
-    config = config_with_overrides(tomllib.loads(saved["config"]), overrides)
+    config = saved_config(saved["config"], overrides)
     geometry = {}
     if "channels" in saved and "image_size" in saved:  # else from the configured data
         geometry = {"channels": int(saved["channels"]), "image_size": tuple(saved["image_size"])}

@@ -76,7 +76,7 @@ _METRIC_CHUNK = 1024
 _LOCKING = False
 _OPEN_RETRY_S = 1.0  # how long a reader waits out a writer that is not (yet / any more) in SWMR
 # Metadata read attempts of a SWMR reader (HDF5's default is 100). HDF5 sleeps 1 ns, 2 ns, 4 ns,
-# ... between attempts, so 28 attempts wait out a half-written block for about 0.13 s in all.
+# ... between attempts, so 28 attempts wait out a half-written block for about 0.27 s in all.
 _SWMR_READ_ATTEMPTS = 28
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -722,10 +722,12 @@ class Run:
 
     @property
     def config(self) -> Any:
-        """The parsed configuration (``bioglom.config.config_from_toml`` of ``config_text``)."""
-        from bioglom.config import config_from_toml
+        """The configuration the run recorded (``bioglom.config.saved_config`` of
+        ``config_text``, unvalidated: fields added since take the value that reproduces what
+        the run did, and a run whose options are refused today can still be read)."""
+        from bioglom.config import saved_config
 
-        return config_from_toml(self.config_text)
+        return saved_config(self.config_text, validate=False)
 
     @property
     def versions(self) -> dict[str, str]:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .allocator import keep_freed_memory
 from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from .config import Config, ConfigError, config_from_toml
+from .config import Config, ConfigError, saved_config
 from .data import ImageSet, load_images, part_whole_scenes
 from .digits import mnist, sklearn_digits
 from .model import Glom, build_model
@@ -549,7 +549,7 @@ def _load_resume(config: Config, out: Path, ckpt_path: Path) -> dict:
     if not ckpt_path.exists() and status == "finished":
         raise FileNotFoundError(f"run {str(out)!r} has finished: nothing to resume")
     ckpt = load_checkpoint(ckpt_path)
-    saved = config_from_toml(ckpt["config"])
+    saved = saved_config(ckpt["config"])
     differ = config_differences(saved, config)
     given, saved = config.to_dict(), saved.to_dict()
     if differ:

@@ -183,3 +183,37 @@ def test_every_field_has_a_doc_and_a_check():
         ):
             assert f.metadata.get("doc"), f.name
             assert callable(f.metadata.get("check")), f.name
+
+
+def test_saved_config_reads_fields_added_since_as_the_run_used_them():
+    """A run saved before temporal.reference existed used the previous state: reading its
+    config back gives "previous_state" (not the new default), so a resumed or compared
+    experiment does not take an old temporal run for the new rule; a complete dump reads back
+    as written."""
+    from bioglom.config import saved_config
+
+    cfg = load_config(overrides={"train.rule": "temporal"})
+    text = cfg.to_toml()
+    assert saved_config(text) == cfg and cfg.temporal.reference == "prediction"
+    old = "\n".join(line for line in text.splitlines() if not line.startswith("reference ="))
+    assert "reference" not in old
+    assert saved_config(old).temporal.reference == "previous_state"
+
+
+def test_saved_config_reads_runs_whose_data_file_or_options_are_gone(tmp_path):
+    """A saved config whose data file has moved is read (the file is not needed to look at a
+    run or load its weights); one with an option refused since reads unvalidated."""
+    from bioglom.config import saved_config
+
+    data = tmp_path / "scenes.npz"
+    np.savez(data, images=np.zeros((8, 3, 8, 8), dtype=np.float32))
+    cfg = load_config(overrides={"data.source": "file", "data.path": str(data)})
+    text = cfg.to_toml()
+    data.unlink()
+    with pytest.raises(ConfigError, match="data.path"):
+        load_config(overrides={"data.source": "file", "data.path": str(data)})
+    assert saved_config(text).data.path == str(data)
+    refused = Config().to_toml().replace('negatives = "other_dreams"', 'negatives = "near_frames"')
+    with pytest.raises(ConfigError, match="night.negatives"):
+        saved_config(refused)
+    assert saved_config(refused, validate=False).night.negatives == "near_frames"

@@ -83,12 +83,22 @@ def test_islands_table_leads_with_the_controls_and_lists_every_baseline(tmp_path
     assert isl.pm((np.array([np.nan]), np.array([np.nan])), 0) == "-"
     one = {"fgari_obj": (np.array([0.9, 0.3]), np.array([0.01, 0.01])),
            "dfgari_obj": (np.array([0.8, 0.2]), np.array([0.01, 0.01]))}  # fmt: skip
+    one.update({f"best_{k}": v for k, v in one.items()})
     base = {"fgari_obj": (np.array([0.85]), np.array([0.0])),
             "dfgari_obj": (np.array([0.5]), np.array([0.0]))}  # fmt: skip
-    got = isl.winners({"arm": {"levels": 2, "connected": one}}, {"b": base}, "connected")
-    assert got == ["arm L0"]  # L1 is below the baseline; L0 beats it by more than the spread
+    base.update({f"best_{k}": v for k, v in base.items()})
+
+    def win():
+        return isl.winners({"arm": {"levels": 2, "connected": one}}, {"b": base}, "connected")
+
+    assert win() == ["arm L0"]  # L1 is below the baseline; L0 beats it by more than the spread
     base["fgari_obj"] = (np.array([0.895]), np.array([0.0]))  # within the spread: no win
-    assert isl.winners({"arm": {"levels": 2, "connected": one}}, {"b": base}, "connected") == []
+    assert win() == []
+    base["fgari_obj"] = (np.array([0.85]), np.array([0.0]))
+    base["best_fgari_obj"] = (np.array([0.95]), np.array([0.0]))  # the baseline's best wins
+    assert win() == []
+    base["best_fgari_obj"] = (np.array([np.nan]), np.array([np.nan]))  # undefined: not beaten
+    assert win() == []
 
 
 def test_day_night_fall_and_recovery_arithmetic():

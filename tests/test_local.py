@@ -144,6 +144,7 @@ SETTINGS = {  # (normalise_predictions, state_norm): every combination the rule 
     "raw-layer": (False, "layer"),
     "std-layer": (True, "layer"),
     "std-homeostatic": (True, "homeostatic"),  # the default
+    "std-batch": (True, "batch"),
 }
 
 

@@ -933,3 +933,19 @@ def test_load_model_refuses_bad_files_and_shape_changing_overrides(tmp_path):
         bioglom.load_model(path, overrides={"model.dim": 16})
     with pytest.raises(bioglom.ConfigError, match="attention.beta_end"):
         bioglom.load_model(path, overrides={"attention.beta_end": -1.0})
+
+
+def test_load_model_needs_no_data_file(tmp_path):
+    """A model trained on a user's file loads after the file has moved: its geometry is saved
+    with the weights."""
+    data = tmp_path / "imgs.npz"
+    np.savez(data, images=np.zeros((8, 1, 8, 8), dtype=np.float32))
+    cfg = small_config(data__source="file", data__path=str(data))
+    m = bioglom.build_model(cfg)
+    path = tmp_path / "w.pt"
+    _save_weights(m, cfg, path)
+    data.unlink()
+    loaded = bioglom.load_model(path)
+    assert loaded.channels == 1 and loaded.image_size == (8, 8)
+    for (name, p), q in zip(m.named_parameters(), loaded.parameters(), strict=True):
+        assert torch.equal(p, q), name
