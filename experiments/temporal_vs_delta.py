@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from bioglom import load_config  # noqa: E402
 from bioglom.report import experiment_parser, markdown_table, run_experiment  # noqa: E402
@@ -108,6 +109,15 @@ def plot_curves(runs: dict[str, Path], levels: int, path: Path) -> bool:
     return True
 
 
+def weight_distance(a: Path, b: Path) -> float:
+    """``|W_a - W_b| / |W_b|`` over every floating-point tensor of two runs' final weights."""
+    wa = torch.load(a.with_suffix(".pt"), map_location="cpu", weights_only=True)["model"]
+    wb = torch.load(b.with_suffix(".pt"), map_location="cpu", weights_only=True)["model"]
+    keys = [k for k in wb if wb[k].is_floating_point()]
+    num = sum(float((wa[k] - wb[k]).double().pow(2).sum()) for k in keys)
+    return (num / sum(float(wb[k].double().pow(2).sum()) for k in keys)) ** 0.5
+
+
 def main() -> int:
     ap = experiment_parser(__doc__, PRESETS, "runs/temporal_vs_delta")
     args = ap.parse_args()
@@ -139,15 +149,20 @@ def main() -> int:
                 tail(m, "probe_recon_mse", 1),
             ]
         )
+    for row, (arm, path) in zip(rows, runs.items(), strict=True):
+        same = arm != "delta" and row[0] == arm  # finished: compare its final weights
+        row.append(f"{weight_distance(path, runs['delta']):.2e}" if same else "-")
     headers = [
         "arm",
         *(f"BU L{k}" for k in range(K)),
         *(f"TD L{k}" for k in range(K - 1)),
         "decoder",
         "probe recon MSE",
+        "|W - W_delta| / |W_delta|",
     ]
     print(f"\ntemporal_vs_delta, preset {args.preset}: runs in {out}")
     print("final local losses (1/2 |prediction - consensus|^2, mean of the last 3 finite records)")
+    print("and how far each finished arm's final weights are from the delta rule's")
     print(markdown_table(headers, rows))
     if plot_curves(runs, K, out / "curves.png"):
         print(f"learning curves: {out / 'curves.png'}")

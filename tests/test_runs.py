@@ -429,7 +429,7 @@ def test_damaged_and_foreign_files_fail_at_once_with_one_line(tmp_path):
         [sys.executable, "-c", READER, runs.__file__, *paths],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,  # a generous bound for a loaded machine: the old reader hung for hours
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
@@ -438,7 +438,7 @@ def test_damaged_and_foreign_files_fail_at_once_with_one_line(tmp_path):
         assert kind == "RunFileError", (name, kind, message)
         assert message.startswith(f"{path}: ") and "\n" not in message
         assert fragment in message, (name, message)
-        assert seconds < 10, (name, seconds)
+        assert seconds < 30, (name, seconds)  # the old reader hung for hours
     assert issubclass(runs.RunFileError, ValueError)
 
 
@@ -484,11 +484,11 @@ def test_a_killed_writers_file_cut_short_is_read_or_refused_at_once(tmp_path):
         [sys.executable, "-c", READER, runs.__file__, str(path)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr
     kind, message, seconds = json.loads(proc.stdout)[str(path)]
-    assert seconds < 10
+    assert seconds < 30
     assert kind in ("RunFileError", "OSError", "RuntimeError"), (kind, message)
     if kind == "RunFileError":
         assert message.startswith(f"{path}: truncated (file is {len(data) // 2:,} bytes")
