@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE"
     )
+    c.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the configuration reference (every field, its default and meaning) as "
+        "Markdown, as in docs/configuration.md",
+    )
     return p
 
 
@@ -204,8 +210,17 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from .config import documented_toml
+    from .config import documented_markdown, documented_toml
 
+    if args.markdown:
+        if args.config or args.overrides:
+            print(
+                "bioglom: error: --markdown documents the defaults: no CONFIG or --set",
+                file=sys.stderr,
+            )
+            return 2
+        print(documented_markdown(), end="")
+        return 0
     print(documented_toml(load_config(args.config, args.overrides)), end="")
     return 0
 

@@ -103,6 +103,10 @@ def test_config_command_prints_a_loadable_documented_config(tmp_path, capsys):
     p = tmp_path / "c.toml"
     p.write_text(text)
     assert load_config(p) == load_config(DEFAULT, ["model.dim=12"])
+    assert main(["config", "--markdown"]) == 0
+    page = capsys.readouterr().out
+    assert page.startswith("# Configuration reference") and "| `model.dim` | `32` |" in page
+    assert main(["config", str(DEFAULT), "--markdown"]) == 2  # the reference is of the defaults
 
 
 def test_resume_options_and_exit_statuses(tmp_path, capsys, monkeypatch):
