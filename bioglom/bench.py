@@ -75,7 +75,7 @@ PRESETS = {
         "memory_columns": 64,
         "peer_batches": [1],
     },
-    # the README's numbers
+    # the numbers of docs/performance.md
     "full": {
         "columns": 256,  # 16x16
         "batch": 32,

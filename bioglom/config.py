@@ -1053,7 +1053,7 @@ def documented_markdown() -> str:
 
 
 def field_docs() -> dict[str, str]:
-    """``{"section.field": "one-line doc"}`` for every field: used by the README and tests."""
+    """``{"section.field": "one-line doc"}`` for every field (docs/configuration.md, tests)."""
     out = {}
     for sname, cls in _SECTIONS.items():
         for f in dataclasses.fields(cls):

@@ -1,4 +1,6 @@
 """Day and night: does positive-only learning collapse slowly, and does a little negative
+
+Results, table and discussion: docs/experiments/day_night.md
 learning in sleep restore it fast? (paper §12.2)
 
     python experiments/day_night.py --preset quick|full [--mnist FOLDER] [--out DIR]
@@ -64,7 +66,7 @@ PRESETS = {
         "overrides": {"data.n_linear": 256, "data.n_probe": 16, "run.record_every": 5},
         "mnist": False,
     },
-    # the README's numbers
+    # the numbers of docs/experiments/day_night.md
     "full": {
         "lengths": {"day": 1500, "night": 200, "block": 300, "night_block": 40, "cycles": 5},
         "overrides": {"data.n_linear": 1024, "data.n_probe": 32, "run.record_every": 10,

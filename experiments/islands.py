@@ -1,5 +1,7 @@
 """Islands and parse trees under each learning rule, against controls and baselines (§1, §6).
 
+Results, table and discussion: docs/experiments/islands.md
+
     python experiments/islands.py --preset quick|full [--out DIR] [--rescore]
 
 GLOM's claim is that islands of nearly identical embeddings are the parse tree: parts at a low
@@ -89,7 +91,8 @@ PRESETS = {
         "run.snapshot_every": 6,
         "run.checkpoint_every": 0,
     },
-    # the README's numbers: the default model (16x16 columns, 4 levels, d = 32), 600 updates
+    # the numbers of docs/experiments/islands.md:
+    # the default model (16x16 columns, 4 levels, d = 32), 600 updates
     "full": {
         "train.updates": 600,
         "run.record_every": 50,

@@ -1,5 +1,7 @@
 """Shared weights vs co-distilled columns vs isolated columns (paper §12.1).
 
+Results, table and discussion: docs/experiments/shared_vs_codistilled.md
+
     python experiments/shared_vs_codistilled.py --preset quick|full [--out DIR]
 
 Three arms on the same scenes, settling steps and seed, all learning locally by co-distillation
@@ -51,7 +53,8 @@ PRESETS = {
         "run.record_every": 10,
         "run.snapshot_every": 40,
     },
-    # the README's numbers: the default model (16x16 columns, 4 levels, d = 32)
+    # the numbers of docs/experiments/shared_vs_codistilled.md:
+    # the default model (16x16 columns, 4 levels, d = 32)
     "full": {
         "train.updates": 600,
         "run.record_every": 50,

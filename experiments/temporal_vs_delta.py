@@ -1,5 +1,7 @@
 """The delta rule vs the temporal-derivative rule vs its spiking variant (paper §12.3).
 
+Results, table and discussion: docs/experiments/temporal_vs_delta.md
+
     python experiments/temporal_vs_delta.py --preset quick|full [--out DIR]
 
 Four arms on the same scenes, model, steps and seed, differing only in how the nets learn:
@@ -14,7 +16,7 @@ Four arms on the same scenes, model, steps and seed, differing only in how the n
 * temporal_prev -- the ablation temporal.reference = previous_state: the units start at the
                    column's previous state, so the update does not vanish when the prediction
                    is right (its spiking variant tracked it step for step in the first round,
-                   README, so it is not run again).
+                   docs/experiments/temporal_vs_delta.md, so it is not run again).
 
 Every arm records the same local losses (1/2 |prediction - consensus|^2 per level and net),
 so the learning curves are comparable. Writes one HDF5 run per arm to DIR, a figure of the
@@ -64,7 +66,8 @@ PRESETS = {
         "run.record_every": 10,
         "run.snapshot_every": 40,
     },
-    # the README's numbers: the default model (16x16 columns, 4 levels, d = 32)
+    # the numbers of docs/experiments/temporal_vs_delta.md:
+    # the default model (16x16 columns, 4 levels, d = 32)
     "full": {
         "train.updates": 600,
         "run.record_every": 25,

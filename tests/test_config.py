@@ -186,7 +186,8 @@ def test_configuration_reference_is_generated_from_the_fields():
 
 
 def test_every_field_has_a_doc_and_a_check():
-    """Every field carries one-line documentation and a validator (the README table uses them)."""
+    """Every field carries one-line documentation and a validator (docs/configuration.md
+    uses them)."""
     for section in dataclasses.fields(Config):
         for f in dataclasses.fields(
             section.type if isinstance(section.type, type) else getattr(Config(), section.name)
