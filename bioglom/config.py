@@ -149,6 +149,24 @@ class Choice(_Check):
         return value
 
 
+class RuleChoice(Choice):
+    """The names of the learning rules in :data:`bioglom.rules.RULES`, read from the registry
+    when a value is checked (so that a rule is registered in one place)."""
+
+    def __init__(self):  # the options are the registry's, not fixed here
+        pass
+
+    @property
+    def options(self) -> tuple[str, ...]:  # type: ignore[override]
+        from .rules import RULES  # here, not at import: the rules import the model and config
+
+        return tuple(RULES)
+
+    @property
+    def allowed(self) -> str:  # type: ignore[override]
+        return "expected one of " + ", ".join(repr(o) for o in self.options)
+
+
 class Text(_Check):
     allowed = "expected a string"
 
@@ -432,7 +450,7 @@ class TrainConfig:
 
     rule: str = _f(
         "codistill",
-        Choice("end_to_end", "codistill", "temporal"),
+        RuleChoice(),
         "learning rule: end_to_end (back-propagation through settling, the baseline), "
         "codistill (delta rule toward the consensus), temporal (temporal-derivative rule)",
     )
@@ -706,12 +724,9 @@ class Config:
                 "with per-column statistics): batch statistics would pass information between "
                 "columns",
             )
-        if self.train.rule == "temporal" and self.consensus.mode != "mean":
-            raise ConfigError(
-                "consensus.mode",
-                self.consensus.mode,
-                "the temporal-derivative rule needs 'mean' (it has no signal for precisions)",
-            )
+        from .rules import RULES  # each rule checks what it needs of the rest of the config
+
+        RULES[self.train.rule].check_config(self)
         if self.model.state_norm == "layer" and self.model.dim < 2:
             raise ConfigError(
                 "model.dim", self.model.dim, "expected >= 2 with state_norm = 'layer'"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 import torch
@@ -32,12 +34,32 @@ def test_corrupt_removes_square_holes_of_the_given_size():
     assert torch.equal(y0, x) and not m0.any()
 
 
-def test_rule_registry_matches_config_choices():
-    """Every rule the config accepts is registered, and every registered rule is accepted."""
-    from bioglom.config import TrainConfig
+def test_the_registry_decides_which_rules_the_config_accepts(monkeypatch):
+    """train.rule accepts exactly the registered names: a rule added to RULES is accepted and
+    its own check_config runs on validation; an unregistered name is refused with the
+    registered ones listed; the temporal rule's own check refuses gaussian consensus."""
+    import bioglom
+    from bioglom.rules.base import LearningRule
 
-    choices = TrainConfig.__dataclass_fields__["rule"].metadata["check"].options
-    assert set(choices) == set(RULES)
+    class Probe(LearningRule):
+        name = "probe_rule"
+        seen: ClassVar[list] = []
+
+        @classmethod
+        def check_config(cls, config):
+            cls.seen.append(config.train.rule)
+            if config.train.lr > 1:
+                raise bioglom.ConfigError("train.lr", config.train.lr, "probe_rule: at most 1")
+
+    with pytest.raises(bioglom.ConfigError, match="'codistill', 'temporal'"):
+        small_config(train__rule="probe_rule")
+    monkeypatch.setitem(RULES, "probe_rule", Probe)
+    assert small_config(train__rule="probe_rule").train.rule == "probe_rule"
+    assert Probe.seen == ["probe_rule"]
+    with pytest.raises(bioglom.ConfigError, match="probe_rule: at most 1"):
+        small_config(train__rule="probe_rule", train__lr=2.0)
+    with pytest.raises(bioglom.ConfigError, match="consensus.mode"):
+        small_config(train__rule="temporal", consensus__mode="gaussian")
 
 
 def test_end_to_end_lowers_its_loss_on_a_fixed_batch():

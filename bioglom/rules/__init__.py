@@ -2,7 +2,8 @@
 
 A rule owns its optimiser and makes one weight update per call of :meth:`LearningRule.update`;
 the trainer only feeds batches, records what the rule returns and writes the run. Adding a
-rule is adding a class to :data:`RULES` (and its name to ``train.rule``'s choices).
+rule is adding a class to :data:`RULES`: its ``name`` becomes a value ``train.rule`` accepts, and
+its ``check_config`` runs when a config that selects it is validated.
 """
 
 from __future__ import annotations

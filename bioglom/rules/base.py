@@ -176,7 +176,13 @@ class LearningRule:
     #: names of the scalars :meth:`update` returns, recorded as run metrics
     metric_names: ClassVar[tuple[str, ...]] = ()
 
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        """Raise ConfigError where ``config`` asks this rule for something it cannot do;
+        :meth:`bioglom.config.Config.validate` calls it for the configured rule."""
+
     def __init__(self, model: Glom, config: Config):
+        self.check_config(config)
         self.model = model
         self.config = config
         self.optimizer = make_optimizer(model.parameters(), config.train)

@@ -201,14 +201,16 @@ class TemporalDerivative(LocalRule):
 
     name = "temporal"
 
-    def __init__(self, model: Glom, config: Config):
+    @classmethod
+    def check_config(cls, config: Config) -> None:
         if config.consensus.mode != "mean":
             raise ConfigError(
-                "train.rule",
-                "temporal",
-                "the temporal-derivative rule needs consensus.mode = 'mean' (it has no "
-                "signal for predicted precisions)",
+                "consensus.mode",
+                config.consensus.mode,
+                "the temporal-derivative rule needs 'mean' (it has no signal for precisions)",
             )
+
+    def __init__(self, model: Glom, config: Config):
         super().__init__(model, config)
         self.spike_gen: torch.Generator | None = None
 
