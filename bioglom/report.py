@@ -6,13 +6,22 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from .config import Config, load_config, parse_override
 from .runs import open_run
 
-__all__ = ["final_metrics", "markdown_table", "fmt", "experiment_parser", "run_experiment"]
+__all__ = [
+    "final_metrics",
+    "markdown_table",
+    "fmt",
+    "experiment_parser",
+    "arm_config",
+    "run_experiment",
+]
 
 
 def final_metrics(path: str | os.PathLike) -> dict[str, float]:
@@ -43,7 +52,9 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
 def experiment_parser(doc: str, presets: Iterable[str], out: str) -> argparse.ArgumentParser:
     """The options every experiment script shares: ``--preset``, ``--out`` (folder for the
-    runs, default ``out``), ``--quiet`` and ``--resume``; a script adds its own."""
+    runs, default ``out``), ``--quiet``, ``--resume`` and ``--set`` (a config override for
+    every arm, as ``bioglom run --set``; pass ``args.overrides`` to :func:`arm_config`); a
+    script adds its own."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--preset", choices=sorted(presets), default="quick")
     ap.add_argument("--out", default=out, help="folder for the runs")
@@ -53,7 +64,29 @@ def experiment_parser(doc: str, presets: Iterable[str], out: str) -> argparse.Ar
         action="store_true",
         help="keep finished runs in DIR, continue unfinished ones from their checkpoints",
     )
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config field of every arm (repeatable; applied last, after the "
+        "preset and the arm's own settings)",
+    )
     return ap
+
+
+def arm_config(*layers: Mapping[str, Any], sets: Sequence[str] = ()) -> Config:
+    """The validated config of one arm: the defaults, then each layer of ``{"section.key":
+    value}`` overrides in turn (the script's common settings, the preset, the arm's own),
+    then the command line's ``--set section.key=value`` items."""
+    items: dict[str, Any] = {}
+    for layer in layers:
+        items.update(layer)
+    for item in sets:
+        path, value = parse_override(item)
+        items[".".join(path)] = value
+    return load_config(overrides=items)
 
 
 def run_experiment(main: Callable[[], int | None]) -> int:

@@ -5,11 +5,8 @@ presets live in :mod:`bioglom.bench` so that ``bioglom bench`` runs the same thi
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bioglom.bench import main  # noqa: E402
+from bioglom.bench import main
 
 if __name__ == "__main__":
     sys.exit(main())

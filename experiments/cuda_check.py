@@ -26,10 +26,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import bioglom  # noqa: E402
-from bioglom.rules import make_rule  # noqa: E402
+import bioglom
+from bioglom.rules import make_rule
 
 # ---- configuration -------------------------------------------------------------------------
 REFERENCE = {

@@ -33,15 +33,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from bioglom import load_config  # noqa: E402
-from bioglom.report import experiment_parser, fmt, markdown_table, run_experiment  # noqa: E402
-from bioglom.runs import open_run  # noqa: E402
-from bioglom.schedule import parse_schedule, phase_of_update  # noqa: E402
-from bioglom.train import run_arm  # noqa: E402
+from bioglom.report import arm_config, experiment_parser, fmt, markdown_table, run_experiment
+from bioglom.runs import open_run
+from bioglom.schedule import parse_schedule, phase_of_update
+from bioglom.train import run_arm
 
 # ---- configuration ------------------------------------------------------------------------
 COMMON = {
@@ -188,9 +185,8 @@ def main() -> int:
     out = Path(args.out) / args.preset
     results, kinds_of = {}, {}
     for arm, phases in arms(preset["lengths"]).items():
-        config = load_config(
-            overrides={**COMMON, **data, **preset["overrides"], "schedule.phases": phases}
-        )
+        arm_overrides = {"schedule.phases": phases}
+        config = arm_config(COMMON, data, preset["overrides"], arm_overrides, sets=args.overrides)
         path = out / f"{arm}.h5"
         run_arm(config, path, resume=args.resume, progress=not args.quiet)
         with open_run(path) as run:

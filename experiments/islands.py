@@ -46,23 +46,20 @@ import sys
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from bioglom import load_config  # noqa: E402
-from bioglom.baselines import (  # noqa: E402
+from bioglom.baselines import (
     colour_components,
     fixed_blocks,
     foreground_components,
     kmeans_pixels,
     kmeans_position,
 )
-from bioglom.islands import extract_islands, parse_tree  # noqa: E402
-from bioglom.report import experiment_parser, markdown_table, run_experiment  # noqa: E402
-from bioglom.runs import open_run  # noqa: E402
-from bioglom.scores import column_labels, score_islands  # noqa: E402
-from bioglom.train import TRUTH_MASKS, run_arm  # noqa: E402
+from bioglom.islands import extract_islands, parse_tree
+from bioglom.report import arm_config, experiment_parser, markdown_table, run_experiment
+from bioglom.runs import open_run
+from bioglom.scores import column_labels, score_islands
+from bioglom.train import TRUTH_MASKS, run_arm
 
 # ---- configuration ------------------------------------------------------------------------
 THRESHOLD = 0.8  # cosine above which columns join an island (both methods)
@@ -349,9 +346,8 @@ def main() -> int:
     per_seed: dict[str, list[dict]] = {arm: [] for arm in ARMS}
     for seed in seeds:
         for arm, overrides in ARMS.items():
-            config = load_config(
-                overrides={**COMMON, **PRESETS[args.preset], **overrides, "run.seed": seed}
-            )
+            layers = (COMMON, PRESETS[args.preset], overrides, {"run.seed": seed})
+            config = arm_config(*layers, sets=args.overrides)
             path = run_path(out, arm, seed)
             if not args.rescore:
                 run_arm(config, path, resume=args.resume, progress=not args.quiet)

@@ -29,25 +29,22 @@ import os
 import resource
 import subprocess
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from bioglom import build_model  # noqa: E402
-from bioglom.allocator import keep_freed_memory  # noqa: E402
-from bioglom.bench import config_for, interleaved_ms  # noqa: E402
-from bioglom.functional import (  # noqa: E402
+from bioglom import build_model
+from bioglom.allocator import keep_freed_memory
+from bioglom.bench import config_for, interleaved_ms
+from bioglom.functional import (
     dense_mask_bias,
     lateral_attention,
     window_attention,
     window_neighbours,
     window_tile_bias,
 )
-from bioglom.report import markdown_table  # noqa: E402
-from bioglom.rules.base import ChangeMeter, make_optimizer  # noqa: E402
+from bioglom.report import markdown_table
+from bioglom.rules.base import ChangeMeter, make_optimizer
 
 # ---- configuration ------------------------------------------------------------------------
 FULL = {"sides": [16, 32, 64], "radii": [1, 3, 5], "batch": 32, "dim": 64, "repeats": 5,

@@ -24,11 +24,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bioglom import load_config  # noqa: E402
-from bioglom.report import experiment_parser, final_metrics, fmt, markdown_table, run_experiment  # noqa: E402
-from bioglom.train import run_arm  # noqa: E402
+from bioglom.report import (
+    arm_config,
+    experiment_parser,
+    final_metrics,
+    fmt,
+    markdown_table,
+    run_experiment,
+)
+from bioglom.train import run_arm
 
 # ---- configuration ------------------------------------------------------------------------
 COMMON = {
@@ -75,7 +79,7 @@ def main() -> int:
     out = Path(args.out) / args.preset
     results = {}
     for arm, overrides in ARMS.items():
-        config = load_config(overrides={**COMMON, **PRESETS[args.preset], **overrides})
+        config = arm_config(COMMON, PRESETS[args.preset], overrides, sets=args.overrides)
         path = out / f"{arm}.h5"
         run_arm(config, path, resume=args.resume, progress=not args.quiet)
         results[arm] = final_metrics(path)

@@ -29,15 +29,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from bioglom import load_config  # noqa: E402
-from bioglom.report import experiment_parser, markdown_table, run_experiment  # noqa: E402
-from bioglom.runs import open_run  # noqa: E402
-from bioglom.train import run_arm  # noqa: E402
+from bioglom.report import arm_config, experiment_parser, markdown_table, run_experiment
+from bioglom.runs import open_run
+from bioglom.train import run_arm
 
 # ---- configuration ------------------------------------------------------------------------
 COMMON = {
@@ -128,7 +125,7 @@ def main() -> int:
     out = Path(args.out) / args.preset
     runs = {}
     for arm, overrides in ARMS.items():
-        config = load_config(overrides={**COMMON, **PRESETS[args.preset], **overrides})
+        config = arm_config(COMMON, PRESETS[args.preset], overrides, sets=args.overrides)
         runs[arm] = out / f"{arm}.h5"
         run_arm(config, runs[arm], resume=args.resume, progress=not args.quiet)
 

@@ -25,10 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 )
 def test_quick_preset_writes_one_run_per_arm_and_a_table(script, arms, tmp_path):
     """`python experiments/NAME.py --preset quick` finishes, writes a finished run per arm with
-    the arm's settings, and prints a table row per arm."""
+    the arm's settings (and the command line's `--set`, applied to every arm), and prints a
+    table row per arm."""
     proc = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / script), "--preset", "quick", "--quiet",
-         "--out", str(tmp_path)],
+         "--out", str(tmp_path), "--set", "data.seed=7"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -38,6 +39,7 @@ def test_quick_preset_writes_one_run_per_arm_and_a_table(script, arms, tmp_path)
         with open_run(tmp_path / "quick" / name) as run:
             assert run.status == "finished"
             cfg = run.config
+            assert cfg.data.seed == 7, (script, arm)
             if script.startswith("shared"):
                 assert cfg.model.sharing == arm and cfg.train.rule == "codistill"
             elif script.startswith("islands"):
@@ -99,6 +101,27 @@ def test_islands_table_leads_with_the_controls_and_lists_every_baseline(tmp_path
     assert win() == []
     base["best_fgari_obj"] = (np.array([np.nan]), np.array([np.nan]))  # undefined: not beaten
     assert win() == []
+
+
+def test_arm_config_applies_layers_in_order_then_the_command_line():
+    """An arm's config: defaults, then each layer in turn (a later layer wins), then `--set`
+    items (three-part keys too); a bad `--set` is a ConfigError naming the field."""
+    import bioglom
+    from bioglom.report import arm_config
+
+    cfg = arm_config(
+        {"model.dim": 8, "train.lr": 0.5},
+        {"model.dim": 16},
+        sets=["train.lr=0.25", "consensus.weights_start.lateral=0", "model.sharing=shared"],
+    )
+    assert cfg.model.dim == 16 and cfg.train.lr == 0.25 and cfg.model.sharing == "shared"
+    assert cfg.consensus.weights_start["lateral"] == 0.0
+    assert (
+        cfg.consensus.weights_start["bottom_up"]
+        == bioglom.Config().consensus.weights_start["bottom_up"]
+    )
+    with pytest.raises(bioglom.ConfigError, match="model.levls"):
+        arm_config({}, sets=["model.levls=3"])
 
 
 def test_day_night_fall_and_recovery_arithmetic():
