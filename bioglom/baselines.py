@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -26,6 +29,7 @@ from scipy.sparse.csgraph import connected_components
 
 __all__ = [
     "BASELINES",
+    "Baseline",
     "colour_components",
     "fixed_blocks",
     "foreground_components",
@@ -178,12 +182,40 @@ def _grid_of(images, patch: int) -> tuple[int, int]:
     return H // patch, W // patch
 
 
-#: every baseline as ``name -> f(images, patch, seed) -> [B, H_g, W_g]`` at its defaults
-BASELINES = {
-    "blocks_2x2": lambda x, p, s=0: fixed_blocks(_grid_of(x, p), 2, len(x)),
-    "blocks_4x4": lambda x, p, s=0: fixed_blocks(_grid_of(x, p), 4, len(x)),
-    "kmeans_position": lambda x, p, s=0: kmeans_position(_grid_of(x, p), KMEANS_K, len(x), s),
-    "foreground_components": lambda x, p, s=0: foreground_components(x, p),
-    "colour_components": lambda x, p, s=0: colour_components(x, p),
-    "kmeans_pixels": lambda x, p, s=0: kmeans_pixels(x, p, KMEANS_K, s),
+@dataclass(frozen=True)
+class Baseline:
+    """A partition that learns nothing, with its one parameter: the parameter's name, its
+    default, and a small fixed grid of values (for "best over the grid" comparisons, DESIGN
+    section 10). ``baseline(images, patch, seed=0, value=None)`` gives the labels
+    ``[B, H_g, W_g]`` at ``value`` (default: ``default``)."""
+
+    labels: Callable[[Any, int, int, Any], np.ndarray]  # (images, patch, seed, value)
+    parameter: str
+    default: Any
+    grid: tuple
+
+    def __call__(self, images, patch: int, seed: int = 0, value: Any = None) -> np.ndarray:
+        return self.labels(images, patch, seed, self.default if value is None else value)
+
+
+#: every baseline by name; the one registry the CLI summary and experiments/islands.py use
+BASELINES: dict[str, Baseline] = {
+    "fixed_blocks": Baseline(
+        lambda x, p, s, v: fixed_blocks(_grid_of(x, p), v, len(x)), "blocks/side", 2, (2, 4, 8)
+    ),
+    "kmeans_position": Baseline(
+        lambda x, p, s, v: kmeans_position(_grid_of(x, p), v, len(x), s), "k", KMEANS_K, (2, 4, 8)
+    ),
+    "foreground_components": Baseline(
+        lambda x, p, s, v: foreground_components(x, p, v),
+        "threshold",
+        FOREGROUND_THRESHOLD,
+        (0.05, 0.1, 0.3),
+    ),
+    "colour_components": Baseline(
+        lambda x, p, s, v: colour_components(x, p, v), "tol", COLOUR_TOLERANCE, (0.1, 0.2, 0.3, 0.5)
+    ),
+    "kmeans_pixels": Baseline(
+        lambda x, p, s, v: kmeans_pixels(x, p, v, s), "k", KMEANS_K, (2, 4, 6, 8)
+    ),
 }

@@ -48,13 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bioglom.baselines import (
-    colour_components,
-    fixed_blocks,
-    foreground_components,
-    kmeans_pixels,
-    kmeans_position,
-)
+from bioglom.baselines import BASELINES
 from bioglom.islands import extract_islands, parse_tree
 from bioglom.report import arm_config, experiment_parser, markdown_table, run_experiment
 from bioglom.runs import open_run
@@ -106,25 +100,6 @@ ARMS = {
     # DESIGN section 9's probe: each unit standardised over columns and images (batch statistics)
     "codistill_batch": {"train.rule": "codistill", "model.state_norm": "batch"},
 }
-# partitions that learn nothing: name -> (labels(images, patch, grid, seed, value), parameter,
-# default value, fixed grid of values for the "best over the grid" columns)
-BASELINES = {
-    "fixed_blocks": (lambda x, p, g, s, v: fixed_blocks(g, v, len(x)), "blocks/side", 2, (2, 4, 8)),
-    "kmeans_position": (lambda x, p, g, s, v: kmeans_position(g, v, len(x), s), "k", 4, (2, 4, 8)),
-    "foreground_components": (
-        lambda x, p, g, s, v: foreground_components(x, p, v),
-        "threshold",
-        0.1,
-        (0.05, 0.1, 0.3),
-    ),
-    "colour_components": (
-        lambda x, p, g, s, v: colour_components(x, p, v),
-        "tol",
-        0.3,
-        (0.1, 0.2, 0.3, 0.5),
-    ),
-    "kmeans_pixels": (lambda x, p, g, s, v: kmeans_pixels(x, p, v, s), "k", 4, (2, 4, 6, 8)),
-}
 
 
 def best(per_value: list[np.ndarray]) -> np.ndarray:
@@ -169,10 +144,10 @@ def scores_of_run(path: Path) -> dict:
 def scores_of_baseline(name: str, reference: dict, seed: int) -> dict:
     """A baseline's partition of the probe images of ``reference`` (a run's scores), scored as
     one level, at its default parameter and best over its grid."""
-    fn, _, default, values = BASELINES[name]
-    images, patch, grid, truth = (reference[k] for k in ("images", "patch", "grid", "truth"))
-    s = score_islands(fn(images, patch, grid, seed, default)[None], truth)
-    on_grid = [score_islands(fn(images, patch, grid, seed, v)[None], truth) for v in values]
+    baseline = BASELINES[name]
+    images, patch, truth = (reference[k] for k in ("images", "patch", "truth"))
+    s = score_islands(baseline(images, patch, seed)[None], truth)
+    on_grid = [score_islands(baseline(images, patch, seed, v)[None], truth) for v in baseline.grid]
     for key in ("fgari_obj", "dfgari_obj"):
         s[f"best_{key}"] = best([g[key] for g in on_grid])
     return s
@@ -244,8 +219,8 @@ def table(results: dict, baselines: dict, method: str) -> str:
         s, K = r[method], r["levels"]
         rows += [row(arm if k == 0 else "", s, k, str(k), k == K - 1) for k in range(K)]
     for name, s in baselines.items():
-        _, param, default, values = BASELINES[name]
-        label = f"{name} ({param} {default}; grid {list(values)})"
+        b = BASELINES[name]
+        label = f"{name} ({b.parameter} {b.default}; grid {list(b.grid)})"
         rows.append(row(label, s, 0, "any", True))
     return markdown_table(HEADERS, rows)
 

@@ -126,6 +126,17 @@ def test_kmeans_position_and_fixed_blocks_ignore_the_image():
     assert mismatched_control(adjusted_rand_index, truth, pos).delta == 0.0, seed
 
 
+def test_each_baseline_default_is_in_its_grid_and_the_value_is_used():
+    """A baseline's default is one of its grid's values (so "best over the grid" includes the
+    default), and the value passed is the one used: fixed blocks at 2, 4 and 8 per side give
+    4, 16 and 64 islands on an 8x8 grid."""
+    for name, b in BASELINES.items():
+        assert b.default in b.grid, name
+    images = np.zeros((1, 3, 16, 16))
+    counts = [int(BASELINES["fixed_blocks"](images, 2, 0, v).max()) + 1 for v in (2, 4, 8)]
+    assert counts == [4, 16, 64]
+
+
 def test_baselines_take_torch_or_numpy_and_follow_the_image():
     """Every baseline gives ``[B, H_g, W_g]`` labels 0..I-1, the same for a torch tensor as for
     its numpy array; the pixel baselines give another partition when the image changes."""
@@ -139,4 +150,4 @@ def test_baselines_take_torch_or_numpy_and_follow_the_image():
             assert set(np.unique(img)) == set(range(img.max() + 1)), name
         np.testing.assert_array_equal(fn(torch.from_numpy(images), 2, 0), lab, err_msg=name)
         differ = not same_partition(lab[0], lab[1])
-        assert differ == (name not in ("blocks_2x2", "blocks_4x4", "kmeans_position")), name
+        assert differ == (name not in ("fixed_blocks", "kmeans_position")), name

@@ -30,7 +30,7 @@ def test_run_trains_and_prints_a_summary(tmp_path, capsys):
     header = next(line for line in text.splitlines() if "obj delta" in line)
     assert header.split()[1:3] == ["obj", "delta"]  # the control leads the islands table
     rows = [line.split()[0] for line in text.splitlines() if line.strip()]
-    for name in ("blocks_2x2", "kmeans_position", "foreground_components", "kmeans_pixels"):
+    for name in ("fixed_blocks", "kmeans_position", "foreground_components", "kmeans_pixels"):
         assert name in rows  # a row per baseline that learns nothing (its values: test_scores)
     with open_run(out) as run:
         assert run.status == "finished" and run.steps[-1] == 3

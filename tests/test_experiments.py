@@ -101,6 +101,20 @@ def test_islands_table_leads_with_the_controls_and_lists_every_baseline(tmp_path
     assert win() == []
     base["best_fgari_obj"] = (np.array([np.nan]), np.array([np.nan]))  # undefined: not beaten
     assert win() == []
+    base["best_fgari_obj"] = (np.array([0.85]), np.array([0.0]))
+    assert win() == ["arm L0"]
+    base["dfgari_obj"] = (np.array([0.795]), np.array([0.0]))  # FG-ARI wins, the delta does not
+    assert win() == []
+    base["dfgari_obj"] = (np.array([0.5]), np.array([0.0]))
+    base["best_dfgari_obj"] = (np.array([0.85]), np.array([0.0]))  # nor at the best
+    assert win() == []
+    base["best_dfgari_obj"] = (np.array([0.5]), np.array([0.0]))
+    other = {k: (np.array([0.1]), np.array([0.0])) for k in base}  # beaten by far
+    assert isl.winners({"arm": {"levels": 2, "connected": one}}, {"b": base, "c": other},
+                       "connected") == ["arm L0"]  # fmt: skip
+    other["fgari_obj"] = (np.array([0.95]), np.array([0.0]))  # one baseline of two unbeaten
+    assert isl.winners({"arm": {"levels": 2, "connected": one}}, {"b": base, "c": other},
+                       "connected") == []  # fmt: skip
 
 
 def test_arm_config_applies_layers_in_order_then_the_command_line():

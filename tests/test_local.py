@@ -261,9 +261,10 @@ def test_temporal_rule_does_not_diverge_under_sgd_on_the_default_model():
     """The default model (16x16 columns, 4 levels, d = 32, unshared, homeostatic, batch 16)
     trained by the temporal rule with plain SGD at lr 0.1 for 400 updates on the default
     scenes, as in experiments/temporal_vs_delta.py: with the previous state as reference this
-    diverged at update 299-310 (docs/experiments/temporal_vs_delta.md); with the prediction
-    every loss, state and weight stays finite through update 400, and the rule keeps moving
-    the weights (a rule that stops learning cannot diverge)."""
+    very loop diverges at update 299 (checked once; 299-310 in the experiment,
+    docs/experiments/temporal_vs_delta.md); with the prediction every loss, state and weight
+    stays finite through update 400, and the rule keeps moving the weights (a rule that stops
+    learning cannot diverge)."""
     from bioglom.train import load_data
 
     cfg = bioglom.load_config(

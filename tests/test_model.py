@@ -854,7 +854,8 @@ def test_state_dict_holds_no_settling_parameter():
     m = bioglom.build_model(small_config(model__state_norm="homeostatic"))
     keys = set(m.state_dict())
     for derived in ("beta_start", "beta_end", "weights_start", "weights_end", "present",
-                    "location", "neighbour_index_0", "neighbour_valid_2"):  # fmt: skip
+                    "location", "neighbour_index_0", "neighbour_valid_2",
+                    "lateral_bias_0"):  # fmt: skip
         assert derived not in keys, derived
     assert {"norm.running_mean", "norm.running_var"} <= keys
     assert any(k.startswith("bottom_up.") and k.endswith("weight") for k in keys)

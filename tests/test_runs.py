@@ -473,7 +473,8 @@ def test_a_short_file_that_grows_is_not_called_truncated(tmp_path):
 def test_a_killed_writers_file_cut_short_is_read_or_refused_at_once(tmp_path):
     """A run whose writer was killed (still marked open for writing) and which was then cut to
     half its size is left to HDF5 after a short wait (a live writer's file may be short for a
-    moment): opening and reading it ends within seconds, and a refusal says it is truncated."""
+    moment): opening and reading it ends within seconds with an error (it is not read as a
+    whole run), and a RunFileError says it is truncated."""
     proc, path, _, _ = start_writer(tmp_path, n=30, delay=0.0, mode="hang")
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=10) == -signal.SIGKILL
