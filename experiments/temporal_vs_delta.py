@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bioglom import build_model
 from bioglom.report import arm_config, experiment_parser, markdown_table, run_experiment
 from bioglom.runs import open_run
 from bioglom.train import run_arm
@@ -109,13 +110,16 @@ def plot_curves(runs: dict[str, Path], levels: int, path: Path) -> bool:
     return True
 
 
-def weight_distance(a: Path, b: Path) -> float:
-    """``|W_a - W_b| / |W_b|`` over every floating-point tensor of two runs' final weights."""
-    wa = torch.load(a.with_suffix(".pt"), map_location="cpu", weights_only=True)["model"]
-    wb = torch.load(b.with_suffix(".pt"), map_location="cpu", weights_only=True)["model"]
-    keys = [k for k in wb if wb[k].is_floating_point()]
-    num = sum(float((wa[k] - wb[k]).double().pow(2).sum()) for k in keys)
-    return (num / sum(float(wb[k].double().pow(2).sum()) for k in keys)) ** 0.5
+def final_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A run's final learned weights (its ``.pt``), homeostatic statistics left out."""
+    state = torch.load(path.with_suffix(".pt"), map_location="cpu", weights_only=True)["model"]
+    return {k: v for k, v in state.items() if v.is_floating_point() and not k.startswith("norm.")}
+
+
+def distance(wa: dict[str, torch.Tensor], wb: dict[str, torch.Tensor]) -> float:
+    """``|W_a - W_b| / |W_b|`` over every weight tensor."""
+    num = sum(float((wa[k] - wb[k]).double().pow(2).sum()) for k in wb)
+    return (num / sum(float(wb[k].double().pow(2).sum()) for k in wb)) ** 0.5
 
 
 def main() -> int:
@@ -149,20 +153,31 @@ def main() -> int:
                 tail(m, "probe_recon_mse", 1),
             ]
         )
+    # how far each finished arm's final weights are from the delta rule's, and from where every
+    # arm started (the same initial weights: the same seed and model)
+    delta = final_weights(runs["delta"])
+    initial = {k: v for k, v in build_model(config).state_dict().items() if k in delta}
     for row, (arm, path) in zip(rows, runs.items(), strict=True):
-        same = arm != "delta" and row[0] == arm  # finished: compare its final weights
-        row.append(f"{weight_distance(path, runs['delta']):.2e}" if same else "-")
+        finished = row[0] == arm
+        w = final_weights(path) if finished else None
+        row.append(f"{distance(w, delta):.3f}" if finished and arm != "delta" else "-")
+        row.append(f"{distance(w, initial):.3f}" if finished else "-")
     headers = [
         "arm",
         *(f"BU L{k}" for k in range(K)),
         *(f"TD L{k}" for k in range(K - 1)),
         "decoder",
         "probe recon MSE",
-        "|W - W_delta| / |W_delta|",
+        "dist to delta",
+        "dist to W_0",
     ]
     print(f"\ntemporal_vs_delta, preset {args.preset}: runs in {out}")
     print("final local losses (1/2 |prediction - consensus|^2, mean of the last 3 finite records)")
-    print("and how far each finished arm's final weights are from the delta rule's")
+    print(
+        "and how far each finished arm's final weights W are from the delta rule's, |W - W_delta|"
+    )
+    print("/ |W_delta|, and from the initial weights, |W - W_0| / |W_0| (homeostatic statistics")
+    print("left out)")
     print(markdown_table(headers, rows))
     if plot_curves(runs, K, out / "curves.png"):
         print(f"learning curves: {out / 'curves.png'}")
