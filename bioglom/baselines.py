@@ -1,4 +1,4 @@
-"""Partitions that learn nothing: the baselines every islands result must beat (DESIGN §10).
+"""Partitions that learn nothing: the baselines every islands result must beat (docs/design.md §10).
 
 Each function returns int32 labels ``[B, H_g, W_g]``, one partition of the grid of columns per
 image, numbered ``0..I-1`` in order of first appearance in row-major order, like one level of
@@ -185,8 +185,8 @@ def _grid_of(images, patch: int) -> tuple[int, int]:
 @dataclass(frozen=True)
 class Baseline:
     """A partition that learns nothing, with its one parameter: the parameter's name, its
-    default, and a small fixed grid of values (for "best over the grid" comparisons, DESIGN
-    section 10). ``baseline(images, patch, seed=0, value=None)`` gives the labels
+    default, and a small fixed grid of values (for "best over the grid" comparisons, docs/design.md
+    §10). ``baseline(images, patch, seed=0, value=None)`` gives the labels
     ``[B, H_g, W_g]`` at ``value`` (default: ``default``)."""
 
     labels: Callable[[Any, int, int, Any], np.ndarray]  # (images, patch, seed, value)

@@ -40,25 +40,13 @@ import torch
 from . import build_model, load_config
 from .allocator import keep_freed_memory
 from .config import Config
+from .experiment import REFERENCE, markdown_table
 from .model import Glom
-from .report import markdown_table
 from .rules import make_rule
 
 __all__ = ["main", "PRESETS", "REFERENCE"]
 
 # ---- configuration -------------------------------------------------------------------------
-REFERENCE = {
-    "model.levels": 5,
-    "model.dim": 64,
-    "model.hidden": 128,
-    "model.hidden_layers": 1,  # two linear layers: d -> 128 -> d
-    "frontend.patch_size": 2,
-    "data.image_size": 32,  # 16x16 columns
-    "settle.steps": 8,
-    "attention.neighbourhood": "window",
-    "attention.radius": {"first": 1, "step": 1},
-    "train.rule": "codistill",
-}
 PRESETS = {
     # seconds; run by the tests (no timing is asserted)
     "quick": {

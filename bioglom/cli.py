@@ -79,7 +79,7 @@ def _print_summary(path: Path, status: str, metrics: dict[str, float], levels: i
     shown = [k for k in ("loss", "loss_recon", "probe_recon_mse", "probe_fill_mse") if k in metrics]
     if shown:
         print("final: " + ", ".join(f"{k} {_fmt(metrics[k])}" for k in shown))
-    islands = [  # the mismatched-image controls first (DESIGN section 10)
+    islands = [  # the mismatched-image controls first (docs/design.md §10)
         ("obj delta", "probe_dfgari_obj", "{:+.3f}"),
         ("part delta", "probe_dfgari_part", "{:+.3f}"),
         ("obj FG-ARI", "probe_fgari_obj", "{:.3f}"),
@@ -246,8 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bioglom: error: {err}", file=sys.stderr)
         return 2
     except ValueError as err:
+        from .checkpoint import ResumeError
         from .runs import RunFileError
-        from .train import ResumeError
 
         if not isinstance(err, ResumeError | RunFileError):  # a damaged or foreign run file
             raise

@@ -1,7 +1,7 @@
 """Column-wise layers: one weight per (level, column), or one per level shared by all columns.
 
 A :class:`ColumnLinear` holds ``W: [K', C, d_in, d_out]`` with ``C = N`` (unshared) or
-``C = 1`` (shared, DESIGN section 2); everything built on it -- MLPs, learning rules,
+``C = 1`` (shared, docs/design.md §2); everything built on it -- MLPs, learning rules,
 optimisers -- is the same code for both. Element-wise optimisers (SGD, Adam) then keep the
 learning of each column independent by construction.
 

@@ -30,7 +30,9 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "BACKGROUNDS",
     "OBJECT_CLASSES",
+    "PALETTE",
     "PART_SHAPES",
     "ImageSet",
     "VideoSet",
@@ -285,10 +287,32 @@ _RADIUS = _class_radii()
 _OBJECT_RADIUS = (0.15, 0.22)  # bounding-circle radius of an object / image size
 _INSIDE_MARGIN = 0.8  # object centre at least this many radii from the border
 _MAX_ROTATION = math.pi / 4  # object rotation uniform in +-45 degrees
-_COLOUR_JITTER = 0.1  # per-object uniform shift of the base colours, per channel
+_COLOUR_JITTER = 0.1  # per-object uniform shift of the base colours, per channel (default)
+_TOUCH_DISTANCE = (0.4, 0.8)  # touching: centre distance / sum of the two bounding radii
 _POSE_CANDIDATES = 16  # candidate poses per object for overlap rejection
 _MAX_RESAMPLE = 100  # rounds of resampling scenes in which an object is hidden
 _CHUNK = 4096  # images rendered at once (bounds temporary memory)
+
+PALETTE: np.ndarray = np.array(
+    [
+        (0.9, 0.2, 0.2),  # red
+        (0.2, 0.8, 0.3),  # green
+        (0.25, 0.4, 0.95),  # blue
+        (0.95, 0.85, 0.3),  # yellow
+        (0.85, 0.3, 0.85),  # magenta
+        (0.3, 0.85, 0.9),  # cyan
+        (0.95, 0.55, 0.2),  # orange
+        (0.9, 0.9, 0.9),  # white
+    ]
+)
+"""The shared colours of ``palette = k`` scenes: every part takes one of the first k rows."""
+PALETTE.setflags(write=False)
+
+BACKGROUNDS: tuple[str, ...] = ("black", "noise", "texture")
+"""Backgrounds of the scene generators: black (0); noise (every pixel and channel uniform in
+[0, 1], drawn anew per image); texture (per image, sinusoidal stripes between two random
+colours, period 3-8 pixels, random orientation and phase)."""
+_STRIPE_PERIOD = (3.0, 8.0)  # texture background: stripe period in pixels
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,13 +340,54 @@ class _Scenes:
         return _Scenes(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
 
 
-def _sample_scenes(
-    rng: np.random.Generator, n: int, size: int, min_objects: int, max_objects: int
-) -> _Scenes:
-    """Draw classes, poses and colours; object poses avoid overlapping bounding circles.
+@dataclass(frozen=True)
+class _Style:
+    """The scene options beyond the object count (defaults: the original scenes)."""
 
-    Each object takes, of ``_POSE_CANDIDATES`` random poses, the first whose bounding circle
-    overlaps no earlier object's, else the one with the least total overlap.
+    touching: bool = False
+    palette: int = 0
+    colour_jitter: float = _COLOUR_JITTER
+    background: str = "black"
+
+
+def _sample_touching(
+    rng: np.random.Generator, n: int, size: int, max_objects: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centres ``[n, O, 2]`` and bounding radii ``[n, O]`` of objects that touch.
+
+    Object 0 is placed as in the apart placement; each later object next to an earlier one
+    chosen at random: its centre at ``_TOUCH_DISTANCE`` times the sum of the two bounding radii
+    in a random direction (then moved inside the image margin), so that the two overlap and the
+    later one occludes the earlier.
+    """
+    r = rng.uniform(*_OBJECT_RADIUS, size=(n, max_objects)) * size
+    margin = _INSIDE_MARGIN * r
+    centres = np.zeros((n, max_objects, 2))
+    centres[:, 0] = rng.uniform(margin[:, 0, None], size - margin[:, 0, None], size=(n, 2))
+    rows = np.arange(n)
+    for o in range(1, max_objects):
+        anchor = rng.integers(0, o, size=n)
+        angle = rng.uniform(0.0, 2 * math.pi, size=n)
+        dist = rng.uniform(*_TOUCH_DISTANCE, size=n) * (r[:, o] + r[rows, anchor])
+        c = centres[rows, anchor] + dist[:, None] * np.stack([np.cos(angle), np.sin(angle)], -1)
+        centres[:, o] = np.clip(c, margin[:, o, None], size - margin[:, o, None])
+    return centres, r
+
+
+def _sample_scenes(
+    rng: np.random.Generator,
+    n: int,
+    size: int,
+    min_objects: int,
+    max_objects: int,
+    style: _Style = _Style(),
+) -> _Scenes:
+    """Draw classes, poses and colours.
+
+    Apart (the default): each object takes, of ``_POSE_CANDIDATES`` random poses, the first
+    whose bounding circle overlaps no earlier object's, else the one with the least total
+    overlap. ``style.touching``: :func:`_sample_touching` instead. With the default style the
+    random draws are exactly those of the original generator (the palette's come last).
     """
     counts = rng.integers(min_objects, max_objects + 1, size=n)
     present = np.arange(max_objects)[None, :] < counts[:, None]
@@ -331,7 +396,7 @@ def _sample_scenes(
     centres = np.zeros((n, max_objects, 2))
     radii = np.zeros((n, max_objects))
     rows = np.arange(n)
-    for o in range(max_objects):
+    for o in range(0 if style.touching else max_objects):
         r = rng.uniform(*_OBJECT_RADIUS, size=(n, _POSE_CANDIDATES)) * size
         margin = _INSIDE_MARGIN * r[..., None]
         c = rng.uniform(margin, size - margin, size=(n, _POSE_CANDIDATES, 2))
@@ -344,14 +409,21 @@ def _sample_scenes(
         centres[:, o] = c[rows, best]
         radii[:, o] = r[rows, best]
 
+    if style.touching:
+        centres, radii = _sample_touching(rng, n, size, max_objects)
     cls = np.maximum(classes, 0)
-    jitter = rng.uniform(-_COLOUR_JITTER, _COLOUR_JITTER, size=(n, max_objects, 1, 3))
+    j = style.colour_jitter
+    jitter = rng.uniform(-j, j, size=(n, max_objects, 1, 3))
+    angles = rng.uniform(-_MAX_ROTATION, _MAX_ROTATION, size=(n, max_objects))
+    base = _TAB["colour"][cls]
+    if style.palette:
+        base = PALETTE[rng.integers(0, style.palette, size=(n, max_objects, _J))]
     return _Scenes(
         classes=classes,
         centres=centres,
         scales=radii / _RADIUS[cls],
-        angles=rng.uniform(-_MAX_ROTATION, _MAX_ROTATION, size=(n, max_objects)),
-        colours=np.clip(_TAB["colour"][cls] + jitter, 0.0, 1.0),
+        angles=angles,
+        colours=np.clip(base + jitter, 0.0, 1.0),
     )
 
 
@@ -427,14 +499,19 @@ def _all_objects_seen(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 
 def _sample_visible_scenes(
-    rng: np.random.Generator, n: int, size: int, min_objects: int, max_objects: int
+    rng: np.random.Generator,
+    n: int,
+    size: int,
+    min_objects: int,
+    max_objects: int,
+    style: _Style = _Style(),
 ) -> tuple[_Scenes, np.ndarray]:
     """Sample n scenes in which every object is visible; returns them and their labels.
 
     Scenes with a hidden object (fully occluded, or too small to cover a pixel centre) are
     drawn again, so every scene shows between ``min_objects`` and ``max_objects`` objects.
     """
-    scenes = _sample_scenes(rng, n, size, min_objects, max_objects)
+    scenes = _sample_scenes(rng, n, size, min_objects, max_objects, style)
     labels = np.empty((n, size, size), np.int32)
     todo = np.arange(n)
     for _ in range(_MAX_RESAMPLE):
@@ -444,7 +521,7 @@ def _sample_visible_scenes(
         todo = todo[~_all_objects_seen(lab, part.classes)]
         if todo.size == 0:
             return scenes, labels
-        scenes.put(todo, _sample_scenes(rng, todo.size, size, min_objects, max_objects))
+        scenes.put(todo, _sample_scenes(rng, todo.size, size, min_objects, max_objects, style))
     raise RuntimeError(
         f"could not place {min_objects}-{max_objects} visible objects in {size}x{size} images "
         f"after {_MAX_RESAMPLE} tries; use a larger size or fewer objects"
@@ -497,19 +574,44 @@ def _assign_ids(
     }
 
 
+def _background(rng: np.random.Generator, kind: str, n: int, size: int) -> np.ndarray | None:
+    """float32 ``[n, 3, size, size]`` backgrounds of :data:`BACKGROUNDS` kind (None: black)."""
+    if kind == "black":
+        return None
+    if kind == "noise":
+        return rng.uniform(0.0, 1.0, size=(n, 3, size, size)).astype(np.float32)
+    colours = rng.uniform(0.0, 1.0, size=(n, 2, 3, 1, 1))
+    period = rng.uniform(*_STRIPE_PERIOD, size=(n, 1, 1, 1))
+    angle = rng.uniform(0.0, math.pi, size=(n, 1, 1, 1))
+    phase = rng.uniform(0.0, 2 * math.pi, size=(n, 1, 1, 1))
+    grid = np.arange(size) + 0.5
+    x, y = grid[None, None, None, :], grid[None, None, :, None]
+    along = x * np.cos(angle) + y * np.sin(angle)
+    wave = 0.5 + 0.5 * np.sin(2 * math.pi * along / period + phase)  # [n, 1, H, W]
+    return (colours[:, 0] + (colours[:, 1] - colours[:, 0]) * wave).astype(np.float32)
+
+
 def _paint(
-    labels: np.ndarray, colours: np.ndarray, noise: float, rng: np.random.Generator
+    labels: np.ndarray,
+    colours: np.ndarray,
+    noise: float,
+    rng: np.random.Generator,
+    background: np.ndarray | None = None,
 ) -> np.ndarray:
     """Colour part slots: labels ``[..., n, H, W]`` and colours ``[n, O, J, 3]`` give images.
 
-    Returns float32 ``[..., n, 3, H, W]``. Background is black; ``noise > 0`` adds Gaussian
-    noise of that std, clipped to [0, 1].
+    Returns float32 ``[..., n, 3, H, W]``. Background pixels are black, or ``background``
+    ``[n, 3, H, W]`` (the same in every frame); ``noise > 0`` adds Gaussian noise of that std,
+    clipped to [0, 1].
     """
     n = colours.shape[0]
     table = np.zeros((n, colours.shape[1] * _J + 1, 3), np.float32)
     table[:, 1:] = colours.reshape(n, -1, 3)
     pixels = np.moveaxis(table[np.arange(n)[:, None, None], labels + 1], -1, -3)
     pixels = np.ascontiguousarray(pixels)
+    if background is not None:
+        empty = np.expand_dims(labels < 0, -3)  # [..., n, 1, H, W]
+        pixels = np.where(empty, background, pixels).astype(np.float32)
     if noise > 0:
         pixels += rng.normal(0.0, noise, size=pixels.shape).astype(np.float32)
         np.clip(pixels, 0.0, 1.0, out=pixels)
@@ -517,7 +619,12 @@ def _paint(
 
 
 def _check_scene_args(
-    n: int, size: int, min_objects: int, max_objects: int, noise: float = 0.0
+    n: int,
+    size: int,
+    min_objects: int,
+    max_objects: int,
+    noise: float = 0.0,
+    style: _Style = _Style(),
 ) -> None:
     """Raise ValueError naming the first invalid argument."""
     if n < 1:
@@ -532,6 +639,19 @@ def _check_scene_args(
         )
     if not noise >= 0:  # also catches NaN
         raise ValueError(f"noise must be >= 0, got noise={noise}")
+    if not 0 <= style.palette <= len(PALETTE):
+        raise ValueError(
+            f"palette must be 0 (class colours) to {len(PALETTE)}, got palette={style.palette}"
+        )
+    if not 0 <= style.colour_jitter <= 1:  # also catches NaN
+        raise ValueError(
+            f"colour_jitter must be in [0, 1], got colour_jitter={style.colour_jitter}"
+        )
+    if style.background not in BACKGROUNDS:
+        raise ValueError(
+            f"background must be one of {', '.join(BACKGROUNDS)}, got "
+            f"background={style.background!r}"
+        )
 
 
 def part_whole_scenes(
@@ -542,6 +662,10 @@ def part_whole_scenes(
     min_objects: int = 2,
     max_objects: int = 3,
     noise: float = 0.0,
+    touching: bool = False,
+    palette: int = 0,
+    colour_jitter: float = _COLOUR_JITTER,
+    background: str = "black",
 ) -> ImageSet:
     """Procedural RGB scenes of objects built from parts of a shared shape vocabulary.
 
@@ -553,6 +677,16 @@ def part_whole_scenes(
     colour shifted per object. Later objects occlude earlier ones; parts left without any
     pixel are dropped and ids renumbered, so ids 1..P_i all appear in the masks.
 
+    The options after ``noise`` make scenes on which pixel heuristics fail (issue 14); their
+    defaults give the original scenes, bit for bit. ``touching`` places every object after the
+    first against an earlier one (centre distance 0.4-0.8 times the sum of their bounding
+    radii), so that objects touch and the later one occludes the earlier (the front object owns
+    the pixels in the masks): connected foreground is no longer an object. ``palette = k``
+    gives every part a colour drawn from the first k rows of :data:`PALETTE`, shared by all
+    objects and parts, so that colour names neither a part nor an object. ``background``
+    replaces the black background (:data:`BACKGROUNDS`; mask 0 all the same), so that
+    brightness no longer marks the foreground.
+
     Parameters
     ----------
     n : number of images.
@@ -560,18 +694,26 @@ def part_whole_scenes(
     seed : seed of ``np.random.default_rng``; the same arguments give identical arrays.
     min_objects, max_objects : range of the number of objects per image.
     noise : std of Gaussian pixel noise (clipped to [0, 1]); masks are unaffected.
+    touching : place objects against each other (see above) instead of apart.
+    palette : 0: each class's own part colours; 1-8: colours from a shared palette.
+    colour_jitter : per-object uniform shift of every part colour, per channel, in
+        [-colour_jitter, colour_jitter] (then clipped to [0, 1]).
+    background : "black", "noise" (uniform per pixel and channel) or "texture" (stripes
+        between two random colours, period 3-8 pixels, random orientation and phase).
 
     Returns
     -------
     ImageSet
         images float32 ``[n, 3, size, size]`` with all ground-truth fields filled.
     """
-    _check_scene_args(n, size, min_objects, max_objects, noise)
+    style = _Style(touching, palette, colour_jitter, background)
+    _check_scene_args(n, size, min_objects, max_objects, noise, style)
     rng = np.random.default_rng(seed)
-    scenes, labels = _sample_visible_scenes(rng, n, size, min_objects, max_objects)
+    scenes, labels = _sample_visible_scenes(rng, n, size, min_objects, max_objects, style)
     ids = _assign_ids(labels, _slots_seen(labels, max_objects * _J), scenes.classes)
+    back = _background(rng, background, n, size)
     return ImageSet(
-        images=_paint(labels, scenes.colours, noise, rng),
+        images=_paint(labels, scenes.colours, noise, rng, back),
         labels=_largest_object_class(ids["object_masks"], ids["object_classes"]),
         **ids,
     )
@@ -597,6 +739,10 @@ def moving_scenes(
     min_objects: int = 2,
     max_objects: int = 3,
     noise: float = 0.0,
+    touching: bool = False,
+    palette: int = 0,
+    colour_jitter: float = _COLOUR_JITTER,
+    background: str = "black",
 ) -> VideoSet:
     """Videos of part-whole scenes whose objects move at constant velocity.
 
@@ -612,6 +758,8 @@ def moving_scenes(
     n : number of videos.
     frames : number of frames T (>= 1).
     size, seed, min_objects, max_objects, noise : as in :func:`part_whole_scenes`.
+    touching, palette, colour_jitter, background : as in :func:`part_whole_scenes` (the
+        background is the same in every frame of a video).
     max_speed : largest speed in pixels per frame (>= 0); 0 gives static videos.
     max_spin : largest rotation rate in radians per frame (>= 0).
 
@@ -620,7 +768,8 @@ def moving_scenes(
     VideoSet
         frames float32 ``[T, n, 3, size, size]``, masks int64 ``[T, n, size, size]``.
     """
-    _check_scene_args(n, size, min_objects, max_objects, noise)
+    style = _Style(touching, palette, colour_jitter, background)
+    _check_scene_args(n, size, min_objects, max_objects, noise, style)
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got frames={frames}")
     if not max_speed >= 0:
@@ -628,7 +777,7 @@ def moving_scenes(
     if not max_spin >= 0:
         raise ValueError(f"max_spin must be >= 0, got max_spin={max_spin}")
     rng = np.random.default_rng(seed)
-    scenes, _ = _sample_visible_scenes(rng, n, size, min_objects, max_objects)
+    scenes, _ = _sample_visible_scenes(rng, n, size, min_objects, max_objects, style)
     speed = rng.uniform(0.0, max_speed, size=(n, max_objects))
     direction = rng.uniform(0.0, 2 * math.pi, size=(n, max_objects))
     velocity = np.stack([np.cos(direction), np.sin(direction)], axis=-1) * speed[..., None]
@@ -646,7 +795,8 @@ def moving_scenes(
         size,
     ).reshape(frames, n, size, size)
     ids = _assign_ids(labels, _slots_seen(labels, max_objects * _J), scenes.classes)
-    return VideoSet(frames=_paint(labels, scenes.colours, noise, rng), **ids)
+    back = _background(rng, background, n, size)
+    return VideoSet(frames=_paint(labels, scenes.colours, noise, rng, back), **ids)
 
 
 # --------------------------------------------------------------------------------------------

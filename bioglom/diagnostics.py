@@ -1,4 +1,4 @@
-"""Collapse diagnostics and a linear probe (DESIGN section 6; paper §7, §12.2).
+"""Collapse diagnostics and a linear probe (docs/design.md §6; paper §7, §12.2).
 
 Per level of a state ``[K, N, B, d]`` (every column of every image is one sample):
 

@@ -1,4 +1,4 @@
-"""Digit data, offline: scikit-learn's bundled 8x8 digits and MNIST (DESIGN section 8).
+"""Digit data, offline: scikit-learn's bundled 8x8 digits and MNIST (docs/design.md §8).
 
 * :func:`sklearn_digits` -- the 1797 8x8 digits that ship inside scikit-learn (the ``digits``
   extra: ``pip install -e ".[digits]"``);

@@ -1,6 +1,6 @@
 """Pure tensor functions of the GLOM dynamics. No state, no parameters of their own.
 
-Layout conventions (DESIGN section 1):
+Layout conventions (docs/design.md §1):
 
 * state / embeddings: ``[K, N, B, d]`` (levels, columns, images, components), column-major so
   that a per-column net over all levels is one ``torch.bmm`` with no permute;

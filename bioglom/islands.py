@@ -2,7 +2,7 @@
 
 An island at level ``l`` is a connected set of columns whose level-``l`` embeddings agree:
 two 4-neighbours on the grid are joined when the cosine of their embeddings exceeds a
-threshold, and islands are the connected components of that graph (DESIGN section 6). Report
+threshold, and islands are the connected components of that graph (docs/design.md §6). Report
 the threshold with every score.
 """
 
@@ -93,7 +93,7 @@ def agglomerative_islands(
 ) -> np.ndarray:
     """Label islands by average-linkage agglomerative clustering of each image's columns.
 
-    The second extraction method of DESIGN section 6, which does not need islands to be
+    The second extraction method of docs/design.md §6, which does not need islands to be
     spatially connected (an object split by an occluder is one island). For each level and
     image the ``N`` embeddings are clustered bottom-up, always merging the two clusters of
     highest mean pairwise cosine (average linkage on the cosine distance ``1 - cos``), and

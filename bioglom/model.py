@@ -1,7 +1,7 @@
 """The GLOM model: columns of bottom-up and top-down nets, settling by consensus (§1, §3, §9.1).
 
 At settling step ``t`` every level ``l`` of every column is updated at once, from the state of
-step ``t`` only (DESIGN section 3):
+step ``t`` only (docs/design.md §3):
 
 * ``bu_l = BU_l(e_{l-1})``; for ``l = 0`` the front end on the current frame;
 * ``td_l = TD_l(e_{l+1}, location)``; none at the top level;
@@ -37,17 +37,13 @@ from .frontend import CnnFrontend, PatchDecoder, PatchFrontend
 from .functional import (
     consensus_gaussian,
     consensus_mean,
-    dense_mask_bias,
-    gaussian_neighbours,
     interpolate,
-    lateral_attention,
     location_encoding,
-    window_attention,
-    window_neighbours,
-    window_plan,
-    window_tile_bias,
+    normalise_weights,
 )
+from .lateral import LateralAttention
 from .norm import StateNorm, standardise
+from .tetrominoes import TETROMINO_SIZE
 
 __all__ = ["Glom", "StepOutput", "SettleResult", "build_model", "image_geometry", "load_model"]
 
@@ -163,48 +159,10 @@ class Glom(nn.Module):
         else:
             self.location = None
 
-        # lateral neighbourhoods: one (index, valid) pair per level
-        self._radius = per_level(att.radius, K)
-        self._samples = per_level(att.samples, K)
-        self._sigma = per_level(att.sigma, K)
-        self._resample = att.neighbourhood == "gaussian" and att.resample
-        gen = torch.Generator().manual_seed(config.run.seed + 7919)
-        #: per level: ("dense", 0) or ("tiles", T) for windows (functional.window_plan);
-        #: "gather_or_dense" for Gaussian neighbourhoods (lateral_attention's "auto")
-        self.lateral_plan: list[tuple[str, int]] = []
-        for k in range(K):
-            if att.neighbourhood == "window":
-                idx, valid = window_neighbours(self._grid, self._radius[k], att.include_self)
-            else:
-                if self._samples[k] > self.N - 1:
-                    raise ConfigError(
-                        "attention.samples",
-                        att.samples,
-                        f"expected at most N - 1 = {self.N - 1} neighbours per level",
-                    )
-                idx, valid = gaussian_neighbours(
-                    self._grid, self._samples[k], self._sigma[k], att.include_self, gen
-                )
-            if not bool(valid.any(dim=1).all()):
-                raise ConfigError(
-                    "attention.include_self",
-                    att.include_self,
-                    f"with {self.N} column(s) and no self-attention some column at level {k} "
-                    "has no neighbour to attend to",
-                )
-            self.register_buffer(f"neighbour_index_{k}", idx, persistent=False)
-            self.register_buffer(f"neighbour_valid_{k}", valid, persistent=False)
-            # how eq. 3.1 is evaluated at this level, and its cached mask (not saved)
-            plan = ("gather_or_dense", 0)
-            bias = None
-            if att.neighbourhood == "window":
-                plan = window_plan(self._grid, self._radius[k], d)
-                if plan[0] == "dense":
-                    bias = dense_mask_bias(idx, valid)
-                else:
-                    bias = window_tile_bias(self._grid, self._radius[k], plan[1], att.include_self)
-            self.lateral_plan.append(plan)
-            self.register_buffer(f"lateral_bias_{k}", bias, persistent=False)
+        # eq. 3.1 on each level's neighbourhood (its buffers are not saved either)
+        self.lateral_attention = LateralAttention(
+            att, self._grid, K, d, seed=config.run.seed, isolated=self.isolated
+        )
         # the settling schedule is the config's, never the saved weights' (not in state_dict)
         beta = {n: per_level(getattr(att, n), K) for n in ("beta_start", "beta_end")}
         for name, value in beta.items():
@@ -223,8 +181,14 @@ class Glom(nn.Module):
     # ------------------------------------------------------------------------------------
     def derived_buffers(self) -> dict[str, Tensor]:
         """The buffers computed from the config (settling schedule, neighbourhoods, location
-        code): never saved in :meth:`state_dict`, so that loaded weights cannot change them."""
-        return {n: b for n, b in self.named_buffers() if n in self._non_persistent_buffers_set}
+        code), in this module and its submodules (``lateral_attention.neighbour_index_0``):
+        never saved in :meth:`state_dict`, so that loaded weights cannot change them."""
+        return {
+            f"{prefix}.{n}" if prefix else n: b
+            for prefix, module in self.named_modules()
+            for n, b in module.named_buffers(recurse=False)
+            if n in module._non_persistent_buffers_set
+        }
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Load weights (and homeostatic statistics) as :meth:`torch.nn.Module.load_state_dict`.
@@ -234,10 +198,12 @@ class Glom(nn.Module):
         a value equals this model's it is dropped; where it differs, loading is refused with a
         ``ValueError`` naming it, since the file was trained under another schedule than this
         config's (build the model from the file's own config with :func:`load_model`,
-        overriding what should change).
+        overriding what should change). Such files name the neighbourhoods without the
+        ``lateral_attention.`` prefix (``neighbour_index_0``).
         """
         state = dict(state_dict)
         derived = self.derived_buffers()
+        derived.update({n.removeprefix("lateral_attention."): b for n, b in derived.items()})
         for name in [n for n in state if n in derived]:
             saved, own = state.pop(name), derived[name]
             same = saved.shape == own.shape and torch.equal(saved.to(own.device, own.dtype), own)
@@ -260,7 +226,12 @@ class Glom(nn.Module):
 
     def neighbours(self, level: int) -> tuple[Tensor, Tensor]:
         """The fixed ``(index [N, M], valid [N, M])`` neighbourhood of a level."""
-        return getattr(self, f"neighbour_index_{level}"), getattr(self, f"neighbour_valid_{level}")
+        return self.lateral_attention.neighbours(level)
+
+    @property
+    def lateral_plan(self) -> list[tuple[str, int]]:
+        """How eq. 3.1 is evaluated at each level (:attr:`LateralAttention.plan`)."""
+        return self.lateral_attention.plan
 
     def _ramp(self, t: int, steps: int) -> tuple[int, int]:
         """Where step ``t`` of ``steps`` sits on the start-to-end ramp."""
@@ -270,8 +241,8 @@ class Glom(nn.Module):
 
     def contribution_weights(self, t: int, steps: int) -> Tensor:
         """``[4, K]`` weights ``a(t)`` (order of ``CONTRIBUTIONS``), absent ones 0, sum 1."""
-        a = interpolate(self.weights_start, self.weights_end, *self._ramp(t, steps)) * self.present
-        return a / a.sum(0, keepdim=True)
+        a = interpolate(self.weights_start, self.weights_end, *self._ramp(t, steps))
+        return normalise_weights(a, self.present)
 
     def beta(self, t: int, steps: int) -> Tensor:
         """``[K]`` inverse temperatures at step ``t``."""
@@ -332,38 +303,28 @@ class Glom(nn.Module):
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """The lateral contribution of every level (eq. 3.1 on each level's neighbourhood);
-        zeros for isolated columns, whose consensus gives it no weight."""
-        if self.isolated:
-            zeros = torch.zeros_like(e)
-            return zeros, (None if precision is None else torch.ones_like(precision))
-        att = self.config.attention
-        outs, taus = [], []
-        for k in range(self.K):
-            if self._resample:
-                idx, valid = gaussian_neighbours(
-                    self._grid, self._samples[k], self._sigma[k], att.include_self, generator
-                )
-                idx, valid = idx.to(e.device), valid.to(e.device)
-            else:
-                idx, valid = self.neighbours(k)
-            prec = None if precision is None else precision[k]
-            method, tile = self.lateral_plan[k]
-            bias = getattr(self, f"lateral_bias_{k}")
-            if method == "tiles":
-                mu, tau = window_attention(
-                    e[k], self._grid, self._radius[k], beta[k], prec, tile=tile, bias=bias
-                )
-            elif method == "dense":
-                mu, tau = lateral_attention(
-                    e[k], idx, valid, beta[k], prec, method="dense", mask_bias=bias
-                )
-            else:
-                mu, tau = lateral_attention(e[k], idx, valid, beta[k], prec)
-            outs.append(mu)
-            taus.append(tau)
-        if precision is None:
-            return torch.stack(outs), None
-        return torch.stack(outs), torch.stack(taus)
+        zeros for isolated columns, whose consensus gives it no weight. See
+        :class:`~bioglom.lateral.LateralAttention`."""
+        return self.lateral_attention(e, precision, beta, generator)
+
+    def consensus(
+        self, means: list[Tensor], precisions: list[Tensor | None], a: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """``e(t+1) = norm(consensus(bu, td, prev, lat; a))`` and its precision (gaussian mode).
+
+        ``means`` and ``precisions`` in the order of ``CONTRIBUTIONS``; the top-down ones cover
+        levels ``0..K-2``: the top level's enters as 0 with precision 1, and ``a`` gives it no
+        weight there.
+        """
+        bu, td, prev, lat = means
+        pad = torch.zeros_like(prev[:1])
+        means = [bu, torch.cat([td, pad], 0), prev, lat]
+        if not self.gaussian:
+            return self.norm(consensus_mean(means, a)), None
+        bu_tau, td_tau, prev_tau, lat_tau = precisions
+        precisions = [bu_tau, torch.cat([td_tau, pad + 1.0], 0), prev_tau, lat_tau]
+        mu, tau = consensus_gaussian(means, precisions, a)
+        return self.norm(mu, precision=tau)
 
     def step(
         self,
@@ -379,23 +340,17 @@ class Glom(nn.Module):
         Gradients flow through whatever the caller passes: a local learning rule passes a
         detached ``e`` so that nothing reaches earlier steps.
         """
-        bu_out = torch.cat([self.frontend(frame), self.bottom_up(e[:-1])], 0)
-        td_out = self.top_down(e[1:], extra=self.location)
+        bu_out = torch.cat([self.frontend(frame), self.bottom_up(e[:-1])], 0)  # BU_l(e_{l-1})
+        td_out = self.top_down(e[1:], extra=self.location)  # TD_l(e_{l+1}, location)
         bu_mu, bu_tau = self.split_prediction(bu_out)
         td_mu, td_tau = self.split_prediction(td_out)
-        lat_mu, lat_tau = self.lateral(e, precision, self.beta(t, steps), generator)
-        a = self.contribution_weights(t, steps)
-        pad = torch.zeros_like(e[:1])
-        td_full = torch.cat([td_mu, pad], 0)
-        if self.gaussian:
-            mu, tau = consensus_gaussian(
-                [bu_mu, td_full, e, lat_mu],
-                [bu_tau, torch.cat([td_tau, pad + 1.0], 0), precision, lat_tau],
-                a,
-            )
-            state, tau = self.norm(mu, precision=tau)
-        else:
-            state, tau = self.norm(consensus_mean([bu_mu, td_full, e, lat_mu], a)), None
+        # lat_l(x) = sum_y w_xy e_l(y), w_xy = softmax_y(beta_l(t) e_l(x) . e_l(y))  (eq. 3.1)
+        lat_mu, lat_tau = self.lateral_attention(e, precision, self.beta(t, steps), generator)
+        a = self.contribution_weights(t, steps)  # a(t)
+        # e(t+1) = norm(consensus(bu, td, prev = e, lat; a(t)))
+        state, tau = self.consensus(
+            [bu_mu, td_mu, e, lat_mu], [bu_tau, td_tau, precision, lat_tau], a
+        )
         return StepOutput(
             bottom_up=bu_mu,
             top_down=td_mu,
@@ -505,6 +460,8 @@ def image_geometry(config: Config) -> tuple[int, tuple[int, int]]:
         return 1, (8, 8)
     if d.source == "mnist":
         return 1, (28, 28)
+    if d.source == "tetrominoes":
+        return 3, (TETROMINO_SIZE, TETROMINO_SIZE)
     path = d.path
     try:
         if path.endswith(".npz"):

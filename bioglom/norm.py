@@ -1,4 +1,4 @@
-"""Keeping embeddings at a controlled scale (DESIGN sections 3 and 9).
+"""Keeping embeddings at a controlled scale (docs/design.md §3 and §9).
 
 Without it, agreement-seeking learning shrinks every embedding toward one point (§7). Four
 options, logged with every run as ``model.state_norm``:
@@ -6,7 +6,8 @@ options, logged with every run as ``model.state_norm``:
 * ``none``: identity;
 * ``layer``: each embedding vector standardised over its ``d`` components;
 * ``batch``: each unit of a level standardised over columns and images (the fast
-  approximation of a homeostatic set point, which stopped collapse in DESIGN's probe);
+  approximation of a homeostatic set point, which stopped collapse in the first probe,
+  docs/design.md §9);
 * ``homeostatic``: each unit standardised by its own running mean and variance, tracked over
   time (per column, or shared by all columns), the biologically plausible form.
 """

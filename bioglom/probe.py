@@ -1,4 +1,4 @@
-"""Measurements on the fixed probe batch, recorded at the run's interval (DESIGN section 6).
+"""Measurements on the fixed probe batch, recorded at the run's interval (docs/design.md §6).
 
 Per level ``k`` (see :func:`probe_metric_names`):
 
@@ -14,7 +14,7 @@ Per level ``k`` (see :func:`probe_metric_names`):
   each its mismatched-image control ``probe_dfgari_{t}_L{k}``, ``probe_dari_{t}_L{k}``,
   ``probe_dmiou_{t}_L{k}``: the score minus the same score against the islands of another probe
   image (image ``b``'s masks against image ``(b + 1) mod B``'s islands), exactly 0 for islands
-  that ignore the image (:func:`bioglom.scores.mismatched_control`; DESIGN section 10);
+  that ignore the image (:func:`bioglom.scores.mismatched_control`; docs/design.md §10);
 * ``probe_wnesting_L{k}`` (``k < K-1``): nesting weighted by island size, single-column islands
   left out (:func:`bioglom.scores.weighted_nesting`), and its mismatched-image control
   ``probe_dwnesting_L{k}`` (level ``k+1``'s islands taken from another image);
@@ -46,13 +46,32 @@ import torch
 from torch import Tensor
 
 from .agreement import column_agreement, ensemble_effect
+from .data import ImageSet
 from .diagnostics import collapse_diagnostics, linear_probe_accuracy
 from .islands import extract_islands
 from .model import Glom
 from .rules.base import corrupt
-from .scores import score_islands
+from .scores import column_labels, score_islands
 
-__all__ = ["Probe", "probe_metric_names", "DIAGNOSTICS", "SCORES"]
+__all__ = ["Probe", "probe_metric_names", "probe_truth", "TRUTH_MASKS", "DIAGNOSTICS", "SCORES"]
+
+#: ground-truth names of the island scores, and the mask each is made from
+TRUTH_MASKS = {"obj": "object_masks", "part": "part_masks"}
+
+
+def probe_truth(images: ImageSet, grid: tuple[int, int]) -> dict[str, np.ndarray] | None:
+    """Column labels (majority over each patch) of the probe's masks, by truth name; None when
+    the data has no masks or the image size is not a multiple of the grid."""
+    h, w = images.size
+    if h % grid[0] or w % grid[1]:
+        return None
+    truth = {
+        name: column_labels(getattr(images, key), grid)
+        for name, key in TRUTH_MASKS.items()
+        if getattr(images, key) is not None
+    }
+    return truth or None
+
 
 #: collapse diagnostics recorded per level: metric stem -> key of collapse_diagnostics
 DIAGNOSTICS = {

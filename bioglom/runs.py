@@ -17,12 +17,12 @@ Layout of a run file::
     /snapshots/<name> [S, *shape]           e.g. state [S, K, N, B, d], islands [S, K, B, Hg, Wg]
     /probe/<name>     fixed arrays written at creation (probe images, masks)
 
-This deviates from DESIGN.md section 7, which suggests one group per snapshot
-(``/snapshots/<step>/state``): under SWMR, groups, datasets and attributes may not be created
-once the writer has switched SWMR on (HDF5 does not support it and open readers do not see them),
-so every dataset is created up front and grows along axis 0. For the same reason ``status``,
-``finished`` and ``summary`` are written by :meth:`RunWriter.close` after the SWMR handle is
-closed, by re-opening the file in ``r+`` mode.
+The layout first sketched in docs/design.md §7 had one group per snapshot
+(``/snapshots/<step>/state``); it changed: under SWMR, groups, datasets and attributes may not
+be created once the writer has switched SWMR on (HDF5 does not support it and open readers do
+not see them), so every dataset is created up front and grows along axis 0. For the same reason
+``status``, ``finished`` and ``summary`` are written by :meth:`RunWriter.close` after the SWMR
+handle is closed, by re-opening the file in ``r+`` mode.
 
 All opens use ``locking=False``: a reader holding the file must not stop the writer's final
 ``r+`` re-open, and HDF5 refuses to open one file twice in one process with different locking

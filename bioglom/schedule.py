@@ -1,4 +1,4 @@
-"""Learning schedules: day and night phases (DESIGN section 5, paper §12.2).
+"""Learning schedules: day and night phases (docs/design.md §5, paper §12.2).
 
 A schedule is written as text in ``schedule.phases``::
 

@@ -1,4 +1,4 @@
-"""Islands scored against ground truth: ARI, FG-ARI, matched IoU, nesting (DESIGN section 6).
+"""Islands scored against ground truth: ARI, FG-ARI, matched IoU, nesting (docs/design.md §6).
 
 GLOM claims that islands of agreeing columns *are* the parse tree (§1, §2, §6): at a part level
 the islands should be the parts, at an object level the objects, and each island should lie
@@ -33,7 +33,7 @@ columns, ``a_i = sum_j n_ij``, ``b_j = sum_i n_ij`` and ``C(x) = x (x - 1) / 2``
   singletons or one island, so read it with the island counts. Read every score above with
   it: on the embedded scenes a fixed partition of the grid into 2x2 blocks scores an object
   FG-ARI of about 0.8, since objects tend to lie in different quarters of the image.
-* weighted nesting (DESIGN section 10): the share of the columns of the level-``l`` islands of
+* weighted nesting (docs/design.md §10): the share of the columns of the level-``l`` islands of
   two or more columns that lie in the level-``l + 1`` island holding most of their island,
 
       wnesting = sum_{i: a_i >= 2} max_j n_ij / sum_{i: a_i >= 2} a_i
@@ -44,7 +44,7 @@ columns, ``a_i = sum_j n_ij``, ``b_j = sum_i n_ij`` and ``C(x) = x (x - 1) / 2``
   share of at least ``1 / a``, so two unrelated partitions into islands of two columns still
   score about 0.5: read it against its mismatched control.
 
-The mismatched-image control (DESIGN section 10) of any per-image score ``s`` (FG-ARI, ARI,
+The mismatched-image control (docs/design.md §10) of any per-image score ``s`` (FG-ARI, ARI,
 mIoU, weighted nesting) scores each image's truth against the islands of another image,
 
     delta = mean_b s(truth_b, islands_b) - mean_b s(truth_b, islands_pi(b)),

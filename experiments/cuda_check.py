@@ -27,20 +27,11 @@ from pathlib import Path
 import torch
 
 import bioglom
+from bioglom import experiment
 from bioglom.rules import make_rule
 
 # ---- configuration -------------------------------------------------------------------------
-REFERENCE = {
-    "model.levels": 5,
-    "model.dim": 64,
-    "model.hidden": 128,
-    "model.hidden_layers": 1,
-    "frontend.patch_size": 2,
-    "data.image_size": 32,  # 16x16 columns
-    "settle.steps": 8,
-    "attention.radius": {"first": 1, "step": 1},
-    "run.device": "cpu",
-}
+REFERENCE = {**experiment.REFERENCE, "run.device": "cpu"}  # bench's; models moved by hand
 BATCH = 32
 SIZES = {"16x16": 32, "64x64": 128}  # columns -> image side at patch 2
 REPEATS, WARMUP = 20, 5

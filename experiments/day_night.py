@@ -35,10 +35,16 @@ from pathlib import Path
 
 import numpy as np
 
-from bioglom.report import arm_config, experiment_parser, fmt, markdown_table, run_experiment
+from bioglom.experiment import (
+    arm_config,
+    experiment_parser,
+    fmt,
+    markdown_table,
+    run_arm,
+    run_experiment,
+)
 from bioglom.runs import open_run
 from bioglom.schedule import parse_schedule, phase_of_update
-from bioglom.train import run_arm
 
 # ---- configuration ------------------------------------------------------------------------
 COMMON = {

@@ -9,10 +9,10 @@ level, objects at a higher one, each island inside one island of the level above
 larger at higher levels (paper §1, Figure 2). This trains the default model (unshared columns,
 homeostatic state normalisation) on the embedded part-whole scenes with each learning rule --
 the end-to-end baseline and co-distillation (which the temporal-derivative rule now equals) --
-next to the untrained model and to co-distillation with batch-statistics normalisation (DESIGN
-section 9's probe), each with every seed in ``SEEDS`` (or ``--seeds``); then it settles the
-held-out probe scenes and scores the islands of each run's last snapshot, per level, as DESIGN
-section 10 asks:
+next to the untrained model and to co-distillation with batch-statistics normalisation
+(docs/design.md §9's probe), each with every seed in ``SEEDS`` (or ``--seeds``); then it
+settles the held-out probe scenes and scores the islands of each run's last snapshot, per
+level, as docs/design.md §10 asks:
 
 * first the **mismatched-image control**: object and part FG-ARI minus the same score with
   every image's masks set against the islands of the next probe image (exactly 0 for any
@@ -32,7 +32,7 @@ foreground columns, connected components of similar colour, and k-means on raw p
 each at its default parameter, with its best over a small fixed grid of that parameter. A learned
 result is a result only where it beats all of them: the script names the arms and levels that do.
 
-Islands are extracted two ways (DESIGN section 6): connected 4-neighbours with cosine above
+Islands are extracted two ways (docs/design.md §6): connected 4-neighbours with cosine above
 ``THRESHOLD``, and average-linkage agglomerative clustering cut at the same cosine. Writes one
 HDF5 run per arm and seed (``<arm>_seed<s>.h5``), ``summary.json`` (every mean and spread),
 ``islands.png`` (island maps of one probe scene per arm, first seed) and ``parse_trees.png``, and
@@ -49,17 +49,24 @@ from pathlib import Path
 import numpy as np
 
 from bioglom.baselines import BASELINES
+from bioglom.experiment import (
+    QUICK,
+    arm_config,
+    experiment_parser,
+    markdown_table,
+    run_arm,
+    run_experiment,
+)
 from bioglom.islands import extract_islands, parse_tree
-from bioglom.report import arm_config, experiment_parser, markdown_table, run_experiment
+from bioglom.probe import TRUTH_MASKS
 from bioglom.runs import open_run
 from bioglom.scores import column_labels, score_islands
-from bioglom.train import TRUTH_MASKS, run_arm
 
 # ---- configuration ------------------------------------------------------------------------
 THRESHOLD = 0.8  # cosine above which columns join an island (both methods)
 GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # thresholds of the "best over the grid" columns
 METHODS = ("connected", "agglomerative")
-SEEDS = (0, 1, 2)  # run.seed of every arm (weights, batches); DESIGN section 10: 3 at least
+SEEDS = (0, 1, 2)  # run.seed of every arm (weights, batches); docs/design.md §10: 3 at least
 COMMON = {
     "data.source": "scenes",
     "run.island_threshold": THRESHOLD,
@@ -67,16 +74,11 @@ COMMON = {
 PRESETS = {
     # about a minute in all on 2 idle CPU cores (15 short runs), used by the tests
     "quick": {
-        "data.image_size": 16,  # 8x8 columns
+        **QUICK,  # bioglom.experiment.QUICK (8x8 columns, 3 levels, d = 16), shorter:
         "data.n_train": 128,
         "data.n_probe": 8,
         "data.n_linear": 0,
-        "model.levels": 3,
-        "model.dim": 16,
-        "model.hidden": 32,
-        "frontend.hidden": 32,
         "settle.steps": 3,
-        "train.batch_size": 8,
         "train.updates": 6,
         "run.record_every": 3,
         "run.snapshot_every": 6,
@@ -97,7 +99,7 @@ ARMS = {
     # no "temporal" arm: with temporal.reference = prediction its gradient is co-distillation's
     # at every step (tests/test_local.py), so its runs equal codistill's (measured: identical
     # scores for every seed of the quick preset)
-    # DESIGN section 9's probe: each unit standardised over columns and images (batch statistics)
+    # docs/design.md §9's probe: each unit standardised over columns and images (batch statistics)
     "codistill_batch": {"train.rule": "codistill", "model.state_norm": "batch"},
 }
 

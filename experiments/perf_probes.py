@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from bioglom import build_model
 from bioglom.allocator import keep_freed_memory
 from bioglom.bench import config_for, interleaved_ms
+from bioglom.experiment import markdown_table
 from bioglom.functional import (
     dense_mask_bias,
     lateral_attention,
@@ -43,7 +44,6 @@ from bioglom.functional import (
     window_neighbours,
     window_tile_bias,
 )
-from bioglom.report import markdown_table
 from bioglom.rules.base import ChangeMeter, make_optimizer
 
 # ---- configuration ------------------------------------------------------------------------

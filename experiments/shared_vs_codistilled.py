@@ -24,15 +24,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bioglom.report import (
+from bioglom.experiment import (
+    QUICK,
     arm_config,
     experiment_parser,
     final_metrics,
     fmt,
     markdown_table,
+    run_arm,
     run_experiment,
 )
-from bioglom.train import run_arm
 
 # ---- configuration ------------------------------------------------------------------------
 COMMON = {
@@ -43,20 +44,7 @@ COMMON = {
 }
 PRESETS = {
     # a couple of minutes on 2 CPU cores, used by the tests
-    "quick": {
-        "data.image_size": 16,  # 8x8 columns
-        "data.n_train": 256,
-        "data.n_probe": 16,
-        "model.levels": 3,
-        "model.dim": 16,
-        "model.hidden": 32,
-        "frontend.hidden": 32,
-        "settle.steps": 4,
-        "train.batch_size": 8,
-        "train.updates": 40,
-        "run.record_every": 10,
-        "run.snapshot_every": 40,
-    },
+    "quick": QUICK,  # bioglom.experiment.QUICK: 8x8 columns, 3 levels, d = 16, 40 updates
     # the numbers of docs/experiments/shared_vs_codistilled.md:
     # the default model (16x16 columns, 4 levels, d = 32)
     "full": {

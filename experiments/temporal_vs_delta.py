@@ -6,11 +6,12 @@ Results, table and discussion: docs/experiments/temporal_vs_delta.md
 
 Four arms on the same scenes, model, steps and seed, differing only in how the nets learn:
 
-* delta         -- co-distillation: each net regresses toward the next step's consensus;
+* codistill     -- co-distillation, the delta rule: each net regresses toward the next step's
+                   consensus;
 * temporal      -- output weights change by presynaptic activity times the rate of change of
                    the postsynaptic activity, no target or error computed; the units start at
                    the net's own prediction and relax to the consensus (temporal.reference =
-                   prediction, §12.3), so this should learn exactly as delta does;
+                   prediction, §12.3), so this should learn exactly as codistill does;
 * spiking       -- the same, with the rate of change estimated from Poisson spike trains by a
                    derivative filter (noisy but unbiased);
 * temporal_prev -- the ablation temporal.reference = previous_state: the units start at the
@@ -33,9 +34,15 @@ import numpy as np
 import torch
 
 from bioglom import build_model
-from bioglom.report import arm_config, experiment_parser, markdown_table, run_experiment
+from bioglom.experiment import (
+    QUICK,
+    arm_config,
+    experiment_parser,
+    markdown_table,
+    run_arm,
+    run_experiment,
+)
 from bioglom.runs import open_run
-from bioglom.train import run_arm
 
 # ---- configuration ------------------------------------------------------------------------
 COMMON = {
@@ -50,20 +57,7 @@ COMMON = {
 }
 PRESETS = {
     # a couple of minutes on 2 CPU cores, used by the tests
-    "quick": {
-        "data.image_size": 16,  # 8x8 columns
-        "data.n_train": 256,
-        "data.n_probe": 16,
-        "model.levels": 3,
-        "model.dim": 16,
-        "model.hidden": 32,
-        "frontend.hidden": 32,
-        "settle.steps": 4,
-        "train.batch_size": 8,
-        "train.updates": 40,
-        "run.record_every": 10,
-        "run.snapshot_every": 40,
-    },
+    "quick": QUICK,  # bioglom.experiment.QUICK: 8x8 columns, 3 levels, d = 16, 40 updates
     # the numbers of docs/experiments/temporal_vs_delta.md:
     # the default model (16x16 columns, 4 levels, d = 32)
     "full": {
@@ -73,7 +67,7 @@ PRESETS = {
     },
 }
 ARMS = {
-    "delta": {"train.rule": "codistill"},
+    "codistill": {"train.rule": "codistill"},
     "temporal": {"train.rule": "temporal"},
     "spiking": {"train.rule": "temporal", "temporal.spiking": True},
     "temporal_prev": {"train.rule": "temporal", "temporal.reference": "previous_state"},
@@ -153,14 +147,14 @@ def main() -> int:
                 tail(m, "probe_recon_mse", 1),
             ]
         )
-    # how far each finished arm's final weights are from the delta rule's, and from where every
-    # arm started (the same initial weights: the same seed and model)
-    delta = final_weights(runs["delta"])
+    # how far each finished arm's final weights are from the delta rule's (codistill's), and from
+    # where every arm started (the same initial weights: the same seed and model)
+    delta = final_weights(runs["codistill"])
     initial = {k: v for k, v in build_model(config).state_dict().items() if k in delta}
     for row, (arm, path) in zip(rows, runs.items(), strict=True):
         finished = row[0] == arm
         w = final_weights(path) if finished else None
-        row.append(f"{distance(w, delta):.3f}" if finished and arm != "delta" else "-")
+        row.append(f"{distance(w, delta):.3f}" if finished and arm != "codistill" else "-")
         row.append(f"{distance(w, initial):.3f}" if finished else "-")
     headers = [
         "arm",
@@ -168,16 +162,14 @@ def main() -> int:
         *(f"TD L{k}" for k in range(K - 1)),
         "decoder",
         "probe recon MSE",
-        "dist to delta",
+        "dist to codistill",
         "dist to W_0",
     ]
     print(f"\ntemporal_vs_delta, preset {args.preset}: runs in {out}")
     print("final local losses (1/2 |prediction - consensus|^2, mean of the last 3 finite records)")
-    print(
-        "and how far each finished arm's final weights W are from the delta rule's, |W - W_delta|"
-    )
-    print("/ |W_delta|, and from the initial weights, |W - W_0| / |W_0| (homeostatic statistics")
-    print("left out)")
+    print("and how far each finished arm's final weights W are from the delta rule's (codistill),")
+    print("|W - W_delta| / |W_delta|, and from the initial weights, |W - W_0| / |W_0| (homeostatic")
+    print("statistics left out)")
     print(markdown_table(headers, rows))
     if plot_curves(runs, K, out / "curves.png"):
         print(f"learning curves: {out / 'curves.png'}")

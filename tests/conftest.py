@@ -1,4 +1,4 @@
-"""Shared helpers: small configs and fresh random inputs, every draw replayable.
+"""Shared helpers: small configs, models and runs, fresh random inputs, every draw replayable.
 
 Random inputs change from run to run, but every failure can be replayed. One session seed is
 taken from the environment variable ``BIOGLOM_TEST_SEED`` when it is set, else drawn from the
@@ -15,12 +15,16 @@ import hashlib
 import os
 import random
 import shlex
+import signal
 
 import numpy as np
 import pytest
 import torch
 
+import bioglom
 from bioglom.config import load_config
+from bioglom.rules import make_rule
+from bioglom.runs import open_run
 
 SMALL = {
     "model.levels": 3,
@@ -135,3 +139,77 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def np_rng() -> np.random.Generator:
     """A numpy generator seeded by :func:`fresh_seed`."""
     return np.random.default_rng(fresh_seed())
+
+
+# ---------------------------------------------------------------------------------------------
+# small models and rules (tests of the model's parts and of the rules)
+
+
+def build(**kw):
+    return bioglom.build_model(small_config(**kw))
+
+
+def standardised(y):
+    """Per-vector zero mean, unit variance, written out independently of bioglom.norm."""
+    mean = y.mean(-1, keepdim=True)
+    var = ((y - mean) ** 2).mean(-1, keepdim=True)
+    return (y - mean) / torch.sqrt(var + 1e-5)
+
+
+def setup(**kw):
+    cfg = small_config(**kw)
+    model = bioglom.build_model(cfg)
+    model.train()
+    return cfg, model, make_rule(model, cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# runs stopped and resumed (test_checkpoint.py, test_experiments.py)
+
+RELIABLE = {"train__updates": 12, "run__record_every": 2, "run__checkpoint_every": 4}
+
+
+def run_contents(path) -> tuple[dict[str, np.ndarray], list[int], list[str]]:
+    """Metrics (elapsed_s aside), snapshot steps and phases of a run file."""
+    with open_run(path) as run:
+        metrics = {k: v for k, v in run.metrics.items() if k != "elapsed_s"}
+        return metrics, list(run.snapshot_steps), list(run.phase)
+
+
+def assert_same_run(a, b) -> None:
+    ma, sa, pa = run_contents(a)
+    mb, sb, pb = run_contents(b)
+    assert sa == sb and pa == pb
+    assert ma.keys() == mb.keys()
+    for k in ma:
+        np.testing.assert_array_equal(ma[k], mb[k], err_msg=k)
+
+
+def assert_same_weights(a, b) -> None:
+    wa = torch.load(a.with_suffix(".pt"), weights_only=False)["model"]
+    wb = torch.load(b.with_suffix(".pt"), weights_only=False)["model"]
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def interrupt_at(monkeypatch, day_update: int) -> None:
+    """Make the rule's ``day_update``-th update send this process SIGINT (a Ctrl-C)."""
+    import bioglom.train as train_module
+
+    real = train_module.make_rule
+
+    def interrupting(model, config):
+        rule = real(model, config)
+        update, calls = rule.update, {"n": 0}
+
+        def hit(images, generator=None):
+            calls["n"] += 1
+            if calls["n"] == day_update:
+                os.kill(os.getpid(), signal.SIGINT)
+            return update(images, generator)
+
+        rule.update = hit
+        return rule
+
+    monkeypatch.setattr(train_module, "make_rule", interrupting)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import small_config
 
+import bioglom
 from bioglom.config import (
     Config,
     ConfigError,
@@ -228,3 +230,12 @@ def test_saved_config_reads_runs_whose_data_file_or_options_are_gone(tmp_path):
     with pytest.raises(ConfigError, match="night.negatives"):
         saved_config(refused)
     assert saved_config(refused, validate=False).night.negatives == "near_frames"
+
+
+def test_isolated_refuses_what_couples_columns():
+    """Batch statistics mix columns, and the CNN front end is shared and sees the neighbours'
+    pixels: the isolated control refuses both."""
+    with pytest.raises(bioglom.ConfigError, match="per-column normalisation"):
+        small_config(model__sharing="isolated", model__state_norm="batch")
+    with pytest.raises(bioglom.ConfigError, match="frontend.kind"):
+        small_config(model__sharing="isolated", frontend__kind="cnn")

@@ -383,3 +383,199 @@ def test_video_argument_validation(kwargs, message) -> None:
     """moving_scenes also checks frames and max_speed."""
     with pytest.raises(ValueError, match=message):
         moving_scenes(2, **kwargs)
+
+
+# ------------------------------------------- harder scenes: the options of issue 14 (item 1)
+
+
+def _digest(data) -> str:
+    """sha256 of every array of an ImageSet or VideoSet (name, dtype, shape and bytes)."""
+    import dataclasses
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in dataclasses.fields(data):
+        x = getattr(data, f.name)
+        if x is not None:
+            h.update(f.name.encode() + str(x.dtype).encode() + str(x.shape).encode())
+            h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()
+
+
+def test_default_scenes_are_pinned() -> None:
+    """The scene options leave the default generator bit for bit as it was: these digests pin
+    the default generator (computed before the options of issue 14 were added)."""
+    still = part_whole_scenes(64, 32, 0)
+    video = moving_scenes(8, 4, 32, 3, max_spin=0.1, noise=0.05)
+    assert _digest(still) == "93ae77a39851554b5442e77ccfc4bcf27e7d729d37c37151ddec04c4ba5f8428"
+    assert _digest(video) == "4df213f32ee09b2833f66dc0593c22db29c13e07f2b6be43ca2cf91b20de3a39"
+    more = part_whole_scenes(16, 32, 5, min_objects=1, max_objects=5, noise=0.1)
+    assert _digest(more) == "b727b05a2d3db8cdd0510413b1e2bd15c3f926f540bbf9f1b3bcf48214a3773a"
+
+
+def _touching_share(object_masks: np.ndarray) -> float:
+    """Share of images in which two different objects are 4-neighbours somewhere."""
+    m = object_masks
+    right = (m[:, :, 1:] != m[:, :, :-1]) & (m[:, :, 1:] > 0) & (m[:, :, :-1] > 0)
+    down = (m[:, 1:] != m[:, :-1]) & (m[:, 1:] > 0) & (m[:, :-1] > 0)
+    return float((right.any((1, 2)) | down.any((1, 2))).mean())
+
+
+def test_touching_objects_touch_and_occlude() -> None:
+    """touching: objects are 4-neighbours in most images (almost none by default), and the
+    masks still agree with the pixels (each part one flat colour, ids all visible)."""
+    apart = part_whole_scenes(128, seed=2)
+    touching = part_whole_scenes(128, seed=2, touching=True)
+    assert _touching_share(apart.object_masks) < 0.1
+    assert _touching_share(touching.object_masks) > 0.8
+    test_each_part_is_one_flat_visible_colour(touching)
+    test_object_masks_follow_from_part_masks(touching)
+    test_ids_are_consecutive_and_all_visible(touching)
+
+
+def _part_colours(data: ImageSet) -> list[tuple[int, int, np.ndarray]]:
+    """(image, object id, colour) of every visible part; asserts each part is flat."""
+    pixels = np.moveaxis(data.images, 1, -1)
+    out = []
+    for i in range(len(data)):
+        for p in np.unique(data.part_masks[i])[1:]:
+            colours = pixels[i][data.part_masks[i] == p]
+            assert np.all(colours == colours[0]), (i, p)
+            out.append((i, int(data.part_to_object[i, p]), colours[0]))
+    return out
+
+
+def test_palette_shares_colours_across_objects_and_parts() -> None:
+    """palette = k: without jitter every part is exactly one of the first k palette colours,
+    and colours repeat across the objects of an image and across the parts of an object; with
+    jitter an object's parts are all shifted by one offset of at most colour_jitter."""
+    from bioglom.data import PALETTE
+
+    data = part_whole_scenes(64, seed=1, palette=2, colour_jitter=0.0)
+    parts = _part_colours(data)
+    palette = PALETTE[:2].astype(np.float32)
+    assert all(np.any(np.all(c == palette, axis=1)) for _, _, c in parts)
+    assert {tuple(c) for _, _, c in parts} == {tuple(c) for c in palette}
+    same_object = same_image_other_object = 0
+    for a in range(len(parts)):
+        for b in range(a + 1, len(parts)):
+            (ia, oa, ca), (ib, ob, cb) = parts[a], parts[b]
+            if ia == ib and np.array_equal(ca, cb):
+                same_object += oa == ob
+                same_image_other_object += oa != ob
+    assert same_object > 10 and same_image_other_object > 10
+
+    jittered = part_whole_scenes(64, seed=1, palette=2, colour_jitter=0.1)
+    for i, o, c in _part_colours(jittered):
+        nearest = palette[np.argmin(np.abs(palette - c).max(axis=1))]
+        assert np.abs(c - nearest).max() <= 0.1 + 1e-6, (i, o, c)
+    by_object: dict[tuple[int, int], set] = {}
+    for i, o, c in _part_colours(jittered):
+        nearest = palette[np.argmin(np.abs(palette - c).max(axis=1))]
+        unclipped = (c > 0) & (c < 1)
+        offset = np.where(unclipped, np.round(c - nearest, 5), np.nan)
+        by_object.setdefault((i, o), []).append(offset)
+    for offsets in by_object.values():
+        a = np.array(offsets)
+        for ch in range(3):
+            col = a[:, ch][~np.isnan(a[:, ch])]
+            assert col.size == 0 or np.ptp(col) < 1e-4  # one shift per object and channel
+
+
+def test_colour_jitter_zero_gives_the_class_colours() -> None:
+    """colour_jitter = 0 with class colours: the whole data set holds no more distinct part
+    colours than the classes have parts (22); the default jitter gives a fresh shade to
+    every object."""
+    plain = {tuple(c) for _, _, c in _part_colours(part_whole_scenes(64, colour_jitter=0.0))}
+    assert len(plain) <= 22
+    jittered = {tuple(c) for _, _, c in _part_colours(part_whole_scenes(64))}
+    assert len(jittered) > 100
+
+
+@pytest.mark.parametrize("background", ["noise", "texture"])
+def test_background_changes_only_background_pixels(background: str) -> None:
+    """A noise or texture background leaves every mask and every object pixel as on black
+    (its draws come after the scene's) and fills mask 0 with bright, varied pixels."""
+    black = part_whole_scenes(32, seed=4)
+    other = part_whole_scenes(32, seed=4, background=background)
+    for name in ("part_masks", "object_masks", "part_to_object", "object_classes", "labels"):
+        np.testing.assert_array_equal(getattr(black, name), getattr(other, name))
+    fg = np.broadcast_to((black.object_masks > 0)[:, None], black.images.shape)
+    np.testing.assert_array_equal(other.images[fg], black.images[fg])
+    back = np.moveaxis(other.images, 1, -1)[black.object_masks == 0]  # [pixels, 3]
+    assert back.mean() > 0.25 and back.std() > 0.1
+    assert (back.max(axis=1) > 0.1).mean() > 0.5  # most are "foreground" to a brightness test
+
+
+def test_noise_background_is_uniform_and_texture_is_stripes_of_two_colours() -> None:
+    """noise: background pixels uniform in [0, 1] (mean 1/2, sd 1/sqrt(12), channels
+    uncorrelated); texture: per image the background colours lie on one segment between two
+    colours (a rank-1 spread in RGB) and vary along the image (stripes)."""
+    noise = part_whole_scenes(32, seed=6, background="noise")
+    back = np.moveaxis(noise.images, 1, -1)[noise.object_masks == 0]
+    assert abs(back.mean() - 0.5) < 0.01 and abs(back.std() - 12**-0.5) < 0.01
+    assert np.abs(np.corrcoef(back.T) - np.eye(3)).max() < 0.05
+    texture = part_whole_scenes(32, seed=6, background="texture")
+    for i in range(len(texture)):
+        pix = np.moveaxis(texture.images[i], 0, -1)[texture.object_masks[i] == 0]
+        sv = np.linalg.svd(pix - pix.mean(0), compute_uv=False)
+        assert sv[0] > 1.0 and sv[1] < 1e-3 * sv[0], (i, sv)
+
+
+def test_moving_scenes_take_the_options_and_keep_one_background() -> None:
+    """moving_scenes: touching and palette apply, and the background is the same in every
+    frame wherever no object covers it."""
+    video = moving_scenes(8, 3, seed=2, touching=True, palette=3, background="texture")
+    assert _touching_share(video.frame(1).object_masks) > 0.5
+    both = (video.object_masks[0] == 0) & (video.object_masks[2] == 0)
+    a, b = np.moveaxis(video.frames[0], 1, -1), np.moveaxis(video.frames[2], 1, -1)
+    np.testing.assert_array_equal(a[both], b[both])
+
+
+@pytest.mark.parametrize("count", [6, 8])
+def test_many_touching_objects_are_all_visible(count: int) -> None:
+    """Up to 8 objects per 32x32 scene, touching or not, all with pixels."""
+    for touching in (False, True):
+        data = part_whole_scenes(
+            32, seed=3, min_objects=count, max_objects=count, touching=touching
+        )
+        assert all(len(np.unique(m)) - 1 == count for m in data.object_masks)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"palette": 9}, "palette=9"),
+        ({"palette": -1}, "palette=-1"),
+        ({"colour_jitter": -0.1}, "colour_jitter=-0.1"),
+        ({"colour_jitter": float("nan")}, "colour_jitter=nan"),
+        ({"background": "grey"}, "background='grey'"),
+    ],
+)
+def test_scene_option_validation(kwargs, message) -> None:
+    """Bad scene options raise ValueError naming the option and its value."""
+    with pytest.raises(ValueError, match=message):
+        part_whole_scenes(2, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        moving_scenes(2, 2, **kwargs)
+
+
+def test_config_scene_options_reach_the_generator() -> None:
+    """The [data] options reach load_data's scenes (the probe split equals the generator's
+    output), and bad values are ConfigErrors naming the field and the value."""
+    from bioglom.config import ConfigError, load_config
+    from bioglom.splits import load_data
+
+    over = {"data.touching": True, "data.palette": 2, "data.colour_jitter": 0.05,
+            "data.background": "noise", "data.min_objects": 4, "data.max_objects": 5,
+            "data.n_train": 16, "data.n_probe": 4, "data.n_linear": 0, "data.seed": 9}  # fmt: skip
+    probe = load_data(load_config(None, over)).probe
+    direct = part_whole_scenes(20, 32, 9, min_objects=4, max_objects=5, touching=True,
+                               palette=2, colour_jitter=0.05, background="noise").subset(
+        np.arange(16, 20))  # fmt: skip
+    assert _digest(probe) == _digest(direct)
+    for field, value in [("data.palette", 9), ("data.colour_jitter", 2.0),
+                         ("data.background", "grey"), ("data.touching", "yes")]:  # fmt: skip
+        with pytest.raises(ConfigError) as err:
+            load_config(None, {field: value})
+        assert err.value.field == field and str(value) in str(err.value)

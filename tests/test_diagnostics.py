@@ -84,3 +84,22 @@ def test_within_image_cosine_and_std_by_brute_force():
         samples = u[k].reshape(12, 5).numpy()
         assert diag["std"][k] == pytest.approx(samples.std(axis=0).mean(), abs=1e-6)
     assert diag["std"][1] < diag["std"][0] and diag["cos_within"][1] > diag["cos_within"][0]
+
+
+def test_mean_within_image_cosine_matches_pairwise_definition():
+    """The closed form |sum u|^2 - N equals the explicit mean over pairs x != y."""
+    g = torch.Generator().manual_seed(1)
+    s = torch.randn(2, 5, 3, 4, generator=g)
+    got = collapse_diagnostics(s)["cos_within"]
+    u = s / s.norm(dim=-1, keepdim=True)
+    for k in range(2):
+        vals = [
+            float(u[k, x, b] @ u[k, y, b])
+            for b in range(3)
+            for x in range(5)
+            for y in range(5)
+            if x != y
+        ]
+        assert abs(float(got[k]) - np.mean(vals)) < 1e-5
+    collapsed = torch.ones(1, 7, 2, 3)
+    assert abs(float(collapse_diagnostics(collapsed)["cos_within"][0]) - 1.0) < 1e-6

@@ -1,4 +1,4 @@
-"""Experiment scripts run end to end on their quick presets and report every arm."""
+"""bioglom.experiment, experiments/*.py: presets run, arms resume, tables' arithmetic by hand."""
 
 from __future__ import annotations
 
@@ -8,8 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from conftest import RELIABLE, assert_same_run, assert_same_weights, interrupt_at, small_config
 
+import bioglom
+from bioglom.baselines import BASELINES
+from bioglom.checkpoint import checkpoint_path
+from bioglom.cli import main as cli_main
+from bioglom.config import load_config
 from bioglom.runs import open_run
+from bioglom.splits import load_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
     "script, arms",
     [
         ("shared_vs_codistilled.py", ("shared", "unshared", "isolated")),
-        ("temporal_vs_delta.py", ("delta", "temporal", "spiking", "temporal_prev")),
+        ("temporal_vs_delta.py", ("codistill", "temporal", "spiking", "temporal_prev")),
         ("day_night.py", ("day_only", "long_blocks", "alternating", "interleaved")),
         ("islands.py", ("untrained", "end_to_end", "codistill", "codistill_batch")),
     ],
@@ -60,14 +68,14 @@ def test_quick_preset_writes_one_run_per_arm_and_a_table(script, arms, tmp_path)
                 assert ("night" in cfg.schedule.phases) == (arm in ("long_blocks", "alternating"))
                 assert set(run.phase) <= {"day", "night", "interleaved"}
             else:
-                assert cfg.train.rule == ("codistill" if arm == "delta" else "temporal")
+                assert cfg.train.rule == ("codistill" if arm == "codistill" else "temporal")
                 assert cfg.temporal.spiking == arm.startswith("spiking")
                 reference = "previous_state" if arm.endswith("_prev") else "prediction"
                 assert cfg.temporal.reference == reference
 
 
 def test_islands_table_leads_with_the_controls_and_lists_every_baseline(tmp_path):
-    """`experiments/islands.py` (DESIGN section 10): its table leads with the mismatched-image
+    """`experiments/islands.py` (docs/design.md §10): its table leads with the mismatched-image
     control, it has a row for every baseline that learns nothing, it runs three seeds or more,
     and on hand-made scores it names an arm's level a result only where both object FG-ARI and
     its delta beat every baseline by more than the two spreads."""
@@ -121,7 +129,7 @@ def test_arm_config_applies_layers_in_order_then_the_command_line():
     """An arm's config: defaults, then each layer in turn (a later layer wins), then `--set`
     items (three-part keys too); a bad `--set` is a ConfigError naming the field."""
     import bioglom
-    from bioglom.report import arm_config
+    from bioglom.experiment import arm_config
 
     cfg = arm_config(
         {"model.dim": 8, "train.lr": 0.5},
@@ -158,47 +166,6 @@ def test_day_night_fall_and_recovery_arithmetic():
     assert back == "never"  # the night ended at update 10 still far from 10
 
 
-def test_bench_quick_preset_writes_every_number(tmp_path):
-    """`bioglom bench --preset quick` runs the reference timings in both column modes, the
-    sweep, the memory probes and the target table, and writes them to JSON. No timing is
-    asserted: these machines are shared and noisy."""
-    import json
-
-    out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bioglom.cli", "bench", "--preset", "quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    r = json.loads(out.read_text())
-    assert set(r["reference"]) == {"shared", "unshared"}
-    for t in r["reference"].values():
-        assert t["step_ms"] > 0 and t["learn_step_ms"] > 0 and t["mlp_gflops"] > 0
-    assert r["matmul_gflops"] > 0 and len(r["sweep"]) >= 4
-    assert {"codistill_2", "codistill_4", "end_to_end_2", "end_to_end_4"} <= set(r["memory"])
-    assert "targets (ratios measured in this run)" in proc.stdout
-    assert r["memory"]["codistill_big"]["grads"] > 0
-    assert {"layers_gflops", "lateral_plan"} <= set(r["reference"]["unshared"])
-
-
-def test_bench_memory_probe_in_bfloat16():
-    """The bench's memory probe runs its update under bfloat16 autocast (``--bf16``): the
-    column MLPs compute in bfloat16, while it holds fp32 weights, their gradients and Adam's
-    two moments."""
-    import json
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "bioglom.bench", "--memory-probe", "--bf16", "--columns", "16",
-         "--steps", "2", "--batch", "2"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    m = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert m["peak"] > 0
-    assert m["matmul_dtype"] == "torch.bfloat16"
-    assert m["optimizer"] >= 2 * m["grads"] > 0
-
-
 def test_perf_probes_quick_prints_every_table():
     """`python experiments/perf_probes.py all --quick` (the micro-benchmarks behind the
     performance notes) runs every probe and prints its table. No timing is asserted."""
@@ -211,3 +178,94 @@ def test_perf_probes_quick_prints_every_table():
                     "profile: 5 settling steps", "learning: a co-distillation step"):  # fmt: skip
         assert heading in proc.stdout
     assert "tiles T=4" in proc.stdout and "ChangeMeter" in proc.stdout
+
+
+def test_experiment_arms_keep_finished_runs_and_resume_stopped_ones(tmp_path, monkeypatch):
+    """`run_arm(resume=True)`, behind every experiment's --resume: a finished run is kept as
+    it is; an interrupted one continues from its checkpoint to the uninterrupted result."""
+    from bioglom.experiment import run_arm
+
+    cfg = small_config(**RELIABLE)
+    done = tmp_path / "done.h5"
+    assert run_arm(cfg, done, progress=False) == "finished"
+    stamp = done.stat().st_mtime_ns
+    assert run_arm(cfg, done, resume=True, progress=False) == "finished"
+    assert done.stat().st_mtime_ns == stamp
+    stopped = tmp_path / "stopped.h5"
+    with monkeypatch.context() as m:
+        interrupt_at(m, 5)
+        with pytest.raises(KeyboardInterrupt):  # the experiment stops with this arm
+            run_arm(cfg, stopped, progress=False)
+    assert run_arm(cfg, stopped, resume=True, progress=False) == "finished"
+    assert_same_run(done, stopped)
+    assert_same_weights(done, stopped)
+
+
+def test_ctrl_c_in_an_experiment_arm_stops_the_experiment(tmp_path, monkeypatch):
+    """Ctrl-C in one arm leaves that arm interrupted with its checkpoint and raises
+    KeyboardInterrupt out of `run_arm`, so that no later arm is trained; an experiment script
+    turns it into exit status 130 (`report.run_experiment`)."""
+    from bioglom.experiment import run_arm, run_experiment
+
+    cfg = small_config(**RELIABLE)
+    path, later = tmp_path / "a.h5", tmp_path / "b.h5"
+
+    def experiment():
+        for p in (path, later):
+            run_arm(cfg, p, progress=False)
+
+    interrupt_at(monkeypatch, 5)
+    assert run_experiment(experiment) == 130
+    assert checkpoint_path(path).exists() and not later.exists()
+    with open_run(path) as run:
+        assert run.status == "interrupted"
+
+
+CONFIGS = ROOT / "experiments" / "configs"
+
+
+def test_scene_difficulty_runs_and_tables_every_baseline(capsys, monkeypatch) -> None:
+    """experiments/scene_difficulty.py (issue 14): a tiny run prints a summary row per setting
+    and a row per setting and baseline; on the default scenes components of non-black columns
+    score objects well, and on the harder scenes (all options) it scores far lower."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(ROOT / "experiments"))
+    sd = importlib.import_module("scene_difficulty")
+
+    results = sd.main(["--images", "8", "--seeds", "0"])
+    out = capsys.readouterr().out
+    for setting in sd.SETTINGS:
+        assert out.count(f"| {setting} |") == 1 + len(BASELINES)
+    for name in BASELINES:
+        assert out.count(f"| {name} (") == len(sd.SETTINGS)
+    fg = {s: r[0]["foreground_components"]["fgari_obj"] for s, r in results.items()}
+    assert fg["default scenes"] > 0.7 and fg["all (hard_scenes.toml)"] < 0.3
+    assert results["Tetrominoes (tetrominoes.toml)"][0]["counts"]["grid"] == (7, 7)
+
+
+@pytest.mark.parametrize("name", ["hard_scenes.toml", "tetrominoes.toml"])
+def test_harder_data_configs_load_and_settle_a_batch(name: str, capsys) -> None:
+    """The configs of the harder data (issue 14): `bioglom config FILE` accepts the config; it
+    validates with its data options set; the model built from the config alone has the data's
+    geometry; a batch of its probe images settles to finite states."""
+    path = CONFIGS / name
+    assert cli_main(["config", str(path)]) == 0
+    assert "[data]" in capsys.readouterr().out
+    cfg = load_config(path)
+    if name == "hard_scenes.toml":
+        d = cfg.data
+        assert (d.touching, d.palette, d.background) == (True, 3, "texture")
+        assert (d.min_objects, d.max_objects) == (4, 6)
+    else:
+        assert cfg.data.source == "tetrominoes" and cfg.frontend.patch_size == 5
+    small = load_config(path, {"data.n_train": 16, "data.n_probe": 2, "data.n_linear": 0})
+    probe = load_data(small).probe
+    model = bioglom.build_model(small)  # the geometry from the config alone
+    assert (model.channels, model.image_size) == (probe.channels, probe.size)
+    with torch.no_grad():
+        result = model.settle(probe.images, steps=2)
+    side = probe.size[0] // small.frontend.patch_size
+    assert result.state.shape == (small.model.levels, side * side, 2, small.model.dim)
+    assert torch.isfinite(result.state).all()
+    assert np.isfinite(probe.images).all()

@@ -12,6 +12,7 @@ from conftest import cuda, fresh_seed
 from bioglom.functional import (
     attention_weights,
     column_linear,
+    column_linear_fa,
     consensus_gaussian,
     consensus_mean,
     gaussian_neighbours,
@@ -300,6 +301,7 @@ def test_tiled_window_attention_has_the_gradient_of_the_gathered_sum():
     torch.testing.assert_close(gt, ga)
 
 
+@pytest.mark.gpu
 @cuda
 def test_tiled_window_attention_on_cuda_matches_cpu():
     """The tiled form on the GPU gives the CPU's result (float64, gaussian mode included)."""
@@ -401,3 +403,27 @@ def test_location_encoding_values():
             assert float(got[axis, 1, f]) == pytest.approx(math.cos(2**f * math.pi * u), abs=1e-6)
     codes = location_encoding((16, 16), 4)
     assert len({tuple(torch.round(c, decimals=5).tolist()) for c in codes}) == 256
+
+
+# ---------------------------------------------------------------------------------------------
+# feedback alignment
+
+
+def test_feedback_alignment_backward_is_what_it_says():
+    """dW = x^T dy and db = sum dy as in back-propagation, but dx = dy F^T with the fixed
+    feedback matrix F instead of W^T (per column; summed over columns when shared)."""
+    g = torch.Generator().manual_seed(fresh_seed())
+    K, N, B, i, o = 2, 3, 4, 5, 6
+    for C in (N, 1):
+        x = torch.randn(K, N, B, i, generator=g, requires_grad=True)
+        W = torch.randn(K, C, i, o, generator=g, requires_grad=True)
+        b = torch.randn(K, C, 1, o, generator=g, requires_grad=True)
+        F = torch.randn(K, C, i, o, generator=g)
+        dy = torch.randn(K, N, B, o, generator=g)
+        (column_linear_fa(x, W, b, F) * dy).sum().backward()
+        Fx = F.expand(K, N, i, o)
+        torch.testing.assert_close(x.grad, dy @ Fx.transpose(-1, -2))
+        gw = x.detach().transpose(-1, -2) @ dy  # [K, N, i, o]
+        torch.testing.assert_close(W.grad, gw if C == N else gw.sum(1, keepdim=True))
+        gb = dy.sum(2, keepdim=True)
+        torch.testing.assert_close(b.grad, gb if C == N else gb.sum(1, keepdim=True))

@@ -1,4 +1,4 @@
-"""Island extraction and the probe's collapse measure on hand-made states."""
+"""Island extraction (bioglom.islands) on hand-made states with known components."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 import torch
 from conftest import fresh_seed
 
-from bioglom.diagnostics import collapse_diagnostics
 from bioglom.islands import (
     agglomerative_islands,
     connected_islands,
@@ -75,25 +74,6 @@ def test_levels_and_images_are_labelled_separately():
     labels = connected_islands(e, (2, 3), 0.9)
     assert labels.shape == (3, 2, 2, 3)
     assert island_counts(labels)[1].tolist() == [1, 1]
-
-
-def test_mean_within_image_cosine_matches_pairwise_definition():
-    """The closed form |sum u|^2 - N equals the explicit mean over pairs x != y."""
-    g = torch.Generator().manual_seed(1)
-    s = torch.randn(2, 5, 3, 4, generator=g)
-    got = collapse_diagnostics(s)["cos_within"]
-    u = s / s.norm(dim=-1, keepdim=True)
-    for k in range(2):
-        vals = [
-            float(u[k, x, b] @ u[k, y, b])
-            for b in range(3)
-            for x in range(5)
-            for y in range(5)
-            if x != y
-        ]
-        assert abs(float(got[k]) - np.mean(vals)) < 1e-5
-    collapsed = torch.ones(1, 7, 2, 3)
-    assert abs(float(collapse_diagnostics(collapsed)["cos_within"][0]) - 1.0) < 1e-6
 
 
 def test_agglomerative_joins_separated_regions_that_agree():

@@ -1,10 +1,10 @@
-"""Local learning: the properties the rules are meant to have, checked against independent facts.
+"""bioglom.rules.local: the properties the rules are meant to have, against independent facts.
 
 - no gradient reaches an earlier step, another level or another column;
 - the temporal-derivative update equals the delta-rule update where the state is the prediction;
-- the spiking derivative estimate is unbiased (and has the variance its Poisson model says);
+- the spiking rule's gradient, averaged over spike draws, is the rate rule's;
 - a shared weight's gradient is the sum of the unshared columns' gradients;
-- every hidden-layer option lowers a local loss; feedback alignment computes what it says;
+- every hidden-layer option lowers a local loss;
 - local learning's saved activations do not grow with the number of steps (BPTT's do).
 """
 
@@ -15,21 +15,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import fresh_seed, rand_images, small_config
+from conftest import fresh_seed, rand_images, setup, small_config
 
 import bioglom
-from bioglom.agreement import column_agreement, ensemble_effect
-from bioglom.columns import ColumnMLP
-from bioglom.functional import column_linear_fa
 from bioglom.rules import make_rule
-from bioglom.spikes import derivative_kernel, derivative_variance, spiking_derivative
-
-
-def setup(**kw):
-    cfg = small_config(**kw)
-    model = bioglom.build_model(cfg)
-    model.train()
-    return cfg, model, make_rule(model, cfg)
 
 
 def grads(model):
@@ -116,23 +105,6 @@ def test_no_gradient_crosses_columns_when_isolated(rule, rng):
 
 # That the lateral term carries knowledge between columns, and exactly how far (Chebyshev
 # distance max_radius * settle.steps), is checked in tests/test_locality.py.
-
-
-def test_isolated_columns_get_no_lateral_weight():
-    """sharing = isolated: unshared weights, lateral weight exactly 0 at every level and step."""
-    _, m, _ = setup(model__sharing="isolated")
-    assert m.columns == 16
-    for t in range(3):
-        assert torch.all(m.contribution_weights(t, 3)[3] == 0)
-
-
-def test_isolated_refuses_what_couples_columns():
-    """Batch statistics mix columns, and the CNN front end is shared and sees the neighbours'
-    pixels: the isolated control refuses both."""
-    with pytest.raises(bioglom.ConfigError, match="per-column normalisation"):
-        small_config(model__sharing="isolated", model__state_norm="batch")
-    with pytest.raises(bioglom.ConfigError, match="frontend.kind"):
-        small_config(model__sharing="isolated", frontend__kind="cnn")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,7 +237,7 @@ def test_temporal_rule_does_not_diverge_under_sgd_on_the_default_model():
     docs/experiments/temporal_vs_delta.md); with the prediction every loss, state and weight
     stays finite through update 400, and the rule keeps moving the weights (a rule that stops
     learning cannot diverge)."""
-    from bioglom.train import load_data
+    from bioglom.splits import load_data
 
     cfg = bioglom.load_config(
         overrides={"train.rule": "temporal", "train.optimizer": "sgd", "train.lr": 0.1}
@@ -282,46 +254,6 @@ def test_temporal_rule_does_not_diverge_under_sgd_on_the_default_model():
     assert torch.isfinite(rule.last_state).all()
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert float(m["update_norm_bottom_up"]) > 0 and float(m["update_norm_top_down"]) > 0
-
-
-def test_derivative_kernel_moments():
-    """The filter has zero sum and unit first moment, so it reads slopes exactly."""
-    s, k = derivative_kernel(7, dt=2.0)
-    delta = 2.0 / 7
-    assert float(k.sum()) == pytest.approx(0.0, abs=1e-12)
-    assert float((k * s).sum() * delta) == pytest.approx(1.0, abs=1e-12)
-    assert torch.all(k[:3] < 0) and torch.all(k[4:] > 0)  # STDP-like: early -, late +
-
-
-def test_spiking_derivative_is_unbiased():
-    """Over 4000 trials the mean spiking estimate of de/dt matches (e1 - e0)/dt within 5
-    standard errors for every component (sigma from the exact Poisson variance), including
-    components that change sign within the step; the empirical variance matches that sigma^2
-    within 15%."""
-    g = torch.Generator().manual_seed(fresh_seed())
-    e0 = torch.randn(40, generator=g, dtype=torch.float64)
-    e1 = e0 + torch.randn(40, generator=g, dtype=torch.float64)
-    e1[:5] = -e0[:5]  # sign changes inside the step
-    gain, bins, dt, trials = 50.0, 8, 1.0, 4000
-    est = spiking_derivative(
-        e0.expand(trials, 40), e1.expand(trials, 40), gain, bins, dt, generator=g
-    )
-    truth = (e1 - e0) / dt
-    var = derivative_variance(e0, e1, gain, bins, dt)
-    se = torch.sqrt(var / trials)
-    assert torch.all((est.mean(0) - truth).abs() < 5 * se)
-    ratio = est.var(0) / var
-    assert torch.all((ratio - 1).abs() < 0.15)
-
-
-def test_spiking_derivative_of_a_non_finite_rate_is_nan():
-    """A NaN or infinite rate gives a NaN estimate there (so that a diverging run is caught as
-    diverged) and ordinary estimates elsewhere, instead of an error from the Poisson sampler."""
-    e0 = torch.tensor([0.5, float("nan"), 1.0, -0.3])
-    e1 = torch.tensor([0.7, 0.2, float("inf"), 0.1])
-    d = spiking_derivative(e0, e1, 50.0, 4)
-    assert torch.isnan(d[1]) and torch.isnan(d[2])
-    assert torch.isfinite(d[[0, 3]]).all()
 
 
 def test_spiking_rule_learns_like_the_rate_rule_on_average(rng):
@@ -411,26 +343,6 @@ def test_shared_gradient_is_the_sum_of_unshared_gradients(rule, extra, rng):
 # hidden layers
 
 
-def test_feedback_alignment_backward_is_what_it_says():
-    """dW = x^T dy and db = sum dy as in back-propagation, but dx = dy F^T with the fixed
-    feedback matrix F instead of W^T (per column; summed over columns when shared)."""
-    g = torch.Generator().manual_seed(fresh_seed())
-    K, N, B, i, o = 2, 3, 4, 5, 6
-    for C in (N, 1):
-        x = torch.randn(K, N, B, i, generator=g, requires_grad=True)
-        W = torch.randn(K, C, i, o, generator=g, requires_grad=True)
-        b = torch.randn(K, C, 1, o, generator=g, requires_grad=True)
-        F = torch.randn(K, C, i, o, generator=g)
-        dy = torch.randn(K, N, B, o, generator=g)
-        (column_linear_fa(x, W, b, F) * dy).sum().backward()
-        Fx = F.expand(K, N, i, o)
-        torch.testing.assert_close(x.grad, dy @ Fx.transpose(-1, -2))
-        gw = x.detach().transpose(-1, -2) @ dy  # [K, N, i, o]
-        torch.testing.assert_close(W.grad, gw if C == N else gw.sum(1, keepdim=True))
-        gb = dy.sum(2, keepdim=True)
-        torch.testing.assert_close(b.grad, gb if C == N else gb.sum(1, keepdim=True))
-
-
 @pytest.mark.parametrize("option", ["backprop", "feedback_alignment", "frozen"])
 def test_each_hidden_learning_option_lowers_its_local_loss(option):
     """On a small fixed problem -- one batch, one state, the consensus of the untrained model as
@@ -454,15 +366,6 @@ def test_each_hidden_learning_option_lowers_its_local_loss(option):
     assert losses[-1] < 0.6 * losses[0]
     moved = not torch.equal(m.bottom_up.layers[0].weight, hidden_before)
     assert moved == (option != "frozen")
-
-
-def test_frozen_model_has_only_output_layers_learning():
-    """hidden_learning = frozen: hidden layers (and the CNN's convolutions) keep requires_grad
-    off; output layers learn."""
-    _, m, _ = setup(model__hidden_learning="frozen", frontend__kind="cnn", model__sharing="shared")
-    assert not any(p.requires_grad for p in m.bottom_up.layers[0].parameters())
-    assert all(p.requires_grad for p in m.bottom_up.layers[-1].parameters())
-    assert not any(p.requires_grad for p in m.frontend.cnn.parameters())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -512,58 +415,3 @@ def test_rule_metrics_and_update_norms(rng):
         assert set(out) == set(r.metric_names)
         assert all(math.isfinite(float(v)) for v in out.values())
         assert all(float(out[f"update_norm_{n}"]) > 0 for n in ("bottom_up", "top_down"))
-
-
-def test_column_agreement_by_definition():
-    """Identical columns agree exactly (A = 1); otherwise A = 1 - mean Var_columns / Var_all,
-    recomputed here with numpy."""
-    torch.manual_seed(fresh_seed() % 2**31)
-    net = ColumnMLP(2, 5, 4, 8, 3)
-    x = torch.randn(2, 7, 4)
-    a = column_agreement(net, x, 5)
-    with torch.no_grad():
-        y = net(x[:, None].expand(2, 5, 7, 4).contiguous()).numpy()
-    expected = 1 - y.var(axis=1).mean(axis=(1, 2)) / y.reshape(2, 35, 3).var(axis=1).mean(axis=1)
-    # A = 1 - r with r near 1 in float32: the absolute error is that of r (~1e-7 relative),
-    # so compare absolutely as well as relatively
-    np.testing.assert_allclose(a.numpy(), expected, rtol=1e-5, atol=2e-6)
-    with torch.no_grad():
-        for layer in net.layers:
-            layer.weight.copy_(layer.weight[:, :1].expand_as(layer.weight))
-            layer.bias.copy_(layer.bias[:, :1].expand_as(layer.bias))
-    np.testing.assert_allclose(column_agreement(net, x, 5).numpy(), 1.0, atol=1e-6)
-
-
-def test_ensemble_effect_on_hand_worked_islands():
-    """Two columns with the same input (one island) predict 1 and 3 (d = 1); a third column is
-    alone. Targets 2 and 2: the mean prediction is exact, singles are off by 1, so R = 0.
-    Targets 0 and 4: each column tracks its own target better than the mean, R = 8/2 = 4.
-    Identical predictions give R = 1; singleton islands are ignored."""
-    labels = np.array([0, 0, 1]).reshape(1, 1, 3)
-    pred = torch.tensor([1.0, 3.0, 5.0]).view(3, 1, 1)
-    assert ensemble_effect(pred, torch.tensor([2.0, 2.0, 9.0]).view(3, 1, 1), labels) == 0.0
-    assert ensemble_effect(
-        pred, torch.tensor([0.0, 4.0, 9.0]).view(3, 1, 1), labels
-    ) == pytest.approx(4.0)
-    same = torch.tensor([3.0, 3.0, 5.0]).view(3, 1, 1)
-    assert ensemble_effect(
-        same, torch.tensor([0.0, 4.0, 9.0]).view(3, 1, 1), labels
-    ) == pytest.approx(1.0)
-    solo = np.array([0, 1, 2]).reshape(1, 1, 3)
-    assert math.isnan(ensemble_effect(pred, pred, solo))
-
-
-def test_probe_reports_agreement_one_for_shared_columns(tmp_path):
-    """Through a whole run: shared columns agree exactly, unshared ones do not."""
-    from bioglom.runs import open_run
-    from bioglom.train import train
-
-    for sharing in ("shared", "unshared"):
-        cfg = small_config(model__sharing=sharing, train__rule="codistill", train__updates=2)
-        train(cfg, tmp_path / f"{sharing}.h5", progress=False)
-        with open_run(tmp_path / f"{sharing}.h5") as run:
-            a = run.metrics["probe_agree_bu_L1"][-1]
-            if sharing == "shared":
-                assert a == pytest.approx(1.0, abs=1e-5)
-            else:
-                assert a < 0.9

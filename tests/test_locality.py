@@ -1,4 +1,4 @@
-"""Locality of learning: which columns' updates depend on one column's weights (DESIGN 4, 5).
+"""Locality of learning: which columns' updates depend on one column's weights (design.md §4, §5).
 
 Two models with identical weights; in the second, every column-wise parameter of ONE column
 ``j`` is perturbed (its slice ``[:, j]`` of the front end, the bottom-up and top-down nets and

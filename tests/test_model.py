@@ -1,21 +1,15 @@
-"""The model: shapes, the column-to-grid map, settling structure, sharing modes, norms, inputs."""
+"""bioglom.model: settling against a reference step written here; structure, sharing, weights."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from conftest import cuda, fresh_seed, rand_images, small_config
+from conftest import build, cuda, fresh_seed, rand_images, setup, small_config, standardised
 
 import bioglom
 from bioglom.config import CONTRIBUTIONS
-from bioglom.frontend import patches, unpatch
-from bioglom.functional import lateral_attention
 from bioglom.model import LOG_PRECISION_LIMIT
-
-
-def build(**kw):
-    return bioglom.build_model(small_config(**kw))
 
 
 def test_settle_shapes_and_trajectory(rng):
@@ -32,38 +26,6 @@ def test_settle_shapes_and_trajectory(rng):
     torch.testing.assert_close(r.trajectory[0], m.initial_state(x)[0])
     assert m.settle(x).trajectory is None
     assert m.settle(x).steps == 3  # settle.steps
-
-
-def test_grid_map_row_major():
-    """Column n owns the patch at grid row n // W_g, grid column n % W_g (8x12 image, patch 2:
-    a 4x6 grid), and unpatch inverts patches."""
-    x = torch.zeros(1, 3, 8, 12)
-    r, c = 2, 5
-    x[0, :, 2 * r : 2 * r + 2, 2 * c : 2 * c + 2] = 1.0
-    p = patches(x, 2)
-    assert p.shape == (24, 1, 12)
-    nonzero = torch.nonzero(p.abs().sum(-1) > 0)[:, 0].tolist()
-    assert nonzero == [r * 6 + c]
-    y = torch.rand(2, 3, 8, 12)
-    torch.testing.assert_close(unpatch(patches(y, 2), (8, 12), 2), y)
-    m = bioglom.build_model(small_config(), channels=3, image_size=(8, 12))
-    assert m.grid == (4, 6)
-
-
-def test_frontend_column_sees_only_its_own_patch(rng):
-    """Changing the pixels of one patch changes level 0's bottom-up input at that column only
-    (patch front end); the CNN front end's wider receptive field reaches the neighbours."""
-    x = rand_images(2, gen=rng)
-    x2 = x.clone()
-    x2[:, :, 2:4, 4:6] = torch.rand(2, 3, 2, 2, generator=rng)  # grid (1, 2) -> n = 6
-    m = build()
-    diff = (m.frontend(x2) - m.frontend(x)).abs().sum(dim=(0, 2, 3))
-    assert torch.nonzero(diff).flatten().tolist() == [6]
-    mc = build(frontend__kind="cnn", frontend__cnn_layers=1, model__sharing="shared")
-    diffc = (mc.frontend(x2) - mc.frontend(x)).abs().sum(dim=(0, 2, 3))
-    changed = set(torch.nonzero(diffc).flatten().tolist())
-    assert 6 in changed and len(changed) > 1
-    assert changed <= {1, 2, 3, 5, 6, 7, 9, 10, 11}  # within one column of (1, 2)
 
 
 def test_unshared_with_equal_weights_gives_the_shared_result(rng):
@@ -88,13 +50,6 @@ def test_unshared_with_equal_weights_gives_the_shared_result(rng):
         torch.testing.assert_close(shared.decode(a[-1]), unshared.decode(b[-1]), rtol=0, atol=1e-12)
     finally:
         torch.set_default_dtype(torch.float32)
-
-
-def test_unshared_columns_start_different():
-    """Every unshared column draws its own initial weights."""
-    m = build()
-    w = m.bottom_up.layers[0].weight  # [K-1, N, d, h]
-    assert not torch.allclose(w[:, 0], w[:, 1])
 
 
 def reference_step(m, e, tau, x, t, T):
@@ -286,47 +241,6 @@ def test_gaussian_mode_consensus_and_positive_precision(norm, rng):
     assert tau0 is not None and bool((tau0 > 0).all())
     r = m.settle(x32)
     assert r.precision.shape == r.state.shape and bool((r.precision > 0).all())
-
-
-def test_layer_and_batch_norm_standardise_as_defined(rng):
-    """layer: every embedding vector has mean 0 and variance 1 over d; batch: every unit of a
-    level has mean 0 and variance 1 over columns and images."""
-    x = rand_images(3, gen=rng)
-    s = build(model__state_norm="layer").settle(x).state
-    torch.testing.assert_close(s.mean(-1), torch.zeros(s.shape[:-1]), atol=1e-5, rtol=0)
-    torch.testing.assert_close(
-        s.var(-1, unbiased=False), torch.ones(s.shape[:-1]), atol=1e-3, rtol=0
-    )
-    s = build(model__state_norm="batch").settle(x).state
-    torch.testing.assert_close(s.mean(dim=(1, 2)), torch.zeros(3, 8), atol=1e-5, rtol=0)
-    v = s.var(dim=(1, 2), unbiased=False)
-    torch.testing.assert_close(v, torch.ones(3, 8), atol=1e-3, rtol=0)
-
-
-@pytest.mark.parametrize("per_column", [True, False])
-def test_homeostatic_statistics_track_the_input(per_column):
-    """homeostatic: fed a stationary input with known mean and variance per unit, the running
-    statistics converge to them (per column or shared) and stay fixed in eval mode."""
-    from bioglom.norm import StateNorm
-
-    g = torch.Generator().manual_seed(fresh_seed())
-    K, N, B, d = 2, 5, 64, 3
-    mean = torch.randn(K, N, 1, d, generator=g)
-    if not per_column:
-        mean = mean[:, :1].expand(K, N, 1, d)
-    std = torch.rand(K, 1, 1, d, generator=g) + 0.5
-    norm = StateNorm("homeostatic", K, N if per_column else 1, d, momentum=0.05)
-    for _ in range(400):
-        norm(mean + std * torch.randn(K, N, B, d, generator=g))
-    rm = norm.running_mean if per_column else norm.running_mean.expand(K, N, 1, d)
-    torch.testing.assert_close(rm, mean, atol=0.1, rtol=0)
-    torch.testing.assert_close(
-        norm.running_var.sqrt(), std.expand_as(norm.running_var), atol=0.1, rtol=0
-    )
-    norm.eval()
-    before = norm.running_mean.clone()
-    norm(torch.randn(K, N, B, d, generator=g) + 100)
-    torch.testing.assert_close(norm.running_mean, before)
 
 
 def copy_weights(dst, src):
@@ -573,36 +487,6 @@ def test_options_settle_to_finite_states_and_do_what_they_say(kw, effect, rng):
         effect(m, build(), rng)
 
 
-def test_resampled_neighbourhoods_change_between_steps():
-    """Resampled Gaussian neighbourhoods differ from step to step; fixed ones do not."""
-    g = torch.Generator().manual_seed(fresh_seed())
-    m = build(attention__neighbourhood="gaussian", attention__samples=5)
-    e = torch.randn(3, 16, 2, 8)
-    a, _ = m.lateral(e, None, m.beta(0, 3), g)
-    b, _ = m.lateral(e, None, m.beta(0, 3), g)
-    assert not torch.allclose(a, b)
-    f = build(attention__neighbourhood="gaussian", attention__samples=5, attention__resample=False)
-    a, _ = f.lateral(e, None, f.beta(0, 3), g)
-    b, _ = f.lateral(e, None, f.beta(0, 3), g)
-    torch.testing.assert_close(a, b)
-
-
-def test_siren_initialisation_bounds():
-    """SIREN init: first layer U(-1/d_in, 1/d_in), later layers U(-sqrt(6/d_in)/w0, ...)."""
-    m = build(topdown__siren=True, model__hidden_layers=2, topdown__siren_w0=30.0)
-    l0, l1 = m.top_down.layers[0].weight, m.top_down.layers[1].weight
-    assert l0.abs().max() <= 1 / 8 and l0.abs().max() > 0.9 / 8
-    bound = (6 / 16) ** 0.5 / 30
-    assert l1.abs().max() <= bound and l1.abs().max() > 0.9 * bound
-
-
-def standardised(y):
-    """Per-vector zero mean, unit variance, written out independently of bioglom.norm."""
-    mean = y.mean(-1, keepdim=True)
-    var = ((y - mean) ** 2).mean(-1, keepdim=True)
-    return (y - mean) / torch.sqrt(var + 1e-5)
-
-
 def manual_mlp(layers, x, k, n, act=torch.nn.functional.gelu, extra=None):
     """The MLP of level k, column n, with explicit per-column matrix products; ``extra`` is a
     pair (map, input vector) added to the first layer."""
@@ -663,51 +547,6 @@ def test_top_down_adds_the_location_term_to_its_first_layer(sharing, rng):
             torch.testing.assert_close(out.top_down[k, n], td)
 
 
-def test_lateral_is_eq_3_1_at_the_scheduled_beta(rng):
-    """out.lateral equals eq. 3.1 with beta_l(t) of the schedule, computed by explicit loops
-    over each column's window (radius 1 + l) on the model's own grid."""
-    m = build(attention__radius={"first": 1, "step": 1}, attention__beta_start=0.05)
-    x = rand_images(1, gen=rng)
-    e = torch.randn(3, 16, 1, 8, generator=rng)
-    t, T = 2, 5
-    out = m.step(e, None, x, t, T)
-    for k in range(m.K):
-        beta = 0.05 + (0.3 - 0.05) * t / (T - 1)
-        for xcol in range(16):
-            rx, cx = divmod(xcol, 4)
-            ys = [y for y in range(16) if max(abs(y // 4 - rx), abs(y % 4 - cx)) <= 1 + k]
-            logits = torch.stack([beta * e[k, xcol, 0] @ e[k, y, 0] for y in ys])
-            w = torch.softmax(logits, 0)
-            expected = sum(wi * e[k, y, 0] for wi, y in zip(w, ys, strict=True))
-            torch.testing.assert_close(out.lateral[k, xcol, 0], expected)
-
-
-def test_each_lateral_plan_gives_the_gathered_sum(rng):
-    """On 16x16 columns with radii 1..5 the model evaluates some levels tile by tile and others
-    densely (functional.window_plan); every level, in both consensus modes, equals the
-    plain gathered evaluation of eq. 3.1 on the level's own neighbourhood."""
-    for mode in ("mean", "gaussian"):
-        m = build(
-            data__image_size=32,
-            model__levels=5,
-            attention__radius={"first": 1, "step": 1},
-            consensus__mode=mode,
-        )
-        assert {p[0] for p in m.lateral_plan} == {"tiles", "dense"}
-        e = torch.randn(5, 256, 2, 8, generator=rng)
-        tau = torch.rand(5, 256, 2, 8, generator=rng) + 0.1 if mode == "gaussian" else None
-        beta = torch.rand(5, generator=rng)
-        mu, lt = m.lateral(e, tau, beta)
-        for k in range(5):
-            idx, valid = m.neighbours(k)
-            em, et = lateral_attention(
-                e[k], idx, valid, beta[k], None if tau is None else tau[k], method="gather"
-            )
-            torch.testing.assert_close(mu[k], em)
-            if tau is not None:
-                torch.testing.assert_close(lt[k], et)
-
-
 def test_bottom_up_only_weights_make_the_state_the_bottom_up_prediction(rng):
     """With contribution weights (1, 0, 0, 0) the next state is norm(std(BU(e))) exactly."""
     w = {"bottom_up": 1.0, "top_down": 0.0, "previous": 0.0, "lateral": 0.0}
@@ -723,20 +562,6 @@ def test_bottom_up_only_weights_make_the_state_the_bottom_up_prediction(rng):
         )
 
 
-def test_siren_hidden_units_are_sinusoids(rng):
-    """With SIREN, a top-down hidden unit is sin(w0 (x W + b + z V)) of its input x and the
-    location code z."""
-    m = build(topdown__siren=True, topdown__siren_w0=7.0)
-    net = m.top_down
-    x = torch.randn(2, 16, 3, 8, generator=rng)
-    k, n = 1, 9
-    l0 = net.layers[0]
-    z = m.location[k, n, 0]
-    h = torch.sin(7.0 * (x[k, n] @ l0.weight[k, n] + l0.bias[k, n, 0] + z @ net.extra.weight[k, n]))
-    expected = h @ net.layers[1].weight[k, n] + net.layers[1].bias[k, n, 0]
-    torch.testing.assert_close(net(x, extra=m.location)[k, n], expected)
-
-
 def test_ramp_steps_hold_the_end_values():
     """settle.ramp_steps = R: weights and beta reach their end values at step R-1 and hold."""
     m = build(settle__ramp_steps=3, attention__beta_start=0.0, attention__beta_end=1.0)
@@ -744,21 +569,6 @@ def test_ramp_steps_hold_the_end_values():
     torch.testing.assert_close(m.beta(2, 10), torch.ones(3))
     torch.testing.assert_close(m.beta(9, 10), torch.ones(3))
     torch.testing.assert_close(m.contribution_weights(9, 10), m.contribution_weights(2, 3))
-
-
-def test_gaussian_precision_follows_the_normalisation(rng):
-    """Normalising a Gaussian state rescales its precision: e' = (e - m) r gives tau' = tau / r^2
-    (layer norm: r = 1 / sqrt(var_d(mu) + eps) of each consensus mean vector)."""
-    m = build(consensus__mode="gaussian", model__state_norm="layer")
-    raw = build(consensus__mode="gaussian", model__state_norm="none")
-    raw.load_state_dict(m.state_dict())
-    x = rand_images(2, gen=rng)
-    e = torch.randn(3, 16, 2, 8, generator=rng)
-    tau = torch.rand(3, 16, 2, 8, generator=rng) + 0.5
-    a, b = m.step(e, tau, x, 1, 3), raw.step(e, tau, x, 1, 3)
-    r = 1 / torch.sqrt(b.state.var(-1, unbiased=False, keepdim=True) + 1e-5)
-    torch.testing.assert_close(a.state, standardised(b.state))
-    torch.testing.assert_close(a.precision, b.precision / r**2)
 
 
 def test_settle_does_not_adapt_a_built_model(rng):
@@ -774,12 +584,6 @@ def test_settle_does_not_adapt_a_built_model(rng):
     assert m.norm.running_mean.shape[1] == 16
     s = build(model__state_norm="homeostatic", model__sharing="shared")
     assert s.norm.running_mean.shape[1] == 1
-
-
-def test_a_column_with_nobody_to_attend_to_is_a_config_error():
-    """One column and self-attention off would make every attention row empty (NaN): refused."""
-    with pytest.raises(bioglom.ConfigError, match="no neighbour"):
-        build(frontend__patch_size=8, attention__include_self=False)
 
 
 @pytest.mark.parametrize(
@@ -853,10 +657,10 @@ def test_state_dict_holds_no_settling_parameter():
     the homeostatic statistics are."""
     m = bioglom.build_model(small_config(model__state_norm="homeostatic"))
     keys = set(m.state_dict())
+    lateral = ("neighbour_index_0", "neighbour_valid_2", "mask_bias_0")
     for derived in ("beta_start", "beta_end", "weights_start", "weights_end", "present",
-                    "location", "neighbour_index_0", "neighbour_valid_2",
-                    "lateral_bias_0"):  # fmt: skip
-        assert derived not in keys, derived
+                    "location", *(f"lateral_attention.{n}" for n in lateral)):  # fmt: skip
+        assert derived in m.derived_buffers() and derived not in keys, derived
     assert {"norm.running_mean", "norm.running_var"} <= keys
     assert any(k.startswith("bottom_up.") and k.endswith("weight") for k in keys)
 
@@ -950,3 +754,15 @@ def test_load_model_needs_no_data_file(tmp_path):
     assert loaded.channels == 1 and loaded.image_size == (8, 8)
     for (name, p), q in zip(m.named_parameters(), loaded.parameters(), strict=True):
         assert torch.equal(p, q), name
+
+
+# ---------------------------------------------------------------------------------------------
+# isolated columns (the control of local learning)
+
+
+def test_isolated_columns_get_no_lateral_weight():
+    """sharing = isolated: unshared weights, lateral weight exactly 0 at every level and step."""
+    _, m, _ = setup(model__sharing="isolated")
+    assert m.columns == 16
+    for t in range(3):
+        assert torch.all(m.contribution_weights(t, 3)[3] == 0)

@@ -12,20 +12,18 @@ from ..config import Config
 from ..model import Glom
 from .base import LearningRule, corrupt, make_optimizer
 from .end_to_end import EndToEnd
-from .local import CoDistillation, LocalRule, TemporalDerivative
+from .local import Codistill, LocalRule, Temporal
 
 #: rule name (``train.rule``) -> class
-RULES: dict[str, type[LearningRule]] = {
-    r.name: r for r in (EndToEnd, CoDistillation, TemporalDerivative)
-}
+RULES: dict[str, type[LearningRule]] = {r.name: r for r in (EndToEnd, Codistill, Temporal)}
 
 __all__ = [
     "RULES",
     "LearningRule",
     "LocalRule",
     "EndToEnd",
-    "CoDistillation",
-    "TemporalDerivative",
+    "Codistill",
+    "Temporal",
     "corrupt",
     "make_optimizer",
     "make_rule",

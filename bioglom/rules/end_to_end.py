@@ -1,4 +1,4 @@
-"""End-to-end baseline: back-propagation through the whole settling process (DESIGN 4.4).
+"""End-to-end baseline: back-propagation through the whole settling process (docs/design.md §4.4).
 
 The paper's straightforward training (§1, §7, §12.3): corrupt the image by removing regions,
 settle for T steps, reconstruct the uncorrupted image from level 0 of the final state, and

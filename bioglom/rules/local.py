@@ -1,4 +1,4 @@
-"""Local learning: co-distillation and the temporal-derivative rule (DESIGN 4.1, 4.2; §7, §12).
+"""Local learning: co-distillation and the temporal-derivative rule (§7, §12; docs/design.md §4).
 
 Nothing here back-propagates through time, across levels or across columns. Settling runs step
 by step on detached states; after step ``t`` each net learns only from its own input, its own
@@ -35,7 +35,7 @@ from ..model import Glom, StepOutput
 from ..spikes import spiking_derivative
 from .base import ChangeMeter, LearningRule
 
-__all__ = ["LocalRule", "CoDistillation", "TemporalDerivative", "NETS"]
+__all__ = ["LocalRule", "Codistill", "Temporal", "NETS"]
 
 #: the nets of a model whose update norms are recorded
 NETS = ("frontend", "bottom_up", "top_down", "decoder")
@@ -132,8 +132,8 @@ class LocalRule(LearningRule):
         return self._meter.step(self.optimizer)
 
 
-class CoDistillation(LocalRule):
-    """Delta rule toward the consensus (DESIGN 4.1, §7, §12.1).
+class Codistill(LocalRule):
+    """Delta rule toward the consensus (docs/design.md §4.1, §7, §12.1).
 
     Students: the bottom-up and top-down nets of each level and column; teacher: the consensus
     of the next step, detached. ``mean`` mode: ``1/2 |pred - e*|^2``; ``gaussian`` mode: the
@@ -158,8 +158,8 @@ def _nll(mu: Tensor, tau: Tensor, target: Tensor) -> Tensor:
     return 0.5 * (tau * (mu - target) ** 2 - torch.log(tau)).mean(dim=(2, 3))
 
 
-class TemporalDerivative(LocalRule):
-    """The temporal-derivative (STDP-like) rule (DESIGN 4.2, §12.3).
+class Temporal(LocalRule):
+    """The temporal-derivative (STDP-like) rule (docs/design.md §4.2, §12.3).
 
     The output weights of each net change by presynaptic activity times the rate of change of
     the postsynaptic activity, with no target and no error computed:
@@ -183,7 +183,7 @@ class TemporalDerivative(LocalRule):
     own for top-down nets), since the bottom-up and top-down predictions of a level differ.
     It is implemented as the gradient of the surrogate ``-sum y_hat . stopgrad(rate)``, whose
     gradient with respect to ``y_hat`` is ``(y_hat - e*) / dt``: for ``dt = 1`` the update equals
-    the delta rule's (:class:`CoDistillation`) at every step, whatever the normalisation; the
+    the delta rule's (:class:`Codistill`) at every step, whatever the normalisation; the
     rule vanishes exactly when the prediction is right.
 
     ``temporal.reference = "previous_state"`` is the named ablation: the units start at the

@@ -17,7 +17,7 @@ used when awake." (§12.2)
   (``night.negatives = "other_dreams"``) -- only while their cosine exceeds the margin
   (footnote 24: separation, not distance): ``relu(cos(BU_l(a), e_l(b)) - m)``.
   :func:`negatives` also knows ``"near_frames"`` (the same dream ``night.gap`` steps away,
-  §12.2's negatives for video with real motion), but the config refuses it (DESIGN 4.3): a
+  §12.2's negatives for video with real motion), but the config refuses it (docs/design.md §4.3): a
   dream is a static replayed top level plus small noise, so its frames near in time are
   near-copies of the target (cosine 0.95-0.98 two steps apart after 40 day updates of the
   default config, against 0.2-0.6 to other dreams), and pushing from them is anti-learning.
@@ -175,7 +175,7 @@ def negatives(seq: Tensor, t: int, kind: str, gap: int = 2) -> Tensor:
 
 
 class Sleep:
-    """Night updates of a model's bottom-up nets on dreams (DESIGN 4.3, 5)."""
+    """Night updates of a model's bottom-up nets on dreams (docs/design.md §4.3, §5)."""
 
     def __init__(self, model: Glom, config: Config):
         self.model, self.config = model, config

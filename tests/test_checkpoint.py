@@ -1,8 +1,7 @@
-"""Runs survive Ctrl-C and SIGKILL, and resume to exactly the run that was never stopped."""
+"""bioglom.checkpoint: runs stopped by Ctrl-C or SIGKILL resume to exactly the unstopped run."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,60 +10,19 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import fresh_seed, small_config
+from conftest import (
+    RELIABLE,
+    assert_same_run,
+    assert_same_weights,
+    fresh_seed,
+    interrupt_at,
+    small_config,
+)
 
 from bioglom.checkpoint import checkpoint_path, load_checkpoint
 from bioglom.config import ConfigError, documented_toml
 from bioglom.runs import open_run
 from bioglom.train import train
-
-RELIABLE = {"train__updates": 12, "run__record_every": 2, "run__checkpoint_every": 4}
-
-
-def run_contents(path) -> tuple[dict[str, np.ndarray], list[int], list[str]]:
-    """Metrics (elapsed_s aside), snapshot steps and phases of a run file."""
-    with open_run(path) as run:
-        metrics = {k: v for k, v in run.metrics.items() if k != "elapsed_s"}
-        return metrics, list(run.snapshot_steps), list(run.phase)
-
-
-def assert_same_run(a, b) -> None:
-    ma, sa, pa = run_contents(a)
-    mb, sb, pb = run_contents(b)
-    assert sa == sb and pa == pb
-    assert ma.keys() == mb.keys()
-    for k in ma:
-        np.testing.assert_array_equal(ma[k], mb[k], err_msg=k)
-
-
-def assert_same_weights(a, b) -> None:
-    wa = torch.load(a.with_suffix(".pt"), weights_only=False)["model"]
-    wb = torch.load(b.with_suffix(".pt"), weights_only=False)["model"]
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
-
-
-def interrupt_at(monkeypatch, day_update: int) -> None:
-    """Make the rule's ``day_update``-th update send this process SIGINT (a Ctrl-C)."""
-    import bioglom.train as train_module
-
-    real = train_module.make_rule
-
-    def interrupting(model, config):
-        rule = real(model, config)
-        update, calls = rule.update, {"n": 0}
-
-        def hit(images, generator=None):
-            calls["n"] += 1
-            if calls["n"] == day_update:
-                os.kill(os.getpid(), signal.SIGINT)
-            return update(images, generator)
-
-        rule.update = hit
-        return rule
-
-    monkeypatch.setattr(train_module, "make_rule", interrupting)
 
 
 @pytest.mark.parametrize(
@@ -176,33 +134,12 @@ def test_sigkill_at_random_moments_leaves_a_readable_run_that_resumes(tmp_path):
     assert resumed >= 1, "no trial was killed between two checkpoints"
 
 
-def test_experiment_arms_keep_finished_runs_and_resume_stopped_ones(tmp_path, monkeypatch):
-    """`run_arm(resume=True)`, behind every experiment's --resume: a finished run is kept as
-    it is; an interrupted one continues from its checkpoint to the uninterrupted result."""
-    from bioglom.train import run_arm
-
-    cfg = small_config(**RELIABLE)
-    done = tmp_path / "done.h5"
-    assert run_arm(cfg, done, progress=False) == "finished"
-    stamp = done.stat().st_mtime_ns
-    assert run_arm(cfg, done, resume=True, progress=False) == "finished"
-    assert done.stat().st_mtime_ns == stamp
-    stopped = tmp_path / "stopped.h5"
-    with monkeypatch.context() as m:
-        interrupt_at(m, 5)
-        with pytest.raises(KeyboardInterrupt):  # the experiment stops with this arm
-            run_arm(cfg, stopped, progress=False)
-    assert run_arm(cfg, stopped, resume=True, progress=False) == "finished"
-    assert_same_run(done, stopped)
-    assert_same_weights(done, stopped)
-
-
 def test_a_fresh_run_removes_a_stale_checkpoint_and_arms_check_their_config(tmp_path, monkeypatch):
     """Training afresh into a file deletes the checkpoint an earlier run left there (so that a
     later --resume cannot pick up another run's weights), but a refusal to overwrite keeps it;
     `run_arm(resume=True)` keeps a diverged arm as it is, and retrains a finished one whose
     config differs."""
-    from bioglom.train import run_arm
+    from bioglom.experiment import run_arm
 
     path = tmp_path / "run.h5"
     with monkeypatch.context() as m:
@@ -254,27 +191,6 @@ def poison_at(monkeypatch, day_update: int) -> None:
         return rule
 
     monkeypatch.setattr(train_module, "make_rule", poisoning)
-
-
-def test_ctrl_c_in_an_experiment_arm_stops_the_experiment(tmp_path, monkeypatch):
-    """Ctrl-C in one arm leaves that arm interrupted with its checkpoint and raises
-    KeyboardInterrupt out of `run_arm`, so that no later arm is trained; an experiment script
-    turns it into exit status 130 (`report.run_experiment`)."""
-    from bioglom.report import run_experiment
-    from bioglom.train import run_arm
-
-    cfg = small_config(**RELIABLE)
-    path, later = tmp_path / "a.h5", tmp_path / "b.h5"
-
-    def experiment():
-        for p in (path, later):
-            run_arm(cfg, p, progress=False)
-
-    interrupt_at(monkeypatch, 5)
-    assert run_experiment(experiment) == 130
-    assert checkpoint_path(path).exists() and not later.exists()
-    with open_run(path) as run:
-        assert run.status == "interrupted"
 
 
 @pytest.mark.gpu

@@ -1,23 +1,62 @@
-"""What the speed-ups of issue 7 must leave unchanged, checked against closed forms.
-
-The fused optimisers take the textbook update; the update-norm meter measures the change an
-SGD step makes (``lr |g|``); the allocator setting stops the page faults of repeated large
-allocations and does nothing when switched off.
-"""
+"""bioglom.rules(.base): optimisers, change meter in closed form; corruption; the rule registry."""
 
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-import textwrap
+from typing import ClassVar
 
 import pytest
 import torch
 from conftest import fresh_seed, small_config
 
-from bioglom.rules.base import ChangeMeter, make_optimizer
+from bioglom.rules import RULES, corrupt
+from bioglom.rules.base import HOLE_FILL, ChangeMeter, make_optimizer
+
+
+def test_corrupt_removes_square_holes_of_the_given_size():
+    """Each image loses `holes` squares of side round(hole_size * H), filled with HOLE_FILL;
+    the other pixels are untouched."""
+    g = torch.Generator().manual_seed(fresh_seed())
+    x = torch.rand(6, 3, 20, 20, generator=g)
+    y, mask = corrupt(x, holes=1, hole_size=0.25, generator=g)
+    assert mask.shape == (6, 1, 20, 20)
+    assert torch.equal(mask.sum(dim=(1, 2, 3)), torch.full((6,), 25))  # one 5x5 hole
+    for b in range(6):
+        rows, cols = torch.nonzero(mask[b, 0], as_tuple=True)
+        assert rows.max() - rows.min() == 4 and cols.max() - cols.min() == 4
+    m = mask.expand_as(x)
+    assert torch.all(y[m] == HOLE_FILL)
+    assert torch.equal(y[~m], x[~m])
+    y0, m0 = corrupt(x, holes=0, hole_size=0.25, generator=g)
+    assert torch.equal(y0, x) and not m0.any()
+
+
+def test_the_registry_decides_which_rules_the_config_accepts(monkeypatch):
+    """train.rule accepts exactly the registered names: a rule added to RULES is accepted and
+    its own check_config runs on validation; an unregistered name is refused with the
+    registered ones listed; the temporal rule's own check refuses gaussian consensus."""
+    import bioglom
+    from bioglom.rules.base import LearningRule
+
+    class Probe(LearningRule):
+        name = "probe_rule"
+        seen: ClassVar[list] = []
+
+        @classmethod
+        def check_config(cls, config):
+            cls.seen.append(config.train.rule)
+            if config.train.lr > 1:
+                raise bioglom.ConfigError("train.lr", config.train.lr, "probe_rule: at most 1")
+
+    with pytest.raises(bioglom.ConfigError, match="'codistill', 'temporal'"):
+        small_config(train__rule="probe_rule")
+    monkeypatch.setitem(RULES, "probe_rule", Probe)
+    assert small_config(train__rule="probe_rule").train.rule == "probe_rule"
+    assert Probe.seen == ["probe_rule"]
+    with pytest.raises(bioglom.ConfigError, match="probe_rule: at most 1"):
+        small_config(train__rule="probe_rule", train__lr=2.0)
+    with pytest.raises(bioglom.ConfigError, match="consensus.mode"):
+        small_config(train__rule="temporal", consensus__mode="gaussian")
 
 
 def fresh(*shape):
@@ -106,45 +145,3 @@ def test_change_meter_reports_zero_for_a_parameter_adam_skipped():
     assert torch.equal(b.detach(), b0)
     assert float(out["b"]) == 0.0
     assert float(out["a"]) > 0.0
-
-
-PROBE = textwrap.dedent(
-    """
-    import resource
-    from bioglom.allocator import keep_freed_memory
-    applied = keep_freed_memory()
-    import torch
-
-    def faults(n):
-        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for _ in range(n):
-            torch.empty(16 * 2**20).fill_(1.0)  # 64 MiB: above glibc's largest mmap threshold
-        return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / n
-
-    faults(20)  # the heap grows to hold the block
-    print(applied, faults(5))
-    """
-)
-
-
-@pytest.mark.skipif(
-    not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
-    reason="glibc only",
-)
-@pytest.mark.parametrize("switch", ["1", "0"])
-def test_keep_freed_memory_stops_page_faults_of_repeated_large_blocks(switch):
-    """A 64 MiB block allocated, written and freed again and again: with the setting, the
-    heap keeps it and the writes fault (almost) no page in; with
-    ``BIOGLOM_KEEP_FREED_MEMORY=0`` every write faults in all 16 384 pages again."""
-    env = {**os.environ, "BIOGLOM_KEEP_FREED_MEMORY": switch}
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
-    )
-    applied, faults = out.stdout.split()
-    pages = 64 * 2**20 // os.sysconf("SC_PAGE_SIZE")
-    if switch == "1":
-        assert applied == "True"
-        assert float(faults) < 0.05 * pages
-    else:
-        assert applied == "False"
-        assert float(faults) > 0.9 * pages

@@ -1,0 +1,182 @@
+"""What every experiment script shares: its command line, each arm's config, training an arm
+(resumably), reading a run's final metrics, and Markdown tables.
+
+An experiment script (``experiments/<name>.py``, its page ``docs/experiments/<name>.md``) is
+one readable file: its presets and arms at the top, then a ``main`` that builds each arm's
+config with :func:`arm_config`, trains it with :func:`run_arm` and prints tables made with
+:func:`markdown_table`; :func:`run_experiment` turns Ctrl-C into a clean stop that
+``--resume`` continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .checkpoint import checkpoint_path, config_differences
+from .config import Config, load_config, parse_override
+from .runs import open_run
+from .train import TrainResult, train
+
+__all__ = [
+    "final_metrics",
+    "markdown_table",
+    "fmt",
+    "experiment_parser",
+    "arm_config",
+    "run_experiment",
+    "run_arm",
+    "QUICK",
+    "REFERENCE",
+]
+
+#: The model of every experiment's ``quick`` preset (seconds per arm on 2 CPU cores; the tests
+#: run these): 8x8 columns, 3 levels, d = 16, 40 updates of 8 scenes. A script's preset starts
+#: from it and changes only what its experiment needs.
+QUICK: dict[str, Any] = {
+    "data.image_size": 16,  # 8x8 columns
+    "data.n_train": 256,
+    "data.n_probe": 16,
+    "model.levels": 3,
+    "model.dim": 16,
+    "model.hidden": 32,
+    "frontend.hidden": 32,
+    "settle.steps": 4,
+    "train.batch_size": 8,
+    "train.updates": 40,
+    "run.record_every": 10,
+    "run.snapshot_every": 40,
+}
+
+#: The reference configuration of every speed measurement (``bioglom bench``,
+#: ``experiments/cuda_check.py``, docs/performance.md): 16x16 columns, 5 levels, d = 64,
+#: two-layer column MLPs with 128 hidden units, window attention of radius 1 + level, 8 steps.
+REFERENCE: dict[str, Any] = {
+    "model.levels": 5,
+    "model.dim": 64,
+    "model.hidden": 128,
+    "model.hidden_layers": 1,  # two linear layers: d -> 128 -> d
+    "frontend.patch_size": 2,
+    "data.image_size": 32,  # 16x16 columns
+    "settle.steps": 8,
+    "attention.neighbourhood": "window",
+    "attention.radius": {"first": 1, "step": 1},
+    "train.rule": "codistill",
+}
+
+
+def final_metrics(path: str | os.PathLike) -> dict[str, float]:
+    """The last record of every metric of a run (NaN where the last record lacks it)."""
+    with open_run(path) as run:
+        return {k: float(v[-1]) for k, v in run.metrics.items() if len(v)}
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    """A number for a table: fixed digits, '-' for NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:.{digits}g}"
+    return f"{value:.{digits}f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table; numbers go through :func:`fmt`."""
+
+    def cell(v: object) -> str:
+        return fmt(float(v)) if isinstance(v, float | np.floating) else str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def experiment_parser(doc: str, presets: Iterable[str], out: str) -> argparse.ArgumentParser:
+    """The options every experiment script shares: ``--preset``, ``--out`` (folder for the
+    runs, default ``out``), ``--quiet``, ``--resume`` and ``--set`` (a config override for
+    every arm, as ``bioglom run --set``; pass ``args.overrides`` to :func:`arm_config`); a
+    script adds its own."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--preset", choices=sorted(presets), default="quick")
+    ap.add_argument("--out", default=out, help="folder for the runs")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep finished runs in DIR, continue unfinished ones from their checkpoints",
+    )
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config field of every arm (repeatable; applied last, after the "
+        "preset and the arm's own settings)",
+    )
+    return ap
+
+
+def arm_config(*layers: Mapping[str, Any], sets: Sequence[str] = ()) -> Config:
+    """The validated config of one arm: the defaults, then each layer of ``{"section.key":
+    value}`` overrides in turn (the script's common settings, the preset, the arm's own),
+    then the command line's ``--set section.key=value`` items."""
+    items: dict[str, Any] = {}
+    for layer in layers:
+        items.update(layer)
+    for item in sets:
+        path, value = parse_override(item)
+        items[".".join(path)] = value
+    return load_config(overrides=items)
+
+
+def run_experiment(main: Callable[[], int | None]) -> int:
+    """Run an experiment script's ``main``; Ctrl-C (which stops the current arm with a
+    checkpoint, :func:`run_arm`) ends the script with exit status 130 and says
+    how to continue, instead of training the next arm."""
+    try:
+        return main() or 0
+    except KeyboardInterrupt as stop:
+        print(f"\nexperiment interrupted: {stop or 'Ctrl-C'}", file=sys.stderr)
+        print("run the same command with --resume to continue", file=sys.stderr)
+        return 130
+
+
+def run_arm(config: Config, out: str | Path, *, resume: bool = False, progress: bool = True) -> str:
+    """Train one arm of an experiment into ``out``; returns the run's status (``finished`` or
+    ``diverged``). Ctrl-C stops the arm with a checkpoint and then raises KeyboardInterrupt,
+    so that the experiment stops too (``--resume`` continues it).
+
+    ``resume=False`` trains afresh, replacing ``out``. ``resume=True`` keeps a finished or
+    diverged run made with the same config as it is (a diverged arm would only diverge again),
+    continues an unfinished one from its checkpoint, and trains afresh where there is no run,
+    an unreadable one, one made with another config, or no checkpoint -- so a long experiment
+    that was stopped picks up where it was.
+    """
+    out = Path(out)
+    if resume and out.exists():
+        try:
+            with open_run(out) as run:
+                status, same = run.status, not config_differences(run.config, config)
+        except (OSError, ValueError, KeyError):
+            status, same = "unreadable", False
+        if same and status in ("finished", "diverged"):
+            return status
+        if same and checkpoint_path(out).exists():
+            return _stop_if_interrupted(train(config, out, progress=progress, resume=True))
+    return _stop_if_interrupted(train(config, out, overwrite=True, progress=progress))
+
+
+def _stop_if_interrupted(result: TrainResult) -> str:
+    """An arm stopped by Ctrl-C stops the whole experiment (the arms after it are not
+    trained): raises KeyboardInterrupt once the arm's checkpoint is written."""
+    if result.status == "interrupted":
+        raise KeyboardInterrupt(result.reason)
+    return result.status
