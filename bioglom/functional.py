@@ -35,6 +35,7 @@ __all__ = [
     "gaussian_neighbours",
     "location_encoding",
     "interpolate",
+    "group_contrast",
 ]
 
 
@@ -541,3 +542,72 @@ def column_linear_fa(x: Tensor, weight: Tensor, bias: Tensor | None, feedback: T
     ``W``) in place of ``W^T``: the error reaches the hidden layers without weight transport.
     """
     return _FeedbackAlignment.apply(x, weight, bias, feedback)
+
+
+def group_contrast(
+    pred: Tensor,
+    target: Tensor,
+    groups: Tensor,
+    *,
+    loss: str = "margin",
+    temperature: float = 0.1,
+    margin: float = 0.2,
+    image_negatives: bool = True,
+) -> Tensor:
+    """Supervised contrast of one level's predictions against the groups of their own image.
+
+    ``pred`` and ``target`` are ``[N, B, d]``: a net's predictions at one level and the
+    detached consensus of that level; ``groups`` ``[B, N]`` holds each column's ground-truth
+    group in its image (an object or a part; 0, the background, is a group like any other).
+    With ``z = pred / |pred|`` and the prototype of group ``g`` of image ``b``
+
+    ``c_bg = u(sum_{x in g} target(x, b))``,  ``u(v) = v / |v|``,
+
+    column ``x`` of image ``b`` has one positive, ``c_{b, g(x,b)}``, and as negatives the
+    prototypes of the other groups of image ``b`` and, with ``image_negatives``, the state of
+    the same column in every other image, ``u(target(x, b'))`` (which penalises a code of
+    location alone: the same column in another image lies in another group). Then
+
+    * ``margin``: ``l = (1 - z . c_own) + mean_negatives relu(z . n - margin)``: the prediction
+      points at its own group's prototype and at most ``margin`` (cosine) toward any negative
+      -- an absolute bound, so that a component common to every column of an image cannot
+      carry the differences;
+    * ``infonce``: ``l = -log softmax_own(z . [c_own, negatives] / temperature)``.
+
+    Returns ``[N]``: each column's loss, averaged over its images. The gradient reaches
+    ``pred`` only (``target`` is detached), so the loss of column ``x`` trains nothing but the
+    net that made ``pred(x)``: the targets are what the columns' own consensus holds.
+    """
+    if loss not in ("margin", "infonce"):
+        raise ValueError(f"loss must be 'margin' or 'infonce', got loss={loss!r}")
+    N, B, _ = pred.shape
+    if groups.shape != (B, N):
+        raise ValueError(f"groups must be [B, N] = [{B}, {N}], got {list(groups.shape)}")
+    g = groups.to(pred.device).long().T  # [N, B]
+    z = pred / pred.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    t = target.detach()
+    one_hot = torch.nn.functional.one_hot(g, int(g.max()) + 1).to(t.dtype)  # [N, B, G]
+    sums = torch.einsum("nbg,nbd->bgd", one_hot, t)
+    protos = sums / sums.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [B, G, d]
+    present = one_hot.sum(0) > 0  # [B, G]
+    cos_g = torch.einsum("nbd,bgd->nbg", z, protos)  # [N, B, G]
+    own = torch.gather(cos_g, 2, g[..., None]).squeeze(-1)  # [N, B]
+    negative = present[None].expand_as(cos_g).clone()
+    negative.scatter_(2, g[..., None], False)  # other groups of the same image
+    cos = [cos_g]
+    masks = [negative]
+    if image_negatives and B > 1:
+        tn = t / t.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        cos.append(torch.einsum("nbd,ncd->nbc", z, tn))  # the same column, image c
+        other = ~torch.eye(B, dtype=torch.bool, device=pred.device)
+        masks.append(other[None].expand(N, B, B))
+    cos_all, neg = torch.cat(cos, -1), torch.cat(masks, -1)
+    if loss == "margin":
+        hinge = torch.relu(cos_all - margin) * neg
+        count = neg.sum(-1).clamp_min(1)
+        per = (1 - own) + hinge.sum(-1) / count
+    else:
+        logits = torch.where(neg, cos_all / temperature, torch.full_like(cos_all, -math.inf))
+        logits = torch.cat([own[..., None] / temperature, logits], -1)
+        per = torch.logsumexp(logits, -1) - own / temperature
+    return per.mean(1)

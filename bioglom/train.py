@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .allocator import keep_freed_memory
 from .checkpoint import Learner, checkpoint_path, load_resume, save_checkpoint
-from .config import Config
+from .config import Config, ConfigError
 from .data import ImageSet
 from .model import Glom, build_model
 from .probe import Probe, probe_metric_names, probe_truth
@@ -141,6 +141,7 @@ def train(
         np.random.default_rng(config.run.seed),
     )
     images = torch.from_numpy(data.train.images).to(model.device)
+    truth = _training_truth(config, data, model) if learner.rule.needs_truth else None
     probe = _probe(config, data, model)
     if ckpt is not None:
         learner.load_state_dict(ckpt)
@@ -160,7 +161,7 @@ def train(
             kind = kinds[u - 1]
             if u == done + 1 or kind != kinds[u - 2]:
                 bar.set_description(_title(config, kind), refresh=False)
-            metrics, state = _update(kind, learner, images, config)
+            metrics, state = _update(kind, learner, images, truth, config)
             log.add(metrics)
             bar.update(1)
             bad = first_nonfinite({**metrics, "state": state, **params})
@@ -201,19 +202,28 @@ def train(
 
 
 def _update(
-    kind: str, learner: Learner, images: torch.Tensor, config: Config
+    kind: str,
+    learner: Learner,
+    images: torch.Tensor,
+    truth: dict[str, torch.Tensor] | None,
+    config: Config,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """One update of the schedule: a ``day`` update is the rule's on a batch of real images
-    drawn without replacement, whose settled top-level states then enter the night's replay
-    memory; a ``night`` update is the night's negative update on dreams; ``interleaved`` is
-    both. Returns the update's metrics and the settled state of a day (else None)."""
+    drawn without replacement (with their column labels for a rule that needs them), whose
+    settled top-level states then enter the night's replay memory; a ``night`` update is the
+    night's negative update on dreams; ``interleaved`` is both. Returns the update's metrics
+    and the settled state of a day (else None)."""
     rule, sleep, metrics, state = learner.rule, learner.sleep, {}, None
     device = images.device
     if kind in ("day", "interleaved"):  # perceive and learn; remember the top level
         idx = learner.batch_rng.choice(len(images), config.train.batch_size, False)
         batch = images[torch.from_numpy(idx).to(device)]
         with precision(config, device):
-            metrics.update(rule.update(batch, learner.generator))
+            if truth is None:
+                metrics.update(rule.update(batch, learner.generator))
+            else:
+                labels = {k: v[torch.from_numpy(idx).to(device)] for k, v in truth.items()}
+                metrics.update(rule.update(batch, learner.generator, truth=labels))
         state = rule.last_state
         if sleep is not None:
             sleep.memory.add(state[-1])
@@ -221,6 +231,20 @@ def _update(
         with precision(config, device):
             metrics.update(sleep.update(learner.generator))
     return metrics, state
+
+
+def _training_truth(config: Config, data: DataSplits, model: Glom) -> dict[str, torch.Tensor]:
+    """Column labels ``[n, N]`` (majority over each patch) of the training images' masks, for
+    a rule that learns from them."""
+    truth = probe_truth(data.train, model.grid)
+    if truth is None or set(truth) != {"obj", "part"}:
+        raise ConfigError(
+            "train.rule",
+            config.train.rule,
+            f"part and object masks on the grid, which data.source = {config.data.source!r} "
+            "does not give here (use scenes, tetrominoes, or a file with masks)",
+        )
+    return {k: torch.from_numpy(v.reshape(len(v), -1)).to(model.device) for k, v in truth.items()}
 
 
 class _Log:

@@ -69,6 +69,7 @@ from .sections import NightConfig as NightConfig
 from .sections import RunConfig as RunConfig
 from .sections import ScheduleConfig as ScheduleConfig
 from .sections import SettleConfig as SettleConfig
+from .sections import SupervisedConfig as SupervisedConfig
 from .sections import TemporalConfig as TemporalConfig
 from .sections import TopDownConfig as TopDownConfig
 from .sections import TrainConfig as TrainConfig

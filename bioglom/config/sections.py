@@ -290,6 +290,42 @@ class TemporalConfig:
 
 
 @dataclass
+class SupervisedConfig:
+    """``[supervised]``: the supervised local rule, an upper bound for islands (issue 14).
+
+    Each column's bottom-up and top-down predictions at a supervised level are pulled toward
+    the prototype of its own ground-truth group (part or object) in the consensus of its own
+    image and pushed from the other groups' and from the same column in other images
+    (:func:`bioglom.functional.group_contrast`), on top of co-distillation; still per column,
+    per step, with no back-propagation through time, levels or columns."""
+
+    part_level: int = _f(
+        1, Int(-1, 63), "the level whose predictions are grouped by the part masks (-1: none)"
+    )
+    object_level: int = _f(
+        2,
+        Int(-1, 63),
+        "the lowest level grouped by the object masks; every level above it too (-1: none)",
+    )
+    loss: str = _f(
+        "margin",
+        Choice("margin", "infonce"),
+        "margin: cosine 1 to the own group's prototype, at most supervised.margin to any "
+        "negative; infonce: softmax over the positive and the negatives at "
+        "supervised.temperature",
+    )
+    weight: float = _f(1.0, Real(0.0, 1e6), "weight of the contrast beside co-distillation")
+    margin: float = _f(0.2, Real(-1.0, 1.0), "largest cosine to a negative without loss")
+    temperature: float = _f(0.1, Real(0.0, 1e3, lo_open=True), "temperature of the infonce loss")
+    image_negatives: bool = _f(
+        True,
+        Bool(),
+        "also push from the same column's state in the other images of the batch (against "
+        "codes of location alone)",
+    )
+
+
+@dataclass
 class ScheduleConfig:
     """``[schedule]``: day and night phases (docs/design.md §5, paper §12.2)."""
 
@@ -393,6 +429,7 @@ _SECTIONS: dict[str, type] = {
     "end_to_end": EndToEndConfig,
     "local": LocalConfig,
     "temporal": TemporalConfig,
+    "supervised": SupervisedConfig,
     "schedule": ScheduleConfig,
     "night": NightConfig,
     "run": RunConfig,

@@ -25,6 +25,7 @@ from .sections import (
     RunConfig,
     ScheduleConfig,
     SettleConfig,
+    SupervisedConfig,
     TemporalConfig,
     TopDownConfig,
     TrainConfig,
@@ -46,6 +47,7 @@ class Config:
     end_to_end: EndToEndConfig = field(default_factory=EndToEndConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     night: NightConfig = field(default_factory=NightConfig)
     run: RunConfig = field(default_factory=RunConfig)

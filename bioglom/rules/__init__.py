@@ -13,9 +13,12 @@ from ..model import Glom
 from .base import LearningRule, corrupt, make_optimizer
 from .end_to_end import EndToEnd
 from .local import Codistill, LocalRule, Temporal
+from .supervised import Supervised
 
 #: rule name (``train.rule``) -> class
-RULES: dict[str, type[LearningRule]] = {r.name: r for r in (EndToEnd, Codistill, Temporal)}
+RULES: dict[str, type[LearningRule]] = {
+    r.name: r for r in (EndToEnd, Codistill, Temporal, Supervised)
+}
 
 __all__ = [
     "RULES",
@@ -24,6 +27,7 @@ __all__ = [
     "EndToEnd",
     "Codistill",
     "Temporal",
+    "Supervised",
     "corrupt",
     "make_optimizer",
     "make_rule",

@@ -175,6 +175,8 @@ class LearningRule:
     name: ClassVar[str] = ""
     #: names of the scalars :meth:`update` returns, recorded as run metrics
     metric_names: ClassVar[tuple[str, ...]] = ()
+    #: whether :meth:`update` takes the batch's column labels, ``truth={"obj", "part"}``
+    needs_truth: ClassVar[bool] = False
 
     @classmethod
     def check_config(cls, config: Config) -> None:

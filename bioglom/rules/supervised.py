@@ -1,0 +1,122 @@
+"""The supervised local rule: an upper bound on the islands the architecture can hold (issue 14).
+
+Co-distillation (:class:`~bioglom.rules.local.Codistill`) plus, at the supervised levels, a
+contrast of each column's own predictions against the ground-truth groups of its own image
+(:func:`bioglom.functional.group_contrast`): at ``supervised.part_level`` the groups are the
+parts, from ``supervised.object_level`` up the objects. After settling step ``t``
+
+``loss_t = codistill_t + w sum_{l sup.} sum_x [c(bu_l(x), e*_l; g_l) + c(td_l(x), e*_l; g_l)]``
+
+where ``c`` is the group contrast of one column's prediction against the prototypes of its
+image's groups in the detached consensus ``e*_l(t+1)`` (and the same column in other images),
+``td`` only below the top level. As for every local rule: settling runs on detached states, each
+step's loss is back-propagated at once, and the gradient of column ``x``'s loss reaches only the
+nets that made column ``x``'s predictions -- no gradient crosses time steps, levels or columns
+(tests/test_locality.py). The masks are the teacher a brain would not have: this rule measures
+what the model can hold, not what it can discover.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from ..config import Config, ConfigError
+from ..functional import group_contrast
+from ..model import Glom
+from .local import Codistill
+
+__all__ = ["Supervised", "supervised_levels"]
+
+
+def supervised_levels(config: Config) -> dict[int, str]:
+    """Level -> ``"part"`` or ``"obj"``: which masks group each supervised level."""
+    s, K = config.supervised, config.model.levels
+    levels = {}
+    if s.object_level >= 0:
+        levels.update({k: "obj" for k in range(s.object_level, K)})
+    if s.part_level >= 0:
+        levels[s.part_level] = "part"
+    return levels
+
+
+class Supervised(Codistill):
+    """Co-distillation plus the supervised group contrast (module docstring)."""
+
+    name = "supervised"
+    #: the trainer passes the batch's column labels: ``truth = {"obj": [B, N], "part": [B, N]}``
+    needs_truth: ClassVar[bool] = True
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        s, K = config.supervised, config.model.levels
+        for field in ("part_level", "object_level"):
+            value = getattr(s, field)
+            if value >= K:
+                raise ConfigError(
+                    f"supervised.{field}", value, f"a level below model.levels = {K}, or -1"
+                )
+        if 0 <= s.object_level <= s.part_level:
+            raise ConfigError(
+                "supervised.part_level",
+                s.part_level,
+                f"a level below supervised.object_level = {s.object_level} (parts below "
+                "objects), or -1",
+            )
+        if s.part_level < 0 and s.object_level < 0:
+            raise ConfigError(
+                "supervised.object_level", s.object_level, "a level to supervise (both are -1)"
+            )
+
+    def __init__(self, model: Glom, config: Config):
+        super().__init__(model, config)
+        self.levels = supervised_levels(config)
+        self.metric_names = (*self.metric_names, "loss_contrast")
+        self._groups: dict[str, Tensor] | None = None
+        self._contrast: Tensor | None = None
+
+    def update(
+        self,
+        images: Tensor,
+        generator: torch.Generator | None = None,
+        truth: dict[str, Tensor] | None = None,
+    ) -> dict[str, Tensor]:
+        """One update on a batch and its column labels ``truth[name]`` ``[B, N]``."""
+        needed = set(self.levels.values())
+        if truth is None or not needed <= set(truth):
+            have = sorted(truth or ())
+            raise ValueError(
+                f"the supervised rule needs the batch's column labels {sorted(needed)}, got "
+                f"{have}: train on data with part and object masks"
+            )
+        self._groups = {k: truth[k].to(images.device) for k in needed}
+        self._contrast = torch.zeros((), device=images.device)
+        try:
+            metrics = super().update(images, generator)
+        finally:
+            self._groups = None
+        metrics["loss_contrast"] = self._contrast / self.config.settle.steps
+        return metrics
+
+    def step_loss(self, out, e, target, target_precision):
+        base = super().step_loss(out, e, target, target_precision)
+        s, K = self.config.supervised, self.model.K
+        extra = torch.zeros((), device=target.device)
+        for level, name in self.levels.items():
+            groups = self._groups[name]
+            preds = [out.bottom_up[level]] + ([out.top_down[level]] if level < K - 1 else [])
+            for pred in preds:
+                per_column = group_contrast(
+                    pred,
+                    target[level],
+                    groups,
+                    loss=s.loss,
+                    temperature=s.temperature,
+                    margin=s.margin,
+                    image_negatives=s.image_negatives,
+                )
+                extra = extra + per_column.sum()  # summed over columns, like every local loss
+        self._contrast = self._contrast + extra.detach() / self.model.N
+        return base + s.weight * extra
