@@ -505,7 +505,8 @@ def build_model(
 
     The image geometry comes from the configured data unless given. Weights are drawn from
     torch's global generator seeded with ``run.seed``, so the same config gives the same
-    model. ``device`` overrides ``run.device``. The model comes in eval mode: settling it does
+    model; with ``model.column_init = "copies"`` every unshared column starts with column 0's
+    weights. ``device`` overrides ``run.device``. The model comes in eval mode: settling it does
     not move homeostatic statistics; the trainer switches it to train mode.
     """
     if channels is None or image_size is None:
@@ -514,6 +515,11 @@ def build_model(
         image_size = hw if image_size is None else image_size
     torch.manual_seed(config.run.seed)
     model = Glom(config, channels, tuple(image_size))
+    if config.model.column_init == "copies" and model.columns > 1:
+        with torch.no_grad():  # every column-wise weight [K', N, ...] takes column 0's values
+            for p in model.parameters():
+                if p.dim() >= 2 and p.shape[1] == model.columns:
+                    p.copy_(p[:, :1].expand_as(p))
     model.eval()  # settling does not adapt homeostatic statistics until train() is called
     return model.to(resolve_device(device if device is not None else config.run.device))
 

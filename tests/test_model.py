@@ -766,3 +766,21 @@ def test_isolated_columns_get_no_lateral_weight():
     assert m.columns == 16
     for t in range(3):
         assert torch.all(m.contribution_weights(t, 3)[3] == 0)
+
+
+def test_copied_columns_start_alike_and_settle_a_uniform_image_to_one_vector_per_level(rng):
+    """model.column_init = copies: every column-wise weight of an unshared model equals column
+    0's, so a uniform image (every patch the same) settles to one embedding per level in every
+    column, as with shared weights; drawn independently, the columns' embeddings differ."""
+    image = torch.rand(1, 3, 1, 1, generator=rng).expand(2, 3, 8, 8).contiguous()
+    spread = {}
+    for init in ("copies", "independent"):
+        cfg = small_config(model__column_init=init, topdown__location=False)
+        model = bioglom.build_model(cfg)
+        if init == "copies":
+            for name, p in model.named_parameters():
+                assert torch.equal(p, p[:, :1].expand_as(p)), name
+        with torch.no_grad():
+            state = model.settle(image).state  # [K, N, B, d]
+        spread[init] = float((state - state[:, :1]).abs().max())
+    assert spread["copies"] < 1e-5 < spread["independent"], spread

@@ -53,6 +53,13 @@ class ModelConfig:
         Choice("bottom_up", "zeros", "noise"),
         "initial state: one bottom-up pass from the first frame, zeros, or unit noise",
     )
+    column_init: str = _f(
+        "independent",
+        Choice("independent", "copies"),
+        "initial weights of unshared columns: drawn for each column, or copies of column 0's "
+        "(a shared warm start that co-distillation may keep alike, §12.1; over a uniform "
+        "region such columns compute the same function of the same input)",
+    )
 
 
 @dataclass
