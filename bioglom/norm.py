@@ -1,6 +1,6 @@
 """Keeping embeddings at a controlled scale (docs/design.md §3 and §9).
 
-Without it, agreement-seeking learning shrinks every embedding toward one point (§7). Four
+Without it, agreement-seeking learning shrinks every embedding toward one point (§7). Five
 options, logged with every run as ``model.state_norm``:
 
 * ``none``: identity;
@@ -9,7 +9,12 @@ options, logged with every run as ``model.state_norm``:
   approximation of a homeostatic set point, which stopped collapse in the first probe,
   docs/design.md §9);
 * ``homeostatic``: each unit standardised by its own running mean and variance, tracked over
-  time (per column, or shared by all columns), the biologically plausible form.
+  time (per column, or shared by all columns), the biologically plausible form;
+* ``image``: each unit of a level standardised over the columns of its own image, a proxy of
+  lateral inhibition pooled over the whole image: no component common to every column of an
+  image survives it (homeostasis over time cannot remove one: an image-specific vector shared
+  by all columns passes every per-unit running statistic). Like ``batch`` it passes
+  information between columns (one mean and variance per image).
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ class StateNorm(nn.Module):
         eps: float = 1e-5,
     ):
         super().__init__()
-        if kind not in ("none", "layer", "batch", "homeostatic"):
+        if kind not in ("none", "layer", "batch", "homeostatic", "image"):
             raise ValueError(f"unknown state normalisation {kind!r}")
         self.kind, self.momentum, self.eps, self.dim = kind, momentum, eps, dim
         if kind == "homeostatic":
@@ -75,9 +80,10 @@ class StateNorm(nn.Module):
             return e if precision is None else (e, precision)
         if self.kind == "layer":
             out, r = standardise(e, self.eps, with_scale=precision is not None)
-        elif self.kind == "batch":
-            c = e - e.mean(dim=(1, 2), keepdim=True)
-            r = torch.rsqrt((c * c).mean(dim=(1, 2), keepdim=True) + self.eps)
+        elif self.kind in ("batch", "image"):
+            dims = (1, 2) if self.kind == "batch" else (1,)  # columns and images, or columns
+            c = e - e.mean(dim=dims, keepdim=True)
+            r = torch.rsqrt((c * c).mean(dim=dims, keepdim=True) + self.eps)
             out = c * r
         else:
             sl = slice(None) if level is None else slice(level, level + 1)

@@ -233,9 +233,10 @@ def test_saved_config_reads_runs_whose_data_file_or_options_are_gone(tmp_path):
 
 
 def test_isolated_refuses_what_couples_columns():
-    """Batch statistics mix columns, and the CNN front end is shared and sees the neighbours'
-    pixels: the isolated control refuses both."""
-    with pytest.raises(bioglom.ConfigError, match="per-column normalisation"):
-        small_config(model__sharing="isolated", model__state_norm="batch")
+    """Batch and per-image statistics mix columns, and the CNN front end is shared and sees the
+    neighbours' pixels: the isolated control refuses them."""
+    for norm in ("batch", "image"):
+        with pytest.raises(bioglom.ConfigError, match="per-column normalisation"):
+            small_config(model__sharing="isolated", model__state_norm=norm)
     with pytest.raises(bioglom.ConfigError, match="frontend.kind"):
         small_config(model__sharing="isolated", frontend__kind="cnn")

@@ -61,3 +61,21 @@ def test_gaussian_precision_follows_the_normalisation(rng):
     r = 1 / torch.sqrt(b.state.var(-1, unbiased=False, keepdim=True) + 1e-5)
     torch.testing.assert_close(a.state, standardised(b.state))
     torch.testing.assert_close(a.precision, b.precision / r**2)
+
+
+def test_image_norm_standardises_each_unit_over_its_images_columns(rng):
+    """state_norm = image: every (level, image, unit) has mean 0 and variance 1 over the
+    columns, and a vector added to every column of one image (a common mode) changes nothing."""
+    from bioglom.norm import StateNorm
+
+    norm = StateNorm("image", levels=3, columns=16, dim=5)
+    e = 3 + 2 * torch.randn(3, 16, 4, 5, generator=rng, dtype=torch.float64)
+    out = norm(e)
+    assert torch.allclose(out.mean(1), torch.zeros(3, 4, 5, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(out.var(1, unbiased=False), torch.ones(3, 4, 5, dtype=torch.float64),
+                          atol=1e-4)  # fmt: skip
+    common = torch.randn(3, 1, 4, 5, generator=rng, dtype=torch.float64)
+    assert torch.allclose(norm(e + common), out, atol=1e-10)
+    # batch statistics, for contrast, keep an image's common mode (it differs between images)
+    batch = StateNorm("batch", levels=3, columns=16, dim=5)
+    assert not torch.allclose(batch(e + common), batch(e), atol=1e-3)

@@ -34,10 +34,12 @@ class ModelConfig:
     )
     state_norm: str = _f(
         "homeostatic",
-        Choice("none", "layer", "batch", "homeostatic"),
+        Choice("none", "layer", "batch", "homeostatic", "image"),
         "keeps embeddings at a controlled scale: layer (each vector), batch (each unit over "
-        "columns and images), homeostatic (each unit by its running mean and variance); batch "
-        "and shared homeostatic statistics carry information between columns",
+        "columns and images), homeostatic (each unit by its running mean and variance), image "
+        "(each unit over the columns of its own image: pooled lateral inhibition, no "
+        "component common to an image's columns survives); batch, image and shared "
+        "homeostatic statistics carry information between columns",
     )
     homeostatic_momentum: float = _f(
         0.05, Real(0.0, 1.0, lo_open=True), "rate of the homeostatic running statistics"

@@ -123,7 +123,7 @@ class Config:
                 "frontend.kind = 'patch'",
             )
         if m.sharing == "isolated" and (
-            m.state_norm == "batch"
+            m.state_norm in ("batch", "image")
             or (m.state_norm == "homeostatic" and m.homeostatic_stats == "shared")
         ):
             raise ConfigError(
