@@ -101,6 +101,18 @@ ARMS = {
     # scores for every seed of the quick preset)
     # docs/design.md §9's probe: each unit standardised over columns and images (batch statistics)
     "codistill_batch": {"train.rule": "codistill", "model.state_norm": "batch"},
+    # issue 14, item 4e: unshared columns that start as copies of column 0 (a shared warm start)
+    "codistill_copies": {"train.rule": "codistill", "model.column_init": "copies"},
+    # issue 14, item 3a, the upper bound: co-distillation plus a contrast toward each column's
+    # own ground-truth part (level 1) and object (levels 2-3) in its image's consensus
+    "supervised": {"train.rule": "supervised"},
+    "supervised_shared": {"train.rule": "supervised", "model.sharing": "shared"},
+    # ... with each unit standardised over its image's columns (no common mode survives)
+    "supervised_shared_image": {
+        "train.rule": "supervised",
+        "model.sharing": "shared",
+        "model.state_norm": "image",
+    },
 }
 
 
@@ -316,13 +328,23 @@ def main() -> int:
         default=SEEDS,
         help=f"comma-separated run.seed values (default {','.join(map(str, SEEDS))})",
     )
+    ap.add_argument(
+        "--arms",
+        type=lambda text: tuple(text.split(",")),
+        default=tuple(ARMS),
+        help="comma-separated arms to train and report (default: all; 'untrained' always)",
+    )
     args = ap.parse_args()
     seeds = args.seeds
+    unknown = [a for a in args.arms if a not in ARMS]
+    if unknown:
+        ap.error(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
+    arms = {a: ARMS[a] for a in ARMS if a in args.arms or a == "untrained"}
 
     out = Path(args.out) / args.preset
-    per_seed: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    per_seed: dict[str, list[dict]] = {arm: [] for arm in arms}
     for seed in seeds:
-        for arm, overrides in ARMS.items():
+        for arm, overrides in arms.items():
             layers = (COMMON, PRESETS[args.preset], overrides, {"run.seed": seed})
             config = arm_config(*layers, sets=args.overrides)
             path = run_path(out, arm, seed)

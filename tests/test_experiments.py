@@ -28,7 +28,19 @@ ROOT = Path(__file__).resolve().parents[1]
         ("shared_vs_codistilled.py", ("shared", "unshared", "isolated")),
         ("temporal_vs_delta.py", ("codistill", "temporal", "spiking", "temporal_prev")),
         ("day_night.py", ("day_only", "long_blocks", "alternating", "interleaved")),
-        ("islands.py", ("untrained", "end_to_end", "codistill", "codistill_batch")),
+        (
+            "islands.py",
+            (
+                "untrained",
+                "end_to_end",
+                "codistill",
+                "codistill_batch",
+                "codistill_copies",
+                "supervised",
+                "supervised_shared",
+                "supervised_shared_image",
+            ),
+        ),
     ],
 )
 def test_quick_preset_writes_one_run_per_arm_and_a_table(script, arms, tmp_path):
@@ -61,8 +73,12 @@ def test_quick_preset_writes_one_run_per_arm_and_a_table(script, arms, tmp_path)
                 if arm == "untrained":
                     assert cfg.train.updates == 0
                 else:
-                    assert cfg.train.rule == arm.split("_batch")[0] and cfg.train.updates > 0
+                    rule = arm if arm == "end_to_end" else arm.split("_")[0]
+                    assert cfg.train.rule == rule and cfg.train.updates > 0
                     assert (cfg.model.state_norm == "batch") == arm.endswith("_batch")
+                    assert (cfg.model.state_norm == "image") == arm.endswith("_image")
+                    assert (cfg.model.sharing == "shared") == ("_shared" in arm)
+                    assert (cfg.model.column_init == "copies") == arm.endswith("_copies")
             elif script.startswith("day"):
                 assert cfg.data.source == "digits"
                 assert ("night" in cfg.schedule.phases) == (arm in ("long_blocks", "alternating"))
@@ -269,3 +285,31 @@ def test_harder_data_configs_load_and_settle_a_batch(name: str, capsys) -> None:
     assert result.state.shape == (small.model.levels, side * side, 2, small.model.dim)
     assert torch.isfinite(result.state).all()
     assert np.isfinite(probe.images).all()
+
+
+def test_settling_study_scores_every_setting_and_as_trained_equals_the_run(tmp_path):
+    """experiments/settling.py (issue 14, item 2), quick preset, one seed: a row per setting
+    and level and the long-settling table; its "as trained" scores, settled anew from the saved
+    weights, equal the scores the run itself recorded at its last probe (two routes)."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "settling.py"), "--preset", "quick",
+         "--quiet", "--out", str(tmp_path), "--seeds", "0"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    summary = json.loads((tmp_path / "quick" / "summary.json").read_text())
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import settling
+    finally:
+        sys.path.remove(str(ROOT / "experiments"))
+    for field, values in settling.PRESETS["quick"]["sweeps"].items():
+        for v in values:
+            assert f"| {field} = {v} |" in proc.stdout
+            assert f"{field} = {v}" in summary["settings"]
+    assert "along one settling of 6 steps" in proc.stdout
+    with open_run(tmp_path / "quick" / "trained_seed0.h5") as run:
+        recorded = [float(run.metrics[f"probe_fgari_obj_L{k}"][-1]) for k in range(3)]
+    assert np.allclose(summary["settings"]["as trained"]["fgari_obj"][0], recorded)
