@@ -105,7 +105,9 @@ def probe_metric_names(levels: int, truth: tuple[str, ...] = ()) -> tuple[str, .
     per_level += [f"probe_ensemble_L{k}" for k in range(1, levels)]
     per_level += [f"probe_agree_bu_L{k}" for k in range(1, levels)]
     per_level += [f"probe_agree_td_L{k}" for k in range(levels - 1)]
-    return ("probe_recon_mse", "probe_fill_mse", "probe_linear_acc", *per_level)
+    per_level += [f"probe_linear_acc_L{k}" for k in range(levels)]
+    linear = ("probe_linear_acc", "probe_linear_acc_pixels")
+    return ("probe_recon_mse", "probe_fill_mse", *linear, *per_level)
 
 
 @dataclass
@@ -125,6 +127,7 @@ class Probe:
     linear_batch: int = 64
 
     def __post_init__(self) -> None:
+        self._pixel_acc: float | None = None  # the raw pixels' linear-probe accuracy (fixed)
         g = torch.Generator().manual_seed(self.seed)
         self.corrupted, self.hole_mask = corrupt(self.images, self.holes, self.hole_size, g)
 
@@ -154,8 +157,7 @@ class Probe:
         m = self.hole_mask.expand_as(self.images)
         if bool(m.any()):
             metrics["probe_fill_mse"] = float(((filled - self.images)[m] ** 2).mean())
-        if linear is not None:
-            metrics["probe_linear_acc"] = linear
+        metrics.update(linear)
         labels = extract_islands(state, model.grid, self.island_method, self.island_threshold)
         scores = score_islands(labels, self.truth)
         diag = collapse_diagnostics(state)
@@ -188,20 +190,34 @@ class Probe:
         }
         return metrics, snap
 
-    def _linear_probe(self, model: Glom, gen: torch.Generator) -> float | None:
-        """Accuracy of a ridge probe on the column-averaged embedding of one level."""
+    def _linear_probe(self, model: Glom, gen: torch.Generator) -> dict[str, float]:
+        """Accuracy of a ridge probe (fitted on the first 3/4 of the labelled set, scored on
+        the rest) on the column-averaged embedding of every level (``probe_linear_acc_L{k}``;
+        ``probe_linear_acc`` is that of ``run.linear_probe_level``), and on the raw pixels of
+        the same images (``probe_linear_acc_pixels``): what the levels know about the image,
+        beside what the image itself offers a linear read-out."""
         if self.linear_images is None or self.linear_labels is None:
-            return None
-        feats = []
+            return {}
+        y = np.asarray(self.linear_labels)
+        fit = (3 * len(y)) // 4
+        if fit < 2 or fit == len(y):
+            return {}
+        feats: list[list[Tensor]] = [[] for _ in range(model.K)]
         for chunk in self.linear_images.split(self.linear_batch):
             state = model.settle(chunk, check=False, generator=gen).state
-            feats.append(state[self.linear_level].mean(dim=0).float().cpu())  # [b, d]
-        x = torch.cat(feats).numpy()
-        y = np.asarray(self.linear_labels)
-        fit = (3 * len(x)) // 4
-        if fit < 2 or fit == len(x):
-            return None
-        return linear_probe_accuracy(x[:fit], y[:fit], x[fit:], y[fit:])
+            for k in range(model.K):
+                feats[k].append(state[k].mean(dim=0).float().cpu())  # [b, d]
+        out = {}
+        for k in range(model.K):
+            x = torch.cat(feats[k]).numpy()
+            acc = linear_probe_accuracy(x[:fit], y[:fit], x[fit:], y[fit:])
+            out[f"probe_linear_acc_L{k}"] = acc
+        out["probe_linear_acc"] = out[f"probe_linear_acc_L{self.linear_level % model.K}"]
+        if self._pixel_acc is None:
+            x = self.linear_images.flatten(1).float().cpu().numpy()
+            self._pixel_acc = linear_probe_accuracy(x[:fit], y[:fit], x[fit:], y[fit:])
+        out["probe_linear_acc_pixels"] = self._pixel_acc
+        return out
 
     @staticmethod
     @torch.no_grad()

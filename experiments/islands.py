@@ -47,7 +47,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
+import bioglom
 from bioglom.baselines import BASELINES
 from bioglom.experiment import (
     QUICK,
@@ -58,9 +60,10 @@ from bioglom.experiment import (
     run_experiment,
 )
 from bioglom.islands import extract_islands, parse_tree
-from bioglom.probe import TRUTH_MASKS
+from bioglom.probe import TRUTH_MASKS, Probe
 from bioglom.runs import open_run
 from bioglom.scores import column_labels, score_islands
+from bioglom.splits import load_data
 
 # ---- configuration ------------------------------------------------------------------------
 THRESHOLD = 0.8  # cosine above which columns join an island (both methods)
@@ -152,7 +155,26 @@ def scores_of_run(path: Path) -> dict:
     out["image"] = probe["images"][0]
     out["images"] = probe["images"]
     out["patch"] = cfg.frontend.patch_size
+    out["linear"] = linear_probe_of_run(path, cfg)
     return out
+
+
+def linear_probe_of_run(path: Path, cfg) -> dict:
+    """What the levels know (issue 14, item 6): the ridge probe of every level's
+    column-averaged embedding, and of the raw pixels, on the run's held-out labelled scenes
+    (the label: the class of the largest object), computed from the run's final weights."""
+    data = load_data(cfg)
+    if data.linear is None:
+        return {"levels": np.full(cfg.model.levels, np.nan), "pixels": np.nan}
+    model = bioglom.load_model(path.with_suffix(".pt"))
+    probe = Probe(
+        torch.from_numpy(data.probe.images[:1]), 0, 0.0, THRESHOLD,
+        linear_images=torch.from_numpy(data.linear.images), linear_labels=data.linear.labels,
+    )  # fmt: skip
+    with torch.no_grad():
+        acc = probe._linear_probe(model, torch.Generator().manual_seed(cfg.run.seed + 2))
+    levels = np.array([acc[f"probe_linear_acc_L{k}"] for k in range(cfg.model.levels)])
+    return {"levels": levels, "pixels": acc["probe_linear_acc_pixels"]}
 
 
 def scores_of_baseline(name: str, reference: dict, seed: int) -> dict:
@@ -391,6 +413,15 @@ def main() -> int:
         [arm] + [grows_with_level(r[m]["size"][0]) for m in METHODS] for arm, r in results.items()
     ]
     print(markdown_table(["arm", *METHODS], rows))
+    linear = {arm: mean_sd([r["linear"] for r in runs]) for arm, runs in per_seed.items()}
+    K = results["untrained"]["levels"]
+    print("\nwhat the levels know: ridge probe of each level's column-averaged embedding (class")
+    print("of the largest object; fit on 3/4 of the held-out labelled scenes, scored on 1/4)")
+    rows = [
+        [arm, *(pm(r["levels"], k) for k in range(K)), pm(r["pixels"], None)]
+        for arm, r in linear.items()
+    ]
+    print(markdown_table(["arm", *(f"L{k}" for k in range(K)), "raw pixels"], rows))
     summary = out / "summary.json"
     summary.write_text(
         json.dumps(
@@ -401,6 +432,7 @@ def main() -> int:
                 "grid": list(GRID),
                 "arms": jsonable({a: {m: r[m] for m in METHODS} for a, r in results.items()}),
                 "baselines": jsonable(baselines),
+                "linear_probe": jsonable(linear),
             },
             indent=1,
         )

@@ -101,3 +101,26 @@ def test_run_records_the_scores_of_its_stored_islands(tmp_path, method):
         for stem in ("wnesting", "dwnesting"):
             got, want = metrics[f"probe_{stem}_L{k}"], expected[stem][k]
             assert got == pytest.approx(want, nan_ok=True)
+
+
+def test_the_linear_probe_reads_every_level_and_the_raw_pixels(rng):
+    """The ridge probe is fitted per level and on the raw pixels of the same images: the
+    configured level's accuracy is probe_linear_acc; a class that brightens every red pixel by
+    0.5 (uniform noise of variance 1/12 elsewhere: the classes' means lie 0.5 * sqrt(64) = 4
+    apart along the red pixels, 14 noise standard deviations) is read from the pixels at >= 0.95
+    on the held-out quarter; every name is among the run's metric names."""
+    from bioglom.probe import Probe, probe_metric_names
+
+    model = bioglom.build_model(small_config())
+    labels = torch.randint(0, 2, (400,), generator=rng)
+    images = torch.rand(400, 3, 8, 8, generator=rng)
+    images[:, 0] += 0.5 * labels.view(-1, 1, 1)
+    labels = labels.numpy()
+    probe = Probe(
+        images[:4], 1, 0.25, 0.8, linear_images=images, linear_labels=labels, linear_level=-1
+    )
+    metrics, _ = probe.evaluate(model)
+    assert metrics["probe_linear_acc"] == metrics["probe_linear_acc_L2"]
+    assert metrics["probe_linear_acc_pixels"] >= 0.95, metrics["probe_linear_acc_pixels"]
+    names = {"probe_linear_acc_pixels", *(f"probe_linear_acc_L{k}" for k in range(3))}
+    assert names <= set(metrics) and names <= set(probe_metric_names(3, ()))
