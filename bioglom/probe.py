@@ -150,7 +150,7 @@ class Probe:
             filled = model.decode(model.settle(self.corrupted, check=False, generator=gen).state)
             agree_bu, agree_td = self._agreement(model, state)
             targets = self._targets_without_bottom_up(model, last, state)
-            linear = self._linear_probe(model, gen)
+            linear = self.linear_probe(model, gen)
         finally:
             model.train(was_training)
         metrics = {"probe_recon_mse": float(((recon - self.images) ** 2).mean())}
@@ -190,7 +190,8 @@ class Probe:
         }
         return metrics, snap
 
-    def _linear_probe(self, model: Glom, gen: torch.Generator) -> dict[str, float]:
+    @torch.no_grad()
+    def linear_probe(self, model: Glom, gen: torch.Generator) -> dict[str, float]:
         """Accuracy of a ridge probe (fitted on the first 3/4 of the labelled set, scored on
         the rest) on the column-averaged embedding of every level (``probe_linear_acc_L{k}``;
         ``probe_linear_acc`` is that of ``run.linear_probe_level``), and on the raw pixels of

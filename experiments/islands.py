@@ -171,8 +171,7 @@ def linear_probe_of_run(path: Path, cfg) -> dict:
         torch.from_numpy(data.probe.images[:1]), 0, 0.0, THRESHOLD,
         linear_images=torch.from_numpy(data.linear.images), linear_labels=data.linear.labels,
     )  # fmt: skip
-    with torch.no_grad():
-        acc = probe._linear_probe(model, torch.Generator().manual_seed(cfg.run.seed + 2))
+    acc = probe.linear_probe(model, torch.Generator().manual_seed(cfg.run.seed + 2))
     levels = np.array([acc[f"probe_linear_acc_L{k}"] for k in range(cfg.model.levels)])
     return {"levels": levels, "pixels": acc["probe_linear_acc_pixels"]}
 
