@@ -193,23 +193,39 @@ def assert_same_weights(a, b) -> None:
         assert torch.equal(wa[k], wb[k]), k
 
 
-def interrupt_at(monkeypatch, day_update: int) -> None:
-    """Make the rule's ``day_update``-th update send this process SIGINT (a Ctrl-C)."""
+def on_day_update(monkeypatch, day_update: int, before=None, after=None) -> None:
+    """Hook the trainer's rule: at its ``day_update``-th update call ``before()`` first, and
+    pass the update's metrics through ``after(metrics)`` (which may change them)."""
     import bioglom.train as train_module
 
     real = train_module.make_rule
 
-    def interrupting(model, config):
+    def hooked(model, config):
         rule = real(model, config)
         update, calls = rule.update, {"n": 0}
 
-        def hit(images, generator=None):
+        def hit(*args, **kwargs):
             calls["n"] += 1
-            if calls["n"] == day_update:
-                os.kill(os.getpid(), signal.SIGINT)
-            return update(images, generator)
+            if calls["n"] == day_update and before is not None:
+                before()
+            out = update(*args, **kwargs)
+            if calls["n"] == day_update and after is not None:
+                after(out)
+            return out
 
         rule.update = hit
         return rule
 
-    monkeypatch.setattr(train_module, "make_rule", interrupting)
+    monkeypatch.setattr(train_module, "make_rule", hooked)
+
+
+def interrupt_at(monkeypatch, day_update: int) -> None:
+    """Make the rule's ``day_update``-th update send this process SIGINT (a Ctrl-C)."""
+    on_day_update(monkeypatch, day_update, before=lambda: os.kill(os.getpid(), signal.SIGINT))
+
+
+def poison_at(monkeypatch, day_update: int) -> None:
+    """Make the rule's ``day_update``-th update return a NaN loss."""
+    on_day_update(
+        monkeypatch, day_update, after=lambda out: out.update(loss=torch.tensor(float("nan")))
+    )

@@ -16,6 +16,7 @@ from conftest import (
     assert_same_weights,
     fresh_seed,
     interrupt_at,
+    poison_at,
     small_config,
 )
 
@@ -168,29 +169,6 @@ def test_a_fresh_run_removes_a_stale_checkpoint_and_arms_check_their_config(tmp_
     stamp = bad.stat().st_mtime_ns
     assert run_arm(cfg, bad, resume=True, progress=False) == "diverged"  # kept, not retrained
     assert bad.stat().st_mtime_ns == stamp
-
-
-def poison_at(monkeypatch, day_update: int) -> None:
-    """Make the rule's ``day_update``-th update return a NaN loss."""
-    import bioglom.train as train_module
-
-    real = train_module.make_rule
-
-    def poisoning(model, config):
-        rule = real(model, config)
-        update, calls = rule.update, {"n": 0}
-
-        def hit(images, generator=None):
-            calls["n"] += 1
-            out = update(images, generator)
-            if calls["n"] == day_update:
-                out["loss"] = torch.tensor(float("nan"))
-            return out
-
-        rule.update = hit
-        return rule
-
-    monkeypatch.setattr(train_module, "make_rule", poisoning)
 
 
 @pytest.mark.gpu
