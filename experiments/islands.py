@@ -10,7 +10,10 @@ larger at higher levels (paper §1, Figure 2). This trains the default model (un
 homeostatic state normalisation) on the embedded part-whole scenes with each learning rule --
 the end-to-end baseline and co-distillation (which the temporal-derivative rule now equals) --
 next to the untrained model and to co-distillation with batch-statistics normalisation
-(docs/design.md §9's probe), each with every seed in ``SEEDS`` (or ``--seeds``); then it
+(docs/design.md §9's probe), and the arms of issue 14 (co-distillation from columns that
+start as copies; the supervised upper bound, docs/design.md §4.5, with unshared, shared, and
+shared per-image-normalised columns), each with every seed in ``SEEDS`` (or ``--seeds``;
+``--arms`` picks arms, the untrained one always included); then it
 settles the held-out probe scenes and scores the islands of each run's last snapshot, per
 level, as docs/design.md §10 asks:
 
@@ -23,6 +26,8 @@ level, as docs/design.md §10 asks:
 * island count per image, nesting weighted by island size with single-column islands left out,
   and its mismatched control; the unweighted nesting; object mIoU; ARI across images (1: the
   same partition in every image);
+* what the levels know: a ridge probe of each level's column-averaged embedding and of the raw
+  pixels on the run's held-out labelled scenes (``Probe.linear_probe``, from the final weights);
 * every number the mean ± sample standard deviation over the seeds (a difference smaller than
   the spread is not a difference).
 
