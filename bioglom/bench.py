@@ -171,7 +171,10 @@ def time_configs(
         mine = [
             settling(lambda m=model, e=e, tau=tau, x=x, s=steps: m.step(e, tau, x, 1, s)),
             settling(
-                lambda m=model, e=e: (m.bottom_up(e[:-1]), m.top_down(e[1:], extra=m.location))
+                lambda m=model, e=e: (
+                    m.bottom_up(e[:-1], extra=m.bu_location),
+                    m.top_down(e[1:], extra=m.location),
+                )
             ),
             settling(lambda ls=layers: [layer(h) for layer, h in ls]),
             settling(lambda m=model, e=e, tau=tau, b=beta: m.lateral(e, tau, b)),
@@ -271,7 +274,7 @@ def memory_probe(args: argparse.Namespace) -> int:
             rule.update(x)
         peak = _proc_status("VmHWM") - baseline
     with amp, torch.no_grad():  # after the measurement: what the column MLPs compute in
-        mm_dtype = str(model.bottom_up(rule.last_state[:-1]).dtype)
+        mm_dtype = str(model.bottom_up(rule.last_state[:-1], extra=model.bu_location).dtype)
     print(json.dumps({"peak": peak, "weights": weights, "grads": grads, "optimizer": opt,
                       "state": state, "matmul_dtype": mm_dtype}))  # fmt: skip
     return 0

@@ -26,6 +26,7 @@ __all__ = [
     "normalise_weights",
     "attention_weights",
     "lateral_attention",
+    "attract_repel_attention",
     "window_attention",
     "window_plan",
     "dense_mask_bias",
@@ -36,6 +37,9 @@ __all__ = [
     "location_encoding",
     "interpolate",
     "group_contrast",
+    "chosen_contrast",
+    "sinkhorn_image",
+    "prototype_loss",
 ]
 
 
@@ -263,6 +267,83 @@ def lateral_attention(
     tau = torch.bmm(w, tnb)
     mu = torch.bmm(w, tnb * nb) / tau
     return mu.view(b, n, d).transpose(0, 1), tau.view(b, n, d).transpose(0, 1)
+
+
+def attract_repel_attention(
+    e: Tensor,
+    index: Tensor,
+    valid: Tensor,
+    beta: float | Tensor,
+    precision: Tensor | None = None,
+    *,
+    attract_above: float = 0.5,
+    repel_below: float = 0.0,
+    repel_weight: float = 0.5,
+) -> tuple[Tensor, Tensor | None]:
+    """Lateral term with attraction and repulsion (issue 14; an option beside eq. 3.1).
+
+    With ``c_xy = cos(e_x, e_y)`` over the neighbours ``y`` of ``x``, the neighbours split into
+    the like-minded ``A(x) = {y : c_xy >= attract_above}`` and the unlike
+    ``R(x) = {y : c_xy < repel_below}``; those in between are ignored. Then
+
+    ``lat(x) = sum_{y in A(x)} w_xy e_y - gamma * mean_{y in R(x)} e_y``,
+    ``w_xy = softmax_{y in A(x)}(beta e_x . e_y)``,
+
+    with ``gamma = repel_weight``; the repulsive mean is 0 where ``R(x)`` is empty, and a column
+    whose ``A(x)`` is empty (possible only without self-attention) keeps its own embedding as
+    the attractive part. It is eq. 3.1 restricted to the echo chamber of §3.4 ("embeddings at a
+    level attend mainly to other like-minded embeddings") plus a push away from the columns
+    that are not, after the "agreement aware and dissimilarity oriented" GLOM variant (ICCV
+    2025). With ``attract_above = -1`` and ``repel_weight = 0`` it is eq. 3.1 exactly.
+
+    In ``gaussian`` mode the attraction is the weighted geometric mean of
+    :func:`lateral_attention` over ``A(x)`` (``tau = sum_{A} w tau_y``); the repulsion moves the
+    mean only.
+
+    Parameters
+    ----------
+    e : ``[N, B, d]``, one level
+    index, valid : ``[N, M]`` neighbourhood
+    beta : inverse temperature of the attractive softmax
+    precision : ``[N, B, d]`` or None
+    attract_above, repel_below : cosine thresholds, ``repel_below <= attract_above``
+    repel_weight : ``gamma >= 0``
+
+    Returns
+    -------
+    (mean ``[N, B, d]``, precision ``[N, B, d]`` or None)
+    """
+    if repel_below > attract_above:
+        raise ValueError(
+            f"repel_below ({repel_below}) must not exceed attract_above ({attract_above})"
+        )
+    n, b, d = e.shape
+    m = index.shape[1]
+    et = e.transpose(0, 1)  # [B, N, d]
+    flat = index.reshape(-1)
+    nb = et.index_select(1, flat).view(b, n, m, d)  # neighbours of each (image, column)
+    dots = torch.einsum("bnd,bnmd->bnm", et, nb)
+    norms = et.norm(dim=-1).clamp_min(1e-12)
+    cos = dots / (norms[..., None] * nb.norm(dim=-1).clamp_min(1e-12))
+    ok = valid[None]  # [1, N, M]
+    attract = ok & (cos >= attract_above)
+    repel = (ok & (cos < repel_below)).to(e.dtype)
+    logits = (beta * dots).masked_fill(~attract, float("-inf"))
+    empty = ~attract.any(-1, keepdim=True)  # [B, N, 1]
+    w = torch.softmax(logits.masked_fill(empty, 0.0), dim=-1) * attract  # 0 rows when empty
+    count = repel.sum(-1, keepdim=True)
+    r = torch.einsum("bnm,bnmd->bnd", repel, nb) / count.clamp_min(1)
+    if precision is None:
+        a = torch.einsum("bnm,bnmd->bnd", w, nb)
+        a = torch.where(empty, et, a)
+        return (a - repel_weight * r).transpose(0, 1), None
+    pt = precision.transpose(0, 1)
+    pnb = pt.index_select(1, flat).view(b, n, m, d)
+    tau = torch.einsum("bnm,bnmd->bnd", w, pnb)
+    mu = torch.einsum("bnm,bnmd->bnd", w, pnb * nb) / tau.clamp_min(1e-30)
+    mu = torch.where(empty, et, mu)
+    tau = torch.where(empty, pt, tau)
+    return (mu - repel_weight * r).transpose(0, 1), tau.transpose(0, 1)
 
 
 #: per-column cost of a window evaluation, in units of one logit (its two ``d = 64`` dot
@@ -611,3 +692,132 @@ def group_contrast(
         logits = torch.cat([own[..., None] / temperature, logits], -1)
         per = torch.logsumexp(logits, -1) - own / temperature
     return per.mean(1)
+
+
+def chosen_contrast(
+    pred: Tensor,
+    target: Tensor,
+    state: Tensor,
+    index: Tensor,
+    valid: Tensor,
+    beta: float | Tensor,
+    *,
+    positives: int = 2,
+    negatives: int = 4,
+    temperature: float = 0.1,
+    image_negatives: bool = True,
+) -> Tensor:
+    """Contrast of one level's predictions against neighbours the column chooses itself (§7).
+
+    §7: a column is "free to choose which embeddings at other locations it should resemble".
+    Column ``x`` of image ``b`` ranks its valid neighbours ``y != x`` by the eq. 3.1 logit
+    ``beta state(x) . state(y)`` (the attention it gives them); the ``positives`` highest are
+    its positives ``P``, the ``negatives`` lowest of the rest its negatives ``Q`` (fewer where
+    it has fewer neighbours; positives first). With ``z = u(pred(x, b))``, ``u(v) = v / |v|``,
+    and the detached consensus ``target``:
+
+    ``l(x, b) = -log [ sum_{y in P} exp(z . u(target(y, b)) / T) / Z ]``,
+    ``Z = sum_{y in P u Q} exp(z . u(target(y, b)) / T)
+    + [image_negatives] sum_{b' != b} exp(z . u(target(x, b')) / T)``
+
+    -- InfoNCE with several positives; the same column in the other images of the batch is a
+    negative against codes of location alone. A column without a valid positive contributes 0.
+
+    Parameters
+    ----------
+    pred : ``[N, B, d]`` or ``[P, N, B, d]``: one net's (or ``P`` nets') predictions at one
+        level, the only input with a gradient; the ``P`` losses share one ranking and are summed
+    target : ``[N, B, d]``, the consensus ``e*(t+1)`` of that level (detached here)
+    state : ``[N, B, d]``, the state ``e(t)`` the attention was computed from (detached here)
+    index, valid : ``[N, M]`` the level's neighbourhood (the column itself is never chosen)
+    beta : the level's inverse temperature at this step
+
+    Returns
+    -------
+    ``[N]``: each column's loss, averaged over its images
+    """
+    preds = pred if pred.dim() == 4 else pred[None]
+    _, N, B, d = preds.shape
+    M = index.shape[1]
+    s, t = state.detach(), target.detach()
+    ok = valid & (index != torch.arange(N, device=index.device)[:, None])  # [N, M]
+    st = s.transpose(0, 1)  # [B, N, d]
+    rows = torch.arange(N, device=index.device)[:, None]
+    logits = (beta * torch.bmm(st, st.transpose(1, 2)))[:, rows, index]  # [B, N, M]
+    logits = logits.permute(1, 0, 2).masked_fill(~ok[:, None, :], float("-inf"))  # [N, B, M]
+    kp, kn = min(positives, M), min(negatives, M)
+    top = logits.topk(kp, dim=-1)  # positives: the highest, invalid ones last (-inf)
+    low = logits.masked_fill(~ok[:, None, :], float("inf")).topk(kn, dim=-1, largest=False)
+    count = ok.sum(-1)[:, None, None]  # [N, 1, 1] valid neighbours
+    is_pos = torch.isfinite(top.values)
+    # the j-th lowest is a negative if it is valid and not among the top kp
+    j = torch.arange(kn, device=pred.device)[None, None, :]
+    is_neg = j < count - torch.clamp(count, max=kp)
+    cols = torch.cat([top.indices, low.indices], -1)  # [N, B, kp + kn] positions in the window
+    chosen = torch.gather(index[:, None, :].expand(N, B, M), 2, cols)  # column ids
+    u = t / t.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [N, B, d]
+    images = torch.arange(B, device=pred.device)[None, :, None]
+    uc = u[chosen, images]  # [N, B, kp + kn, d]
+    z = preds / preds.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [P, N, B, d]
+    cos = torch.einsum("pnbd,nbkd->pnbk", z, uc) / temperature
+    mask = torch.cat([is_pos, is_neg.expand(N, B, kn)], -1)[None]
+    neg_inf = torch.full_like(cos, float("-inf"))
+    pos_logits = torch.where(mask[..., :kp], cos[..., :kp], neg_inf[..., :kp])
+    all_logits = torch.where(mask, cos, neg_inf)
+    if image_negatives and B > 1:
+        other = torch.einsum("pnbd,ncd->pnbc", z, u) / temperature  # same column, image c
+        eye = torch.eye(B, dtype=torch.bool, device=pred.device)
+        all_logits = torch.cat([all_logits, other.masked_fill(eye, float("-inf"))], -1)
+    has_pos = is_pos.any(-1).expand(N, B)[None]
+    per = torch.logsumexp(all_logits, -1) - torch.logsumexp(pos_logits, -1)
+    per = torch.where(has_pos, per, torch.zeros_like(per))
+    return per.mean(-1).sum(0)
+
+
+def sinkhorn_image(scores: Tensor, epsilon: float = 0.05, iterations: int = 3) -> Tensor:
+    """Balanced soft assignment of each image's columns to prototypes (Sinkhorn-Knopp, as SwAV).
+
+    ``scores`` ``[N, B, P]`` (column-prototype similarities). Per image ``b``, starting from
+    ``Q = exp(scores / epsilon)``, alternately rescale each prototype's total mass over the
+    columns to ``N / P`` and each column's mass to 1, ``iterations`` times (ending on the
+    columns): every column is a distribution over prototypes and the prototypes share the
+    image's columns nearly equally -- a split that no code common to all of an image's columns
+    can satisfy. Computed in the log domain; returns ``[N, B, P]`` rows summing to 1.
+    """
+    N, _, P = scores.shape
+    log_q = scores / epsilon
+    for _ in range(iterations):
+        log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) + math.log(N / P)
+        log_q = log_q - torch.logsumexp(log_q, dim=2, keepdim=True)
+    return log_q.exp()
+
+
+def prototype_loss(
+    pred: Tensor,
+    target: Tensor,
+    prototypes: Tensor,
+    *,
+    temperature: float = 0.1,
+    epsilon: float = 0.05,
+    iterations: int = 3,
+) -> Tensor:
+    """Cross-entropy of a column's prediction against the balanced assignment of the consensus.
+
+    With ``u(v) = v / |v|``, fixed unit prototypes ``C`` ``[P, d]``, the detached consensus
+    ``target`` and its per-image balanced assignment ``q = sinkhorn_image(u(target) C^T)``:
+
+    ``l(x, b) = -sum_p q(x, b, p) log softmax_p(u(pred(x, b)) . C_p / temperature)``
+
+    ``pred`` ``[N, B, d]`` or ``[P', N, B, d]`` (several nets' predictions, losses summed);
+    returns ``[N]``, each column's loss averaged over its images. ``q`` is a value (no gradient)
+    and the prototypes are fixed, so the gradient of column ``x``'s loss reaches ``pred(x)``
+    only.
+    """
+    preds = pred if pred.dim() == 4 else pred[None]
+    t = target.detach()
+    c = prototypes.detach()
+    u = t / t.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    q = sinkhorn_image(u @ c.T, epsilon, iterations)  # [N, B, P]
+    z = preds / preds.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    logp = torch.log_softmax(z @ c.T / temperature, dim=-1)  # [P', N, B, P]
+    return -(q[None] * logp).sum(-1).mean(-1).sum(0)

@@ -9,6 +9,9 @@ the softmax over the neighbours ``y`` of ``x``: a square window of radius ``r_l`
 grid, or ``samples_l`` columns drawn from a Gaussian of std ``sigma_l`` centred at ``x`` (§6),
 once or afresh at every step. In ``gaussian`` consensus mode it is the attention-weighted
 geometric mean of the neighbours' Gaussians (:func:`~bioglom.functional.lateral_attention`).
+With ``attention.lateral = "attract_repel"`` the softmax runs over the like-minded neighbours
+only and the mean of the unlike ones is subtracted
+(:func:`~bioglom.functional.attract_repel_attention`).
 
 :class:`LateralAttention` is the thin module over the pure functions of
 :mod:`bioglom.functional`: it owns each level's neighbourhood, how eq. 3.1 is evaluated there
@@ -25,6 +28,7 @@ from torch import Tensor, nn
 
 from .config import ConfigError, per_level
 from .functional import (
+    attract_repel_attention,
     dense_mask_bias,
     gaussian_neighbours,
     lateral_attention,
@@ -91,6 +95,8 @@ class LateralAttention(nn.Module):
         super().__init__()
         att = attention
         self.grid, self.isolated, self.include_self = grid, isolated, att.include_self
+        self.attract_repel = att.lateral == "attract_repel"
+        self.thresholds = (att.attract_above, att.repel_below, att.repel_weight)
         n = grid[0] * grid[1]
         self.radius = per_level(att.radius, levels)
         self.samples = per_level(att.samples, levels)
@@ -152,7 +158,24 @@ class LateralAttention(nn.Module):
         precision: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """Eq. 3.1 at one level: ``e [N, B, d]`` -> (mean, precision or None), by its plan."""
+        """Eq. 3.1 at one level: ``e [N, B, d]`` -> (mean, precision or None), by its plan
+        (or the attraction-repulsion term with ``attention.lateral = "attract_repel"``)."""
+        if self.attract_repel:
+            if self.resample:
+                idx, valid = self.resampled(level, generator, e.device)
+            else:
+                idx, valid = self.neighbours(level)
+            above, below, gamma = self.thresholds
+            return attract_repel_attention(
+                e,
+                idx,
+                valid,
+                beta,
+                precision,
+                attract_above=above,
+                repel_below=below,
+                repel_weight=gamma,
+            )
         method, tile = self.plan[level]
         bias = getattr(self, f"mask_bias_{level}")
         if method == "tiles":
@@ -202,4 +225,5 @@ class LateralAttention(nn.Module):
 
     def extra_repr(self) -> str:
         plans = ", ".join(f"{m}{t or ''}" for m, t in self.plan)
-        return f"grid={self.grid}, plan=[{plans}], resample={self.resample}"
+        extra = f", attract_repel={self.thresholds}" if self.attract_repel else ""
+        return f"grid={self.grid}, plan=[{plans}], resample={self.resample}{extra}"

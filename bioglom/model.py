@@ -3,7 +3,8 @@
 At settling step ``t`` every level ``l`` of every column is updated at once, from the state of
 step ``t`` only (docs/design.md §3):
 
-* ``bu_l = BU_l(e_{l-1})``; for ``l = 0`` the front end on the current frame;
+* ``bu_l = BU_l(e_{l-1})`` (``BU_l(e_{l-1}, location)`` with ``model.bottom_up_location``); for
+  ``l = 0`` the front end on the current frame;
 * ``td_l = TD_l(e_{l+1}, location)``; none at the top level;
 * ``prev_l = e_l``;
 * ``lat_l(x) = sum_y w_xy e_l(y)``, ``w_xy = softmax_y(beta_l(t) e_l(x) . e_l(y))`` (eq. 3.1);
@@ -134,10 +135,12 @@ class Glom(nn.Module):
             )
         else:
             self.frontend = CnnFrontend(channels, p, C, fe.cnn_channels, fe.cnn_layers, out, hl)
-        self.bottom_up = ColumnMLP(
-            K - 1, C, d, m.hidden, out, m.hidden_layers, m.activation, hidden_learning=hl
-        )
         loc_dim = 4 * td.location_freqs if td.location else 0
+        bu_loc_dim = 4 * td.location_freqs if m.bottom_up_location else 0
+        self.bottom_up = ColumnMLP(
+            K - 1, C, d, m.hidden, out, m.hidden_layers, m.activation,
+            extra_in=bu_loc_dim, hidden_learning=hl,
+        )  # fmt: skip
         self.top_down = ColumnMLP(
             K - 1, C, d, m.hidden, out, m.hidden_layers, m.activation,
             extra_in=loc_dim, siren=td.siren, w0=td.siren_w0, hidden_learning=hl,
@@ -151,13 +154,11 @@ class Glom(nn.Module):
         )
         self.normalise_predictions = config.consensus.normalise_predictions
         self.ramp_steps = config.settle.ramp_steps
-        if loc_dim:
-            loc = location_encoding(self._grid, td.location_freqs)
-            self.register_buffer(
-                "location", loc[None, :, None, :].repeat(K - 1, 1, 1, 1), persistent=False
-            )
-        else:
-            self.location = None
+        loc = location_encoding(self._grid, td.location_freqs)[None, :, None, :].repeat(
+            K - 1, 1, 1, 1
+        )
+        self.register_buffer("location", loc if loc_dim else None, persistent=False)
+        self.register_buffer("bu_location", loc if bu_loc_dim else None, persistent=False)
 
         # eq. 3.1 on each level's neighbourhood (its buffers are not saved either)
         self.lateral_attention = LateralAttention(
@@ -281,7 +282,8 @@ class Glom(nn.Module):
             mu, tau = self.split_prediction(self.frontend(frame))
             for k in range(self.K):
                 if k > 0:
-                    mu, tau = self.split_prediction(self.bottom_up(mus[-1], level=k - 1))
+                    loc = None if self.bu_location is None else self.bu_location[k - 1 : k]
+                    mu, tau = self.split_prediction(self.bottom_up(mus[-1], extra=loc, level=k - 1))
                 if tau is None:
                     mus.append(self.norm(mu, level=k))
                 else:
@@ -340,7 +342,10 @@ class Glom(nn.Module):
         Gradients flow through whatever the caller passes: a local learning rule passes a
         detached ``e`` so that nothing reaches earlier steps.
         """
-        bu_out = torch.cat([self.frontend(frame), self.bottom_up(e[:-1])], 0)  # BU_l(e_{l-1})
+        # BU_l(e_{l-1}) (and the location, with model.bottom_up_location)
+        bu_out = torch.cat(
+            [self.frontend(frame), self.bottom_up(e[:-1], extra=self.bu_location)], 0
+        )
         td_out = self.top_down(e[1:], extra=self.location)  # TD_l(e_{l+1}, location)
         bu_mu, bu_tau = self.split_prediction(bu_out)
         td_mu, td_tau = self.split_prediction(td_out)

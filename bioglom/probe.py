@@ -240,11 +240,14 @@ class Probe:
         g = torch.Generator().manual_seed(self.seed)
         pick = torch.randint(0, N * B, (AGREEMENT_INPUTS,), generator=g).to(state.device)
         pooled = state.reshape(K, N * B, d)[:, pick]  # [K, M, d]
-        loc = None
-        if model.location is not None:
+        loc = None  # the location codes of random columns, for the nets that take them
+        source = model.location if model.location is not None else model.bu_location
+        if source is not None:
             cols = torch.randint(0, N, (AGREEMENT_INPUTS,), generator=g).to(state.device)
-            loc = model.location[:, cols, 0]  # [K-1, M, e]
+            loc = source[:, cols, 0]  # [K-1, M, e]
+        bu_loc = None if model.bu_location is None else loc
+        td_loc = None if model.location is None else loc
         transform = lambda y: model.split_prediction(y)[0]  # noqa: E731
-        bu = column_agreement(model.bottom_up, pooled[:-1], N, transform=transform)
-        td = column_agreement(model.top_down, pooled[1:], N, extra=loc, transform=transform)
+        bu = column_agreement(model.bottom_up, pooled[:-1], N, extra=bu_loc, transform=transform)
+        td = column_agreement(model.top_down, pooled[1:], N, extra=td_loc, transform=transform)
         return bu.cpu(), td.cpu()

@@ -77,6 +77,7 @@ __all__ = [
     "matched_iou",
     "mismatched_control",
     "nesting",
+    "object_cosines",
     "score_islands",
     "weighted_nesting",
 ]
@@ -317,3 +318,57 @@ def score_islands(
             out[f"{score}_{name}"] = np.array([c.score for c in per])
             out[f"d{score}_{name}"] = np.array([c.delta for c in per])
     return out
+
+
+def object_cosines(state: np.ndarray, objects: np.ndarray) -> dict[str, np.ndarray]:
+    """How alike the embeddings of one object's columns are, against two objects' (issue 14).
+
+    For level ``k`` and image ``b``, with ``u = e / |e|`` over the foreground columns
+    (``objects > 0``):
+
+    * ``within``: the mean over objects of the mean cosine ``u(x) . u(y)`` over pairs ``x != y``
+      of the same object (objects of one column left out);
+    * ``between``: the mean cosine over pairs of columns of different objects (images with one
+      object left out).
+
+    Each averaged over images (NaN where no image has such pairs). Islands can tell two objects
+    apart by their vectors only where ``between`` is clearly below ``within``; objects that
+    share one vector (``between`` = ``within``) are apart only where the background cuts them.
+
+    Parameters
+    ----------
+    state : ``[K, N, B, d]`` settled embeddings
+    objects : int ``[B, H_g, W_g]`` (or ``[B, N]``) object id of each column, 0 = background
+
+    Returns
+    -------
+    ``{"within": [K], "between": [K]}``
+    """
+    e = np.asarray(state, dtype=np.float64)
+    K, N, B, _ = e.shape
+    lab = np.asarray(objects).reshape(B, N)
+    u = e / np.maximum(np.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
+    within = np.full((K, B), np.nan)
+    between = np.full((K, B), np.nan)
+    for b in range(B):
+        ids = [g for g in np.unique(lab[b]) if g > 0]
+        for k in range(K):
+            cos = u[k, :, b] @ u[k, :, b].T  # [N, N]
+            per_object, cross = [], []
+            for i, g in enumerate(ids):
+                m = lab[b] == g
+                n = int(m.sum())
+                if n > 1:
+                    block = cos[np.ix_(m, m)]
+                    per_object.append((block.sum() - np.trace(block)) / (n * (n - 1)))
+                for h in ids[i + 1 :]:
+                    cross.append(cos[np.ix_(m, lab[b] == h)].ravel())
+            if per_object:
+                within[k, b] = np.mean(per_object)
+            if cross:
+                between[k, b] = np.concatenate(cross).mean()
+    return {"within": _nanmean_rows(within), "between": _nanmean_rows(between)}
+
+
+def _nanmean_rows(x: np.ndarray) -> np.ndarray:
+    return np.array([_nanmean(r) for r in x])

@@ -2,7 +2,7 @@
 
 Results, table and discussion: docs/experiments/islands.md
 
-    python experiments/islands.py --preset quick|full [--out DIR] [--rescore]
+    python experiments/islands.py --preset quick|full|long [--out DIR] [--arms A,B] [--rescore]
 
 GLOM's claim is that islands of nearly identical embeddings are the parse tree: parts at a low
 level, objects at a higher one, each island inside one island of the level above, and islands
@@ -10,12 +10,13 @@ larger at higher levels (paper §1, Figure 2). This trains the default model (un
 homeostatic state normalisation) on the embedded part-whole scenes with each learning rule --
 the end-to-end baseline and co-distillation (which the temporal-derivative rule now equals) --
 next to the untrained model and to co-distillation with batch-statistics normalisation
-(docs/design.md §9's probe), and the arms of issue 14 (co-distillation from columns that
-start as copies; the supervised upper bound, docs/design.md §4.5, with unshared, shared, and
-shared per-image-normalised columns), each with every seed in ``SEEDS`` (or ``--seeds``;
-``--arms`` picks arms, the untrained one always included); then it
-settles the held-out probe scenes and scores the islands of each run's last snapshot, per
-level, as docs/design.md §10 asks:
+(docs/design.md §9's probe), and the arms of issue 14 (co-distillation from columns that start
+as copies; the supervised upper bound, docs/design.md §4.5, with unshared, shared, and shared
+per-image-normalised columns, and its end-to-end counterpart; the contrast toward the neighbours
+each column attends to most, unsupervised), each with every seed in ``SEEDS`` (or ``--seeds``;
+``--arms`` picks arms, the untrained one always included); then it settles the held-out probe
+scenes and scores the islands of each run's last snapshot, per level, as docs/design.md §10
+asks:
 
 * first the **mismatched-image control**: object and part FG-ARI minus the same score with
   every image's masks set against the islands of the next probe image (exactly 0 for any
@@ -26,6 +27,9 @@ level, as docs/design.md §10 asks:
 * island count per image, nesting weighted by island size with single-column islands left out,
   and its mismatched control; the unweighted nesting; object mIoU; ARI across images (1: the
   same partition in every image);
+* the mean cosine between columns of the same object and between columns of two objects of
+  the same image (``bioglom.scores.object_cosines``): islands can tell objects apart by their
+  vectors only where the second is clearly below the first;
 * what the levels know: a ridge probe of each level's column-averaged embedding and of the raw
   pixels on the run's held-out labelled scenes (``Probe.linear_probe``, from the final weights);
 * every number the mean ± sample standard deviation over the seeds (a difference smaller than
@@ -67,7 +71,7 @@ from bioglom.experiment import (
 from bioglom.islands import extract_islands, parse_tree
 from bioglom.probe import TRUTH_MASKS, Probe
 from bioglom.runs import open_run
-from bioglom.scores import column_labels, score_islands
+from bioglom.scores import column_labels, object_cosines, score_islands
 from bioglom.splits import load_data
 
 # ---- configuration ------------------------------------------------------------------------
@@ -99,6 +103,13 @@ PRESETS = {
         "run.record_every": 50,
         "run.snapshot_every": 300,
     },
+    # the best arms for longer (pick them with --arms): 3000 updates, five times the full
+    # preset's time per arm; on a GPU add --set run.device=cuda
+    "long": {
+        "train.updates": 3000,
+        "run.record_every": 250,
+        "run.snapshot_every": 1500,
+    },
 }
 ARMS = {
     "untrained": {"train.updates": 0},
@@ -120,6 +131,47 @@ ARMS = {
         "train.rule": "supervised",
         "model.sharing": "shared",
         "model.state_norm": "image",
+    },
+    # ... and with the location fed to the bottom-up nets too, so that a part can vote for its
+    # whole's pose (§2.4): without it, two objects whose columns see alike get alike vectors
+    "supervised_shared_image_location": {
+        "train.rule": "supervised",
+        "model.sharing": "shared",
+        "model.state_norm": "image",
+        "model.bottom_up_location": True,
+    },
+    # issue 14, item 3b: the end-to-end baseline with the same contrast on its final state,
+    # back-propagated through settling (as Agglomerator trains with labels)
+    "supervised_end_to_end": {"train.rule": "supervised_end_to_end"},
+    "supervised_end_to_end_shared": {
+        "train.rule": "supervised_end_to_end",
+        "model.sharing": "shared",
+    },
+    # issue 14, item 4a: positives the column chooses itself (its most-attended neighbours),
+    # unsupervised; unshared columns started as copies, and shared columns
+    "self_contrast": {"train.rule": "self_contrast", "model.column_init": "copies"},
+    "self_contrast_shared": {"train.rule": "self_contrast", "model.sharing": "shared"},
+    # issue 14, item 4c: collapse prevented by a balanced assignment of each image's columns
+    # to fixed prototypes (Sinkhorn per image, no batch statistics)
+    "prototypes": {"train.rule": "prototypes", "model.column_init": "copies"},
+    # issue 14, item 4d: the card's consensus (weighted geometric mean of Gaussians) for the
+    # unsupervised mechanisms
+    "codistill_copies_gaussian": {
+        "train.rule": "codistill",
+        "model.column_init": "copies",
+        "consensus.mode": "gaussian",
+    },
+    "self_contrast_gaussian": {
+        "train.rule": "self_contrast",
+        "model.column_init": "copies",
+        "consensus.mode": "gaussian",
+    },
+    # issue 14, item 4f: the best unsupervised arm of the first round with the night's negative
+    # updates: 500 day and 100 night updates, alternating
+    "codistill_copies_night": {
+        "train.rule": "codistill",
+        "model.column_init": "copies",
+        "schedule.phases": "(day 100, night 20) x 5",
     },
 }
 
@@ -147,9 +199,11 @@ def scores_of_run(path: Path) -> dict:
     truth = {name: column_labels(probe[key], grid) for name, key in TRUTH_MASKS.items()}
     state = snap["state"].astype(np.float32)
     out = {"status": status, "levels": cfg.model.levels, "grid": grid, "truth": truth}
+    cosines = object_cosines(state, truth["obj"])
     for method in METHODS:
         labels = extract_islands(state, grid, method, THRESHOLD)
         out[method] = score_islands(labels, truth)
+        out[method].update({f"cos_{k}": v for k, v in cosines.items()})
         out[f"{method}_labels"] = labels
         grid_scores = [
             score_islands(extract_islands(state, grid, method, t), {"obj": truth["obj"]})
@@ -230,6 +284,8 @@ HEADERS = [
     "nesting",
     "object mIoU",
     "ARI across images",
+    "cosine within objects",
+    "cosine between objects",
 ]
 
 
@@ -250,6 +306,8 @@ def row(name: str, s: dict, k: int, level: str, last: bool) -> list[str]:
         nest("nesting"),
         pm(s["miou_obj"], k),
         pm(s["ari_across"], k),
+        pm(s["cos_within"], k) if "cos_within" in s else "-",
+        pm(s["cos_between"], k) if "cos_between" in s else "-",
     ]
 
 

@@ -8,12 +8,13 @@ Settling parameters change the islands as much as learning does, so they are stu
 the weights frozen. The script trains (or, with ``--weights runs/x_seed{seed}.pt``, reuses) the
 default model under co-distillation, one run per seed, and settles its held-out probe scenes
 again with one settling parameter changed at a time from the trained config's own values
-(``bioglom.load_model(path, overrides)``): self-attention in the lateral term, the final
-inverse temperature ``beta``, the final weight of the lateral contribution, the number of
-steps, the window radius, and the combination an earlier probe found (a strong lateral weight
-with a low beta). Every setting is scored as docs/design.md §10 asks: object and part FG-ARI
-of connected islands (cosine > ``THRESHOLD``) with their mismatched-image controls, at every
-level, mean ± sd over the seeds. A second table follows the islands along one long settling
+(``bioglom.load_model(path, overrides)``): self-attention in the lateral term, the final inverse
+temperature ``beta``, the final weight of the lateral contribution, the number of steps, the
+window radius, the combination an earlier probe found (a strong lateral weight with a low beta),
+and the attraction-repulsion lateral term (``attention.lateral = "attract_repel"``) at several
+thresholds. Every setting is scored as docs/design.md §10 asks: object and part FG-ARI of
+connected islands (cosine > ``THRESHOLD``) with their mismatched-image controls, at every level,
+mean ± sd over the seeds. A second table follows the islands along one long settling
 (``LONG_STEPS`` steps): island count, object delta, and the relative change of the state per
 step (a fixed point has change 0).
 """
@@ -86,7 +87,22 @@ COMBINATIONS = {
         "attention.beta_end": 0.05,
         "attention.include_self": False,
     },
-}
+    # the attraction-repulsion lateral term (functional.attract_repel_attention): attend only
+    # to neighbours of cosine >= above, subtract gamma times the mean of those below `below`
+    **{
+        f"attract_repel {above}/{below}, gamma {gamma}" + (f", lateral {lat}" if lat else ""): {
+            "attention.lateral": "attract_repel",
+            "attention.attract_above": above,
+            "attention.repel_below": below,
+            "attention.repel_weight": gamma,
+            **({"consensus.weights_end.lateral": lat} if lat else {}),
+        }
+        for above, below, gamma, lat in [
+            (0.5, 0.0, 0.5, None), (0.8, 0.3, 0.5, None), (0.3, -0.2, 1.0, None),
+            (0.5, 0.0, 0.5, 3.0), (0.8, 0.3, 1.0, 3.0),
+        ]
+    },
+}  # fmt: skip
 
 
 def probe_of(run_path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:

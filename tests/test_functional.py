@@ -11,6 +11,7 @@ from conftest import cuda, fresh_seed
 
 from bioglom.functional import (
     attention_weights,
+    attract_repel_attention,
     column_linear,
     column_linear_fa,
     consensus_gaussian,
@@ -427,3 +428,80 @@ def test_feedback_alignment_backward_is_what_it_says():
         torch.testing.assert_close(W.grad, gw if C == N else gw.sum(1, keepdim=True))
         gb = dy.sum(2, keepdim=True)
         torch.testing.assert_close(b.grad, gb if C == N else gb.sum(1, keepdim=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# attract_repel_attention
+
+
+@pytest.mark.parametrize("gaussian", [False, True])
+@pytest.mark.parametrize("include_self", [True, False])
+def test_attract_repel_equals_its_definition_by_loops(gaussian, include_self):
+    """Each column's term written out by loops over its window: softmax of beta e.e over the
+    neighbours with cosine >= the upper threshold, minus gamma times the plain mean of those
+    below the lower one (0 when none; the column's own vector when nobody attracts)."""
+    grid, r, b, d = (4, 5), 1, 3, 4
+    e = fresh(20, b, d)
+    tau = fresh(20, b, d).abs() + 0.1 if gaussian else None
+    idx, valid = window_neighbours(grid, r, include_self)
+    above, below, gamma, beta = 0.3, -0.2, 0.7, 1.3
+    mu, lt = attract_repel_attention(
+        e, idx, valid, beta, tau, attract_above=above, repel_below=below, repel_weight=gamma
+    )
+    for x in range(20):
+        for i in range(b):
+            ys = [int(y) for y, v in zip(idx[x], valid[x], strict=True) if v]
+            c = {y: float(torch.nn.functional.cosine_similarity(e[x, i], e[y, i], 0)) for y in ys}
+            att = [y for y in ys if c[y] >= above]
+            rep = [y for y in ys if c[y] < below]
+            if att:
+                w = torch.softmax(torch.stack([beta * e[x, i] @ e[y, i] for y in att]), 0)
+                if gaussian:
+                    t = sum(wi * tau[y, i] for wi, y in zip(w, att, strict=True))
+                    a = sum(wi * tau[y, i] * e[y, i] for wi, y in zip(w, att, strict=True)) / t
+                else:
+                    a = sum(wi * e[y, i] for wi, y in zip(w, att, strict=True))
+            else:
+                a, t = e[x, i], (tau[x, i] if gaussian else None)
+            rmean = sum(e[y, i] for y in rep) / len(rep) if rep else torch.zeros(d)
+            torch.testing.assert_close(mu[x, i], a - gamma * rmean)
+            if gaussian:
+                torch.testing.assert_close(lt[x, i], t)
+
+
+def test_attract_repel_with_open_thresholds_is_eq_3_1():
+    """attract_above = -1 (everyone attracts) and gamma = 0 give eq. 3.1 exactly."""
+    e, tau = fresh(30, 2, 5), fresh(30, 2, 5).abs() + 0.1
+    idx, valid = window_neighbours((5, 6), 2, True)
+    for p in (None, tau):
+        got = attract_repel_attention(
+            e, idx, valid, 0.8, p, attract_above=-1.0, repel_below=-1.0, repel_weight=0.0
+        )
+        want = lateral_attention(e, idx, valid, 0.8, p, method="gather")
+        torch.testing.assert_close(got[0], want[0])
+        if p is not None:
+            torch.testing.assert_close(got[1], want[1])
+
+
+def test_attract_repel_tiny_case_by_hand():
+    """Three columns in a row, radius 1, d = 2: e0 = (1, 0), e1 = (sqrt2, sqrt2), e2 = (-1, 0);
+    cos(0, 1) = 0.707, cos(1, 2) = -0.707, and column 0 does not see column 2. With beta = 0
+    the attraction is a plain mean. Column 0 attends to {0, 1}, nobody repels it:
+    ((1 + sqrt2) / 2, sqrt2 / 2). Column 1 attends to {0, 1} and is repelled by 2: the same
+    minus 0.5 (-1, 0). Column 2 attends to itself and is repelled by 1: (-1, 0) - 0.5 e1."""
+    s2 = math.sqrt(2.0)
+    e = torch.tensor([[1.0, 0.0], [s2, s2], [-1.0, 0.0]])[:, None, :]
+    idx, valid = window_neighbours((1, 3), 1, True)
+    mu, _ = attract_repel_attention(
+        e, idx, valid, 0.0, attract_above=0.5, repel_below=0.0, repel_weight=0.5
+    )
+    torch.testing.assert_close(mu[0, 0], torch.tensor([(1 + s2) / 2, s2 / 2]))
+    torch.testing.assert_close(mu[1, 0], torch.tensor([(1 + s2) / 2 + 0.5, s2 / 2]))
+    torch.testing.assert_close(mu[2, 0], torch.tensor([-1 - s2 / 2, -s2 / 2]))
+
+
+def test_attract_repel_refuses_crossed_thresholds():
+    e = fresh(4, 1, 3)
+    idx, valid = window_neighbours((2, 2), 1, True)
+    with pytest.raises(ValueError, match="repel_below"):
+        attract_repel_attention(e, idx, valid, 1.0, attract_above=0.1, repel_below=0.5)

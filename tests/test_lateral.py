@@ -7,7 +7,7 @@ import torch
 from conftest import build, fresh_seed, rand_images
 
 import bioglom
-from bioglom.functional import lateral_attention
+from bioglom.functional import attract_repel_attention, lateral_attention
 
 
 def test_lateral_is_eq_3_1_at_the_scheduled_beta(rng):
@@ -73,3 +73,33 @@ def test_a_column_with_nobody_to_attend_to_is_a_config_error():
     """One column and self-attention off would make every attention row empty (NaN): refused."""
     with pytest.raises(bioglom.ConfigError, match="no neighbour"):
         build(frontend__patch_size=8, attention__include_self=False)
+
+
+def test_attract_repel_option_routes_every_level_through_its_function(rng):
+    """attention.lateral = "attract_repel" makes the model's lateral term, at every level, the
+    attraction-repulsion term on that level's own neighbourhood with the config's thresholds;
+    and it changes the term (the option does what it claims)."""
+    kw = dict(
+        attention__attract_above=0.2, attention__repel_below=-0.1, attention__repel_weight=0.8
+    )
+    m = build(attention__lateral="attract_repel", **kw)
+    plain = build(**kw)
+    e = torch.randn(3, 16, 2, 8, generator=rng)
+    beta = torch.rand(3, generator=rng)
+    mu, _ = m.lateral(e, None, beta)
+    for k in range(3):
+        idx, valid = m.neighbours(k)
+        want, _ = attract_repel_attention(
+            e[k], idx, valid, beta[k], attract_above=0.2, repel_below=-0.1, repel_weight=0.8
+        )
+        torch.testing.assert_close(mu[k], want)
+    assert not torch.allclose(mu, plain.lateral(e, None, beta)[0])
+
+
+def test_crossed_attract_repel_thresholds_are_a_config_error():
+    with pytest.raises(bioglom.ConfigError, match="attention.repel_below"):
+        build(
+            attention__lateral="attract_repel",
+            attention__attract_above=0.1,
+            attention__repel_below=0.4,
+        )

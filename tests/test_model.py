@@ -358,6 +358,24 @@ def effect_no_location(m, default, rng):
     assert not torch.allclose(td_d[:, 0], td_d[:, 5])
 
 
+def effect_bottom_up_location(m, default, rng):
+    """bottom_up_location = true, shared nets: the same input in every column gives bottom-up
+    predictions that differ between columns (the location code enters, the top-down one's), in
+    settling and in the initial bottom-up pass; the default shared model's are all equal."""
+    shared = build(model__sharing="shared")
+    torch.testing.assert_close(m.bu_location, m.location)
+    e = randn_state(rng)[:, :1].expand(3, 16, 2, 8).contiguous()
+    bu = m.bottom_up(e[:-1], extra=m.bu_location)
+    assert not torch.allclose(bu[:, 0], bu[:, 5])
+    plain = shared.bottom_up(e[:-1])
+    torch.testing.assert_close(plain, plain[:, :1].expand_as(plain), rtol=0, atol=0)
+    x = torch.full((1, 3, 8, 8), 0.5)  # a uniform image: every column sees the same patch
+    init = m.initial_state(x)[0]
+    assert not torch.allclose(init[1, 0], init[1, 5])
+    init = shared.initial_state(x)[0]
+    torch.testing.assert_close(init[1], init[1, :1].expand_as(init[1]), rtol=0, atol=1e-6)
+
+
 def effect_zeros(m, default, rng):
     """init = zeros: the initial state is exactly zero for any image (the default starts from a
     bottom-up pass)."""
@@ -464,6 +482,7 @@ OPTIONS = [
     ({"attention__include_self": False}, effect_no_self),
     ({"topdown__siren": True}, effect_siren),
     ({"topdown__location": False}, effect_no_location),
+    ({"model__bottom_up_location": True, "model__sharing": "shared"}, effect_bottom_up_location),
     ({"model__init": "zeros"}, effect_zeros),
     ({"model__init": "noise"}, effect_noise),
     ({"model__state_norm": "homeostatic"}, effect_homeostatic),

@@ -27,6 +27,25 @@ def test_probe_reports_agreement_one_for_shared_columns(tmp_path):
                 assert a < 0.9
 
 
+def test_agreement_feeds_the_location_to_bottom_up_nets_that_take_it(tmp_path):
+    """Through a whole run with model.bottom_up_location and the top-down location off: the
+    agreement probe gives the bottom-up nets the same (input, location) in every column, as it
+    does the top-down nets, so shared columns still agree exactly at every level."""
+    from bioglom.runs import open_run
+    from bioglom.train import train
+
+    cfg = small_config(
+        model__sharing="shared",
+        model__bottom_up_location=True,
+        topdown__location=False,
+        train__updates=2,
+    )
+    assert train(cfg, tmp_path / "loc.h5", progress=False).status == "finished"
+    with open_run(tmp_path / "loc.h5") as run:
+        for name in ("probe_agree_bu_L1", "probe_agree_bu_L2", "probe_agree_td_L0"):
+            assert run.metrics[name][-1] == pytest.approx(1.0, abs=1e-5), name
+
+
 def test_probe_evaluation_leaves_the_model_unchanged():
     """Measuring the probe batch, in train or eval mode, changes no weight and no homeostatic
     statistic, and restores the mode it found."""

@@ -289,3 +289,22 @@ def test_weighted_nesting_of_unrelated_partitions_is_low_and_its_control_near_ze
     c = mismatched_control(weighted_nesting, lower, upper)
     assert unweighted > 0.7 and c.score < 0.5, (unweighted, c, seed)
     assert abs(c.delta) < 0.03, (c, seed)
+
+
+def test_object_cosines_by_hand():
+    """Image 0: object 1 on columns 0, 1 with vectors (1, 0), (2, 0); object 2 on columns 2, 3
+    with (0, 1), (3, 0); background (columns 4, 5) ignored. Within: object 1 cosine 1, object 2
+    cosine 0, mean 0.5; between: the four cross pairs 0, 1, 0, 1, mean 0.5. Image 1: one object
+    (columns 0-2: (1, 0), (0, 1), (0, 1)), within (0 + 0 + 1) / 3, no pair of objects. The
+    means over images: within (0.5 + 1/3) / 2, between 0.5 (image 1 has none)."""
+    from bioglom.scores import object_cosines
+
+    e = np.zeros((1, 6, 2, 2))
+    e[0, :4, 0] = [[1, 0], [2, 0], [0, 1], [3, 0]]
+    e[0, 4:, 0] = [[5, 5], [5, 5]]
+    e[0, :3, 1] = [[1, 0], [0, 1], [0, 1]]
+    e[0, 3:, 1] = [[1, 1], [1, 1], [1, 1]]
+    objects = np.array([[1, 1, 2, 2, 0, 0], [1, 1, 1, 0, 0, 0]])
+    got = object_cosines(e, objects.reshape(2, 2, 3))
+    assert got["within"][0] == pytest.approx((0.5 + 1 / 3) / 2)
+    assert got["between"][0] == pytest.approx(0.5)

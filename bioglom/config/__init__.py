@@ -66,8 +66,10 @@ from .sections import FrontendConfig as FrontendConfig
 from .sections import LocalConfig as LocalConfig
 from .sections import ModelConfig as ModelConfig
 from .sections import NightConfig as NightConfig
+from .sections import PrototypesConfig as PrototypesConfig
 from .sections import RunConfig as RunConfig
 from .sections import ScheduleConfig as ScheduleConfig
+from .sections import SelfContrastConfig as SelfContrastConfig
 from .sections import SettleConfig as SettleConfig
 from .sections import SupervisedConfig as SupervisedConfig
 from .sections import TemporalConfig as TemporalConfig

@@ -62,6 +62,13 @@ class ModelConfig:
         "(a shared warm start that co-distillation may keep alike, §12.1; over a uniform "
         "region such columns compute the same function of the same input)",
     )
+    bottom_up_location: bool = _f(
+        False,
+        Bool(),
+        "also feed the sinusoidal location encoding (topdown.location_freqs) to the bottom-up "
+        "nets of levels 1..K-1, so that a part can vote for its whole's pose from where it is "
+        "(§2.4, §5)",
+    )
 
 
 @dataclass
@@ -120,6 +127,22 @@ class AttentionConfig:
         0.1, PerLevel(Real(0.0, 1e6)), "inverse temperature beta of eq. 3.1 at the first step"
     )
     beta_end: Any = _f(0.3, PerLevel(Real(0.0, 1e6)), "beta at the last step (linear in between)")
+    lateral: str = _f(
+        "attention",
+        Choice("attention", "attract_repel"),
+        "attention: eq. 3.1 over every neighbour; attract_repel: eq. 3.1 over the neighbours "
+        "with cosine >= attention.attract_above, minus attention.repel_weight times the mean "
+        "of those below attention.repel_below (functional.attract_repel_attention)",
+    )
+    attract_above: float = _f(
+        0.5, Real(-1.0, 1.0), "attract_repel: cosine at or above which a neighbour is attended"
+    )
+    repel_below: float = _f(
+        0.0, Real(-1.0, 1.0), "attract_repel: cosine below which a neighbour repels"
+    )
+    repel_weight: float = _f(
+        0.5, Real(0.0, 1e3), "attract_repel: weight gamma of the repelling neighbours' mean"
+    )
 
 
 _W_START = {"bottom_up": 1.0, "top_down": 0.5, "previous": 1.0, "lateral": 0.5}
@@ -236,7 +259,11 @@ class TrainConfig:
         "codistill",
         RuleChoice(),
         "learning rule: end_to_end (back-propagation through settling, the baseline), "
-        "codistill (delta rule toward the consensus), temporal (temporal-derivative rule)",
+        "codistill (delta rule toward the consensus), temporal (temporal-derivative rule), "
+        "supervised (codistill plus a contrast toward ground-truth groups: an upper bound), "
+        "supervised_end_to_end (end_to_end plus the same contrast on the final state), "
+        "self_contrast (codistill plus a contrast toward the neighbours each column attends to "
+        "most), prototypes (codistill plus a balanced assignment to fixed prototypes per image)",
     )
     updates: int = _f(300, Int(0, 100_000_000), "weight updates")
     batch_size: int = _f(16, Int(1, 65536), "images per update")
@@ -332,6 +359,44 @@ class SupervisedConfig:
         "also push from the same column's state in the other images of the batch (against "
         "codes of location alone)",
     )
+
+
+@dataclass
+class SelfContrastConfig:
+    """``[self_contrast]``: the contrast whose positives each column chooses (issue 14, 4a).
+
+    On top of co-distillation, each column's bottom-up and top-down predictions at a level from
+    ``self_contrast.from_level`` up are drawn toward the consensus of the neighbours its own
+    eq. 3.1 attention weights most and pushed from the lowest-weighted ones and from the same
+    column in other images (:func:`bioglom.functional.chosen_contrast`); unsupervised and local."""
+
+    from_level: int = _f(1, Int(0, 63), "the lowest level with the contrast (every level above)")
+    positives: int = _f(2, Int(1, 1024), "neighbours with the highest attention: positives")
+    negatives: int = _f(4, Int(0, 1024), "neighbours with the lowest attention: negatives")
+    temperature: float = _f(0.1, Real(0.0, 1e3, lo_open=True), "InfoNCE temperature")
+    weight: float = _f(1.0, Real(0.0, 1e6), "weight of the contrast beside co-distillation")
+    image_negatives: bool = _f(
+        True, Bool(), "also push from the same column's consensus in the other images"
+    )
+
+
+@dataclass
+class PrototypesConfig:
+    """``[prototypes]``: the balanced assignment to prototypes per image (issue 14, 4c).
+
+    On top of co-distillation, each column's bottom-up and top-down predictions at a level from
+    ``prototypes.from_level`` up learn the balanced (Sinkhorn) assignment of its image's
+    consensus to fixed random prototypes (:func:`bioglom.functional.prototype_loss`): no code
+    common to all of an image's columns satisfies it, and no batch statistic is used."""
+
+    from_level: int = _f(1, Int(0, 63), "the lowest level with the term (every level above)")
+    count: int = _f(8, Int(2, 4096), "prototypes per level (fixed random unit vectors)")
+    temperature: float = _f(
+        0.1, Real(0.0, 1e3, lo_open=True), "temperature of the prediction's softmax"
+    )
+    epsilon: float = _f(0.05, Real(0.0, 1e3, lo_open=True), "Sinkhorn entropy regulariser")
+    iterations: int = _f(3, Int(1, 100), "Sinkhorn-Knopp iterations")
+    weight: float = _f(1.0, Real(0.0, 1e6), "weight of the term beside co-distillation")
 
 
 @dataclass
@@ -439,6 +504,8 @@ _SECTIONS: dict[str, type] = {
     "local": LocalConfig,
     "temporal": TemporalConfig,
     "supervised": SupervisedConfig,
+    "self_contrast": SelfContrastConfig,
+    "prototypes": PrototypesConfig,
     "schedule": ScheduleConfig,
     "night": NightConfig,
     "run": RunConfig,

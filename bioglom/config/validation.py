@@ -22,8 +22,10 @@ from .sections import (
     LocalConfig,
     ModelConfig,
     NightConfig,
+    PrototypesConfig,
     RunConfig,
     ScheduleConfig,
+    SelfContrastConfig,
     SettleConfig,
     SupervisedConfig,
     TemporalConfig,
@@ -48,6 +50,8 @@ class Config:
     local: LocalConfig = field(default_factory=LocalConfig)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
+    self_contrast: SelfContrastConfig = field(default_factory=SelfContrastConfig)
+    prototypes: PrototypesConfig = field(default_factory=PrototypesConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     night: NightConfig = field(default_factory=NightConfig)
     run: RunConfig = field(default_factory=RunConfig)
@@ -192,6 +196,14 @@ class Config:
             from ..schedule import parse_schedule  # raises ConfigError naming the field
 
             parse_schedule(self.schedule.phases)
+        att = self.attention
+        if att.lateral == "attract_repel" and att.repel_below > att.attract_above:
+            raise ConfigError(
+                "attention.repel_below",
+                att.repel_below,
+                f"expected at most attention.attract_above = {att.attract_above} (a neighbour "
+                "cannot both attract and repel)",
+            )
         if not self.attention.include_self and self.attention.neighbourhood == "window":
             radii = per_level(self.attention.radius, K)
             if min(radii) < 1:

@@ -13,11 +13,22 @@ from ..model import Glom
 from .base import LearningRule, corrupt, make_optimizer
 from .end_to_end import EndToEnd
 from .local import Codistill, LocalRule, Temporal
-from .supervised import Supervised
+from .prototypes import Prototypes
+from .self_contrast import SelfContrast
+from .supervised import Supervised, SupervisedEndToEnd
 
 #: rule name (``train.rule``) -> class
 RULES: dict[str, type[LearningRule]] = {
-    r.name: r for r in (EndToEnd, Codistill, Temporal, Supervised)
+    r.name: r
+    for r in (
+        EndToEnd,
+        Codistill,
+        Temporal,
+        Supervised,
+        SupervisedEndToEnd,
+        SelfContrast,
+        Prototypes,
+    )
 }
 
 __all__ = [
@@ -28,6 +39,9 @@ __all__ = [
     "Codistill",
     "Temporal",
     "Supervised",
+    "SupervisedEndToEnd",
+    "SelfContrast",
+    "Prototypes",
     "corrupt",
     "make_optimizer",
     "make_rule",

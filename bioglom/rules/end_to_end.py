@@ -41,7 +41,8 @@ class EndToEnd(LearningRule):
         self.last_state = e.detach()
         recon = F.mse_loss(model.decode(e), images)
         agree_bu, agree_td = agree_bu / steps, agree_td / steps
-        loss = recon + cfg.agreement_weight * (agree_bu + agree_td)
+        extra, extra_metrics = self.final_loss(e)
+        loss = recon + cfg.agreement_weight * (agree_bu + agree_td) + extra
         grad_norm = self._apply(loss)
         return {
             "loss": loss.detach(),
@@ -49,4 +50,10 @@ class EndToEnd(LearningRule):
             "loss_agree_bu": agree_bu.detach(),
             "loss_agree_td": agree_td.detach(),
             "grad_norm": grad_norm,
+            **extra_metrics,
         }
+
+    def final_loss(self, state: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """A term on the final state ``e(T)`` added to the loss, and its metrics; none here
+        (:class:`~bioglom.rules.supervised.SupervisedEndToEnd` adds its contrast)."""
+        return torch.zeros((), device=state.device), {}

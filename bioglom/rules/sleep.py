@@ -205,7 +205,7 @@ class Sleep:
         positive = torch.zeros((), device=seq.device)
         for t in range(steps + 1):
             e = seq[t]
-            pred = model.split_prediction(model.bottom_up(e[:-1]))[0]  # levels 1..K-1
+            pred = model.split_prediction(model.bottom_up(e[:-1], extra=model.bu_location))[0]
             others = negatives(seq, t, nc.negatives, nc.gap)
             loss, frac = negative_loss(pred, others, nc.margin)
             total = loss

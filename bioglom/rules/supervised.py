@@ -26,9 +26,25 @@ from torch import Tensor
 from ..config import Config, ConfigError
 from ..functional import group_contrast
 from ..model import Glom
+from .end_to_end import EndToEnd
 from .local import Codistill
 
-__all__ = ["Supervised", "supervised_levels"]
+__all__ = ["Supervised", "SupervisedEndToEnd", "supervised_levels"]
+
+
+def _checked_truth(
+    levels: dict[int, str], truth: dict[str, Tensor] | None, device: torch.device
+) -> dict[str, Tensor]:
+    """The column labels the supervised levels need, on ``device``; a ValueError naming what is
+    missing otherwise."""
+    needed = set(levels.values())
+    if truth is None or not needed <= set(truth):
+        have = sorted(truth or ())
+        raise ValueError(
+            f"the supervised rules need the batch's column labels {sorted(needed)}, got "
+            f"{have}: train on data with part and object masks"
+        )
+    return {k: truth[k].to(device) for k in needed}
 
 
 def supervised_levels(config: Config) -> dict[int, str]:
@@ -84,14 +100,7 @@ class Supervised(Codistill):
         truth: dict[str, Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """One update on a batch and its column labels ``truth[name]`` ``[B, N]``."""
-        needed = set(self.levels.values())
-        if truth is None or not needed <= set(truth):
-            have = sorted(truth or ())
-            raise ValueError(
-                f"the supervised rule needs the batch's column labels {sorted(needed)}, got "
-                f"{have}: train on data with part and object masks"
-            )
-        self._groups = {k: truth[k].to(images.device) for k in needed}
+        self._groups = _checked_truth(self.levels, truth, images.device)
         self._contrast = torch.zeros((), device=images.device)
         try:
             metrics = super().update(images, generator)
@@ -120,3 +129,57 @@ class Supervised(Codistill):
                 extra = extra + per_column.sum()  # summed over columns, like every local loss
         self._contrast = self._contrast + extra.detach() / self.model.N
         return base + s.weight * extra
+
+
+class SupervisedEndToEnd(EndToEnd):
+    """The end-to-end baseline plus the same supervised group contrast, through time (issue 14,
+    item 3b; as Agglomerator trains with labels).
+
+    ``L = L_end_to_end + w sum_{l sup.} mean_x c(e_l(x, T), e*_l(T); g_l)``
+
+    where ``L_end_to_end`` is :class:`~bioglom.rules.end_to_end.EndToEnd`'s loss and ``c`` the
+    group contrast of :func:`~bioglom.functional.group_contrast` applied to the final state
+    itself (prototypes from its detached copy ``e*``), averaged over columns. The gradient runs
+    back through every settling step, level and column: this is not a local rule, it is the
+    strongest upper bound of what the architecture can hold, next to
+    :class:`Supervised`'s local one.
+    """
+
+    name = "supervised_end_to_end"
+    needs_truth: ClassVar[bool] = True
+    metric_names = (*EndToEnd.metric_names, "loss_contrast")
+    check_config = Supervised.check_config
+
+    def __init__(self, model: Glom, config: Config):
+        super().__init__(model, config)
+        self.levels = supervised_levels(config)
+        self._groups: dict[str, Tensor] | None = None
+
+    def update(
+        self,
+        images: Tensor,
+        generator: torch.Generator | None = None,
+        truth: dict[str, Tensor] | None = None,
+    ) -> dict[str, Tensor]:
+        """One update on a batch and its column labels ``truth[name]`` ``[B, N]``."""
+        self._groups = _checked_truth(self.levels, truth, images.device)
+        try:
+            return super().update(images, generator)
+        finally:
+            self._groups = None
+
+    def final_loss(self, state: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        s = self.config.supervised
+        contrast = torch.zeros((), device=state.device)
+        for level, name in self.levels.items():
+            per_column = group_contrast(
+                state[level],
+                state[level].detach(),
+                self._groups[name],
+                loss=s.loss,
+                temperature=s.temperature,
+                margin=s.margin,
+                image_negatives=s.image_negatives,
+            )
+            contrast = contrast + per_column.mean()
+        return s.weight * contrast, {"loss_contrast": contrast.detach()}
