@@ -175,6 +175,10 @@ ARMS = {
     },
 }
 
+#: the arm that experiments/configs/islands_local.toml reproduces (issue 14, item 7): the best
+#: unsupervised local arm measured (docs/experiments/islands.md)
+BEST_LOCAL = "self_contrast"
+
 
 def best(per_value: list[np.ndarray]) -> np.ndarray:
     """The largest score per level over a grid of values (NaN where all are NaN)."""

@@ -345,3 +345,18 @@ def test_settling_study_scores_every_setting_and_as_trained_equals_the_run(tmp_p
     with open_run(tmp_path / "quick" / "trained_seed0.h5") as run:
         recorded = [float(run.metrics[f"probe_fgari_obj_L{k}"][-1]) for k in range(3)]
     assert np.allclose(summary["settings"]["as trained"]["fgari_obj"][0], recorded)
+
+
+def test_islands_local_config_is_the_best_local_arm():
+    """experiments/configs/islands_local.toml is exactly the islands experiment's arm
+    BEST_LOCAL under the full preset (seed 0), and that arm is unsupervised and local."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import islands as isl
+
+    from bioglom.rules import RULES
+
+    cfg = load_config(ROOT / "experiments" / "configs" / "islands_local.toml")
+    want = arm_config(isl.COMMON, isl.PRESETS["full"], isl.ARMS[isl.BEST_LOCAL], {"run.seed": 0})
+    assert cfg == want
+    rule = RULES[cfg.train.rule]
+    assert not getattr(rule, "needs_truth", False) and cfg.train.rule != "end_to_end"
