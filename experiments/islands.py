@@ -140,6 +140,11 @@ ARMS = {
         "model.state_norm": "image",
         "model.bottom_up_location": True,
     },
+    "supervised_shared_location": {
+        "train.rule": "supervised",
+        "model.sharing": "shared",
+        "model.bottom_up_location": True,
+    },
     # issue 14, item 3b: the end-to-end baseline with the same contrast on its final state,
     # back-propagated through settling (as Agglomerator trains with labels)
     "supervised_end_to_end": {"train.rule": "supervised_end_to_end"},

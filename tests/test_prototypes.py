@@ -96,7 +96,6 @@ def test_the_step_loss_adds_the_prototype_term_at_its_levels(rng):
     assert torch.allclose(rule.prototypes.norm(dim=-1), torch.ones(3, 8))
     x = rand_images(2, gen=rng).float()
     e = torch.randn(3, 16, 2, 8, generator=rng).float()
-    rule._total = None
     loss, out, target, _ = rule.step_losses(e, None, x, 1, 3)
     base = 0.5 * ((out.bottom_up - target) ** 2).mean((2, 3)).sum()
     base = base + 0.5 * ((out.top_down - target[:-1]) ** 2).mean((2, 3)).sum()

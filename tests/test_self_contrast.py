@@ -127,7 +127,6 @@ def test_the_step_loss_is_codistillation_plus_the_contrast_at_the_chosen_levels(
     )
     x = rand_images(2, gen=rng)
     e = torch.randn(3, 16, 2, 8, generator=rng)
-    rule._contrast = None
     loss, out, target, _ = rule.step_losses(e, None, x, 1, 3)
     base = 0.5 * ((out.bottom_up - target) ** 2).mean((2, 3)).sum()
     base = base + 0.5 * ((out.top_down - target[:-1]) ** 2).mean((2, 3)).sum()
@@ -146,7 +145,6 @@ def test_no_gradient_reaches_an_earlier_step(rng):
     x = rand_images(2, gen=rng)
     e0 = torch.randn(3, 16, 2, 8, generator=rng, requires_grad=True)
     e1 = model.step(e0, None, x, 0, 3).state
-    rule._contrast = None
     loss, _, target, _ = rule.step_losses(e1, None, x, 1, 3)
     loss.backward()
     assert e0.grad is None and not target.requires_grad

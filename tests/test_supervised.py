@@ -127,7 +127,6 @@ def test_no_gradient_reaches_an_earlier_step(rng):
     e0 = torch.randn(3, 16, 2, 8, generator=rng, requires_grad=True)
     e1 = model.step(e0, None, x, 0, 3).state
     r._groups = truth_for(2, 16, rng)
-    r._contrast = torch.zeros(())
     loss, _, target, _ = r.step_losses(e1, None, x, 1, 3)
     loss.backward()
     assert e0.grad is None and not target.requires_grad

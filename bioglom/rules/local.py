@@ -35,7 +35,7 @@ from ..model import Glom, StepOutput
 from ..spikes import spiking_derivative
 from .base import ChangeMeter, LearningRule
 
-__all__ = ["LocalRule", "Codistill", "Temporal", "NETS"]
+__all__ = ["LocalRule", "Codistill", "CodistillPlus", "Temporal", "NETS"]
 
 #: the nets of a model whose update norms are recorded
 NETS = ("frontend", "bottom_up", "top_down", "decoder")
@@ -257,3 +257,70 @@ class Temporal(LocalRule):
         # device the spikes restart from the seed (a resume across devices is not exact anyway)
         if "spike_generator" in state and state.get("spike_generator_device") == gen.device.type:
             gen.set_state(state["spike_generator"])
+
+
+class CodistillPlus(Codistill):
+    """Co-distillation plus a term on each column's own predictions at some levels.
+
+    The shape shared by the rules of issue 14 (``supervised``, ``self_contrast``,
+    ``prototypes``): after settling step ``t``
+
+    ``loss_t = codistill_t + w sum_{l in levels} sum_x term_l(bu_l(x), td_l(x))``
+
+    with ``td`` only below the top level. A subclass names its metric (:attr:`term_name`), its
+    levels (:meth:`term_levels`), its weight (:meth:`term_weight`) and the per-column term of
+    one level (:meth:`level_term`), which must depend on column ``x``'s predictions alone (its
+    targets are detached values): then the rule stays local. The metric is the term per column
+    (summed over levels and nets), averaged over the steps of the update.
+    """
+
+    #: the recorded metric
+    term_name: ClassVar[str] = "loss_term"
+
+    def __init__(self, model: Glom, config: Config):
+        super().__init__(model, config)
+        self.metric_names = (*self.metric_names, self.term_name)
+        self._term: Tensor | None = None
+        self._beta: Tensor | None = None
+
+    def term_levels(self) -> list[int]:
+        raise NotImplementedError
+
+    def term_weight(self) -> float:
+        raise NotImplementedError
+
+    def level_term(self, preds: Tensor, target: Tensor, state: Tensor, level: int) -> Tensor:
+        """The term of every column at one level: ``preds [P, N, B, d]`` (bottom-up, then
+        top-down below the top level), the detached consensus ``e*_l(t+1)`` and state
+        ``e_l(t)`` ``[N, B, d]`` -> ``[N]``."""
+        raise NotImplementedError
+
+    def update(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        self._term = torch.zeros((), device=images.device)
+        metrics = super().update(images, generator)
+        metrics[self.term_name] = self._term / self.config.settle.steps
+        return metrics
+
+    def step_losses(
+        self,
+        e: Tensor,
+        precision: Tensor | None,
+        frame: Tensor,
+        t: int,
+        steps: int,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, StepOutput, Tensor, Tensor | None]:
+        self._beta = self.model.beta(t, steps)  # this step's attention, for terms that rank by it
+        return super().step_losses(e, precision, frame, t, steps, generator)
+
+    def step_loss(self, out, e, target, target_precision):
+        base = super().step_loss(out, e, target, target_precision)
+        K = self.model.K
+        extra = target.new_zeros(())
+        for level in self.term_levels():
+            preds = [out.bottom_up[level]] + ([out.top_down[level]] if level < K - 1 else [])
+            per_column = self.level_term(torch.stack(preds), target[level], e[level], level)
+            extra = extra + per_column.sum()  # summed over columns, like every local loss
+        if self._term is not None:
+            self._term = self._term + extra.detach() / self.model.N
+        return base + self.term_weight() * extra

@@ -24,7 +24,7 @@ from torch import Tensor
 from ..config import Config, ConfigError
 from ..functional import prototype_loss
 from ..model import Glom
-from .local import Codistill
+from .local import CodistillPlus
 
 __all__ = ["Prototypes", "PROTOTYPE_SEED_OFFSET"]
 
@@ -32,10 +32,11 @@ __all__ = ["Prototypes", "PROTOTYPE_SEED_OFFSET"]
 PROTOTYPE_SEED_OFFSET = 4099
 
 
-class Prototypes(Codistill):
+class Prototypes(CodistillPlus):
     """Co-distillation plus the per-image balanced prototype assignment (module docstring)."""
 
     name = "prototypes"
+    term_name = "loss_prototypes"
 
     @classmethod
     def check_config(cls, config: Config) -> None:
@@ -52,30 +53,20 @@ class Prototypes(Codistill):
         c = torch.randn(model.K, p.count, model.d, generator=gen)
         #: ``[K, P, d]`` fixed unit prototypes, one set per level
         self.prototypes = (c / c.norm(dim=-1, keepdim=True)).to(model.device)
-        self.metric_names = (*self.metric_names, "loss_prototypes")
-        self._total: Tensor | None = None
 
-    def update(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        self._total = None
-        metrics = super().update(images, generator)
-        metrics["loss_prototypes"] = self._total / self.config.settle.steps
-        return metrics
+    def term_levels(self) -> list[int]:
+        return list(range(self.config.prototypes.from_level, self.model.K))
 
-    def step_loss(self, out, e, target, target_precision):
-        base = super().step_loss(out, e, target, target_precision)
-        p, K = self.config.prototypes, self.model.K
-        extra = target.new_zeros(())
-        for level in range(p.from_level, K):
-            preds = [out.bottom_up[level]] + ([out.top_down[level]] if level < K - 1 else [])
-            per_column = prototype_loss(
-                torch.stack(preds),
-                target[level],
-                self.prototypes[level],
-                temperature=p.temperature,
-                epsilon=p.epsilon,
-                iterations=p.iterations,
-            )
-            extra = extra + per_column.sum()  # summed over columns, like every local loss
-        done = extra.detach() / self.model.N
-        self._total = done if self._total is None else self._total + done
-        return base + p.weight * extra
+    def term_weight(self) -> float:
+        return self.config.prototypes.weight
+
+    def level_term(self, preds: Tensor, target: Tensor, state: Tensor, level: int) -> Tensor:
+        p = self.config.prototypes
+        return prototype_loss(
+            preds,
+            target,
+            self.prototypes[level],
+            temperature=p.temperature,
+            epsilon=p.epsilon,
+            iterations=p.iterations,
+        )

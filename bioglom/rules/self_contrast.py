@@ -18,21 +18,20 @@ time steps, levels or columns (tests/test_locality.py).
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from ..config import Config, ConfigError
 from ..functional import chosen_contrast
-from ..model import Glom, StepOutput
-from .local import Codistill
+from .local import CodistillPlus
 
 __all__ = ["SelfContrast"]
 
 
-class SelfContrast(Codistill):
+class SelfContrast(CodistillPlus):
     """Co-distillation plus the chosen-neighbour contrast (module docstring)."""
 
     name = "self_contrast"
+    term_name = "loss_contrast"
 
     @classmethod
     def check_config(cls, config: Config) -> None:
@@ -49,50 +48,24 @@ class SelfContrast(Codistill):
                 "of a fixed neighbourhood; use attention.resample = false or window attention",
             )
 
-    def __init__(self, model: Glom, config: Config):
-        super().__init__(model, config)
-        self.metric_names = (*self.metric_names, "loss_contrast")
-        self._contrast: Tensor | None = None
-        self._beta: Tensor | None = None
+    def term_levels(self) -> list[int]:
+        return list(range(self.config.self_contrast.from_level, self.model.K))
 
-    def update(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        self._contrast = None
-        metrics = super().update(images, generator)
-        metrics["loss_contrast"] = self._contrast / self.config.settle.steps
-        return metrics
+    def term_weight(self) -> float:
+        return self.config.self_contrast.weight
 
-    def step_losses(
-        self,
-        e: Tensor,
-        precision: Tensor | None,
-        frame: Tensor,
-        t: int,
-        steps: int,
-        generator: torch.Generator | None = None,
-    ) -> tuple[Tensor, StepOutput, Tensor, Tensor | None]:
-        self._beta = self.model.beta(t, steps)  # the attention of this step, for the ranking
-        return super().step_losses(e, precision, frame, t, steps, generator)
-
-    def step_loss(self, out, e, target, target_precision):
-        base = super().step_loss(out, e, target, target_precision)
-        s, K = self.config.self_contrast, self.model.K
-        extra = target.new_zeros(())
-        for level in range(s.from_level, K):
-            idx, valid = self.model.neighbours(level)
-            preds = [out.bottom_up[level]] + ([out.top_down[level]] if level < K - 1 else [])
-            per_column = chosen_contrast(
-                torch.stack(preds),  # one ranking for both nets' predictions
-                target[level],
-                e[level],
-                idx,
-                valid,
-                self._beta[level],
-                positives=s.positives,
-                negatives=s.negatives,
-                temperature=s.temperature,
-                image_negatives=s.image_negatives,
-            )
-            extra = extra + per_column.sum()  # summed over columns, like every local loss
-        done = extra.detach() / self.model.N
-        self._contrast = done if self._contrast is None else self._contrast + done
-        return base + s.weight * extra
+    def level_term(self, preds: Tensor, target: Tensor, state: Tensor, level: int) -> Tensor:
+        s = self.config.self_contrast
+        idx, valid = self.model.neighbours(level)
+        return chosen_contrast(
+            preds,  # one ranking for both nets' predictions
+            target,
+            state,
+            idx,
+            valid,
+            self._beta[level],
+            positives=s.positives,
+            negatives=s.negatives,
+            temperature=s.temperature,
+            image_negatives=s.image_negatives,
+        )

@@ -27,7 +27,7 @@ from ..config import Config, ConfigError
 from ..functional import group_contrast
 from ..model import Glom
 from .end_to_end import EndToEnd
-from .local import Codistill
+from .local import CodistillPlus
 
 __all__ = ["Supervised", "SupervisedEndToEnd", "supervised_levels"]
 
@@ -58,10 +58,11 @@ def supervised_levels(config: Config) -> dict[int, str]:
     return levels
 
 
-class Supervised(Codistill):
+class Supervised(CodistillPlus):
     """Co-distillation plus the supervised group contrast (module docstring)."""
 
     name = "supervised"
+    term_name = "loss_contrast"
     #: the trainer passes the batch's column labels: ``truth = {"obj": [B, N], "part": [B, N]}``
     needs_truth: ClassVar[bool] = True
 
@@ -89,9 +90,13 @@ class Supervised(Codistill):
     def __init__(self, model: Glom, config: Config):
         super().__init__(model, config)
         self.levels = supervised_levels(config)
-        self.metric_names = (*self.metric_names, "loss_contrast")
         self._groups: dict[str, Tensor] | None = None
-        self._contrast: Tensor | None = None
+
+    def term_levels(self) -> list[int]:
+        return list(self.levels)
+
+    def term_weight(self) -> float:
+        return self.config.supervised.weight
 
     def update(
         self,
@@ -101,34 +106,27 @@ class Supervised(Codistill):
     ) -> dict[str, Tensor]:
         """One update on a batch and its column labels ``truth[name]`` ``[B, N]``."""
         self._groups = _checked_truth(self.levels, truth, images.device)
-        self._contrast = torch.zeros((), device=images.device)
         try:
-            metrics = super().update(images, generator)
+            return super().update(images, generator)
         finally:
             self._groups = None
-        metrics["loss_contrast"] = self._contrast / self.config.settle.steps
-        return metrics
 
-    def step_loss(self, out, e, target, target_precision):
-        base = super().step_loss(out, e, target, target_precision)
-        s, K = self.config.supervised, self.model.K
-        extra = torch.zeros((), device=target.device)
-        for level, name in self.levels.items():
-            groups = self._groups[name]
-            preds = [out.bottom_up[level]] + ([out.top_down[level]] if level < K - 1 else [])
-            for pred in preds:
-                per_column = group_contrast(
-                    pred,
-                    target[level],
-                    groups,
-                    loss=s.loss,
-                    temperature=s.temperature,
-                    margin=s.margin,
-                    image_negatives=s.image_negatives,
-                )
-                extra = extra + per_column.sum()  # summed over columns, like every local loss
-        self._contrast = self._contrast + extra.detach() / self.model.N
-        return base + s.weight * extra
+    def level_term(self, preds: Tensor, target: Tensor, state: Tensor, level: int) -> Tensor:
+        s = self.config.supervised
+        groups = self._groups[self.levels[level]]
+        per_column = [
+            group_contrast(
+                pred,
+                target,
+                groups,
+                loss=s.loss,
+                temperature=s.temperature,
+                margin=s.margin,
+                image_negatives=s.image_negatives,
+            )
+            for pred in preds
+        ]
+        return torch.stack(per_column).sum(0)
 
 
 class SupervisedEndToEnd(EndToEnd):
