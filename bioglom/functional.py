@@ -634,6 +634,7 @@ def group_contrast(
     temperature: float = 0.1,
     margin: float = 0.2,
     image_negatives: bool = True,
+    balance: bool = False,
 ) -> Tensor:
     """Supervised contrast of one level's predictions against the groups of their own image.
 
@@ -652,7 +653,9 @@ def group_contrast(
     * ``margin``: ``l = (1 - z . c_own) + mean_negatives relu(z . n - margin)``: the prediction
       points at its own group's prototype and at most ``margin`` (cosine) toward any negative
       -- an absolute bound, so that a component common to every column of an image cannot
-      carry the differences;
+      carry the differences; with ``balance`` the mean is taken over each kind of negative
+      apart (the image's other groups; the other images) and the two are added, so that the
+      few other objects of an image weigh as much as the many other images;
     * ``infonce``: ``l = -log softmax_own(z . [c_own, negatives] / temperature)``.
 
     Returns ``[N]``: each column's loss, averaged over its images. The gradient reaches
@@ -685,8 +688,14 @@ def group_contrast(
     cos_all, neg = torch.cat(cos, -1), torch.cat(masks, -1)
     if loss == "margin":
         hinge = torch.relu(cos_all - margin) * neg
-        count = neg.sum(-1).clamp_min(1)
-        per = (1 - own) + hinge.sum(-1) / count
+        if balance:  # one mean per kind of negative: the image's other groups, other images
+            G = cos_g.shape[-1]
+            per = 1 - own
+            for part in (slice(0, G), slice(G, None)):
+                count = neg[..., part].sum(-1).clamp_min(1)
+                per = per + hinge[..., part].sum(-1) / count
+        else:
+            per = (1 - own) + hinge.sum(-1) / neg.sum(-1).clamp_min(1)
     else:
         logits = torch.where(neg, cos_all / temperature, torch.full_like(cos_all, -math.inf))
         logits = torch.cat([own[..., None] / temperature, logits], -1)

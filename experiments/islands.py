@@ -145,6 +145,15 @@ ARMS = {
         "model.sharing": "shared",
         "model.bottom_up_location": True,
     },
+    # ... with the other objects of an image weighing as much as the other images in the
+    # margin (the plain mean over ~17 negatives let one shared code satisfy it)
+    "supervised_shared_image_location_balanced": {
+        "train.rule": "supervised",
+        "model.sharing": "shared",
+        "model.state_norm": "image",
+        "model.bottom_up_location": True,
+        "supervised.balance_negatives": True,
+    },
     # issue 14, item 3b: the end-to-end baseline with the same contrast on its final state,
     # back-propagated through settling (as Agglomerator trains with labels)
     "supervised_end_to_end": {"train.rule": "supervised_end_to_end"},

@@ -14,7 +14,7 @@ from bioglom.functional import group_contrast
 from bioglom.rules import make_rule
 
 
-def loop_contrast(pred, target, groups, loss, temperature, margin, image_negatives):
+def loop_contrast(pred, target, groups, loss, temperature, margin, image_negatives, balance=False):
     """The definition, one column and one image at a time, with explicit sums."""
     N, B, _ = pred.shape
     out = torch.zeros(N, dtype=torch.float64)
@@ -28,8 +28,16 @@ def loop_contrast(pred, target, groups, loss, temperature, margin, image_negativ
                 protos[g] = s / s.norm()
             own = float(z @ protos[int(groups[b, x])])
             negs = [float(z @ c) for g, c in protos.items() if g != int(groups[b, x])]
+            others = []
             if image_negatives:
-                negs += [float(z @ (t[x, c] / t[x, c].norm())) for c in range(B) if c != b]
+                others = [float(z @ (t[x, c] / t[x, c].norm())) for c in range(B) if c != b]
+            if balance:
+                value = 1 - own
+                for kind in (negs, others):
+                    value += sum(max(n - margin, 0.0) for n in kind) / max(len(kind), 1)
+                out[x] += value / B
+                continue
+            negs += others
             if loss == "margin":
                 hinge = sum(max(n - margin, 0.0) for n in negs) / max(len(negs), 1)
                 value = (1 - own) + hinge
@@ -258,3 +266,16 @@ def test_end_to_end_contrast_updates_lower_the_contrast_and_need_labels(rng):
     assert last < 0.75 * first, (first, last)
     with pytest.raises(ValueError, match="need the batch's column labels"):
         rule.update(x)
+
+
+def test_balanced_margin_equals_its_definition_looped(rng):
+    """supervised.balance_negatives: one hinge mean over the image's other groups plus one over
+    the other images, against the loop."""
+    N, B, d = 6, 4, 5
+    pred, target = torch.randn(N, B, d, generator=rng), torch.randn(N, B, d, generator=rng)
+    groups = torch.randint(0, 3, (B, N), generator=rng)
+    got = group_contrast(pred, target, groups, loss="margin", margin=0.1, balance=True)
+    want = loop_contrast(pred, target, groups, "margin", 0.1, 0.1, True, balance=True)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
+    plain = group_contrast(pred, target, groups, loss="margin", margin=0.1)
+    assert not torch.allclose(got, plain)

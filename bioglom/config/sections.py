@@ -359,6 +359,13 @@ class SupervisedConfig:
         "also push from the same column's state in the other images of the batch (against "
         "codes of location alone)",
     )
+    balance_negatives: bool = _f(
+        False,
+        Bool(),
+        "margin: average the hinge over the image's other groups and over the other images "
+        "apart and add the two, so that an image's few other objects weigh as much as the "
+        "batch's many other images (false: one mean over all negatives)",
+    )
 
 
 @dataclass

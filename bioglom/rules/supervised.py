@@ -123,6 +123,7 @@ class Supervised(CodistillPlus):
                 temperature=s.temperature,
                 margin=s.margin,
                 image_negatives=s.image_negatives,
+                balance=s.balance_negatives,
             )
             for pred in preds
         ]
@@ -178,6 +179,7 @@ class SupervisedEndToEnd(EndToEnd):
                 temperature=s.temperature,
                 margin=s.margin,
                 image_negatives=s.image_negatives,
+                balance=s.balance_negatives,
             )
             contrast = contrast + per_column.mean()
         return s.weight * contrast, {"loss_contrast": contrast.detach()}
