@@ -193,15 +193,27 @@ class Baseline:
     parameter: str
     default: Any
     grid: tuple
+    #: whether a value of the grid applies to a column grid ``(H_g, W_g)`` (e.g. no more blocks
+    #: per side than columns)
+    fits: Callable[[tuple[int, int], Any], bool] = lambda grid, value: True
 
     def __call__(self, images, patch: int, seed: int = 0, value: Any = None) -> np.ndarray:
         return self.labels(images, patch, seed, self.default if value is None else value)
+
+    def values(self, images, patch: int) -> list:
+        """The values of :attr:`grid` that apply to these images' column grid."""
+        grid = _grid_of(images, patch)
+        return [v for v in self.grid if self.fits(grid, v)]
 
 
 #: every baseline by name; the one registry the CLI summary and experiments/islands.py use
 BASELINES: dict[str, Baseline] = {
     "fixed_blocks": Baseline(
-        lambda x, p, s, v: fixed_blocks(_grid_of(x, p), v, len(x)), "blocks/side", 2, (2, 4, 8)
+        lambda x, p, s, v: fixed_blocks(_grid_of(x, p), v, len(x)),
+        "blocks/side",
+        2,
+        (2, 4, 8),
+        fits=lambda grid, v: v <= min(grid),  # 8 blocks per side need 8 columns per side
     ),
     "kmeans_position": Baseline(
         lambda x, p, s, v: kmeans_position(_grid_of(x, p), v, len(x), s), "k", KMEANS_K, (2, 4, 8)

@@ -259,7 +259,10 @@ def scores_of_baseline(name: str, reference: dict, seed: int) -> dict:
     baseline = BASELINES[name]
     images, patch, truth = (reference[k] for k in ("images", "patch", "truth"))
     s = score_islands(baseline(images, patch, seed)[None], truth)
-    on_grid = [score_islands(baseline(images, patch, seed, v)[None], truth) for v in baseline.grid]
+    on_grid = [
+        score_islands(baseline(images, patch, seed, v)[None], truth)
+        for v in baseline.values(images, patch)
+    ]
     for key in ("fgari_obj", "dfgari_obj"):
         s[f"best_{key}"] = best([g[key] for g in on_grid])
     return s

@@ -93,8 +93,7 @@ def score_setting(path: Path | None, overrides: dict, seed: int, images: int) ->
         at_default = score_islands(baseline(probe.images, patch, seed)[None], truth)
         on_grid = [
             score_islands(baseline(probe.images, patch, seed, v)[None], truth)
-            for v in baseline.grid
-            if not (name == "fixed_blocks" and v > min(grid))  # 8 blocks/side on 7x7 columns
+            for v in baseline.values(probe.images, patch)
         ]
         s = {key: float(at_default[key][0]) for key in SCORES}
         for key in SCORES:

@@ -151,3 +151,15 @@ def test_baselines_take_torch_or_numpy_and_follow_the_image():
         np.testing.assert_array_equal(fn(torch.from_numpy(images), 2, 0), lab, err_msg=name)
         differ = not same_partition(lab[0], lab[1])
         assert differ == (name not in ("fixed_blocks", "kmeans_position")), name
+
+
+def test_a_baseline_grid_keeps_only_the_values_that_fit_the_column_grid():
+    """On 7x7 columns (Tetrominoes, patch 5) fixed blocks of 8 per side do not exist: the grid
+    offered for "best over the grid" drops them; on 16x16 columns every value stays."""
+    small = np.zeros((2, 3, 35, 35), np.float32)
+    large = np.zeros((2, 3, 32, 32), np.float32)
+    assert BASELINES["fixed_blocks"].values(small, 5) == [2, 4]
+    assert BASELINES["fixed_blocks"].values(large, 2) == [2, 4, 8]
+    for name, b in BASELINES.items():
+        for v in b.values(small, 5):  # every offered value runs
+            assert b(small, 5, 0, v).shape == (2, 7, 7), (name, v)
