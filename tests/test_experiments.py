@@ -118,7 +118,8 @@ def test_every_islands_arm_is_a_valid_config_with_its_settings():
             assert ("_shared" in arm) == (cfg.model.sharing == "shared"), arm
             assert arm.endswith("_gaussian") == (cfg.consensus.mode == "gaussian"), arm
             assert arm.endswith("_night") == ("night" in cfg.schedule.phases), arm
-            assert arm.endswith("_location") == cfg.model.bottom_up_location, arm
+            assert ("_location" in arm) == cfg.model.bottom_up_location, arm
+            assert arm.endswith("_balanced") == cfg.supervised.balance_negatives, arm
             assert cfg.train.rule in arm or arm in ("untrained", "codistill_batch"), arm
 
 
