@@ -229,3 +229,21 @@ def poison_at(monkeypatch, day_update: int) -> None:
     on_day_update(
         monkeypatch, day_update, after=lambda out: out.update(loss=torch.tensor(float("nan")))
     )
+
+
+def update_of_added_term_at_weight_zero(base: dict, added: dict, images, truth=None) -> dict:
+    """One SGD update of two rules from the same weights, batch and seed: ``base`` (config
+    overrides of the plain rule) and ``added`` (the rule with an added term at weight 0).
+    Asserts that every weight ends bit for bit equal, and returns the second rule's metrics
+    (its term is measured all the same)."""
+    kw = {"train__optimizer": "sgd"}
+    _, m1, r1 = setup(**kw, **base)
+    _, m2, r2 = setup(**kw, **added)
+    m2.load_state_dict(m1.state_dict())
+    g = fresh_seed()
+    r1.update(images, torch.Generator().manual_seed(g))
+    extra = {} if truth is None else {"truth": truth}
+    metrics = r2.update(images, torch.Generator().manual_seed(g), **extra)
+    for (name, p), q in zip(m1.named_parameters(), m2.parameters(), strict=True):
+        assert torch.equal(p, q), name
+    return metrics

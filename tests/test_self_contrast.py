@@ -7,7 +7,13 @@ import math
 
 import pytest
 import torch
-from conftest import fresh_seed, rand_images, setup, small_config
+from conftest import (
+    fresh_seed,
+    rand_images,
+    setup,
+    small_config,
+    update_of_added_term_at_weight_zero,
+)
 
 import bioglom
 from bioglom.functional import chosen_contrast, window_neighbours
@@ -105,16 +111,11 @@ def test_each_columns_chosen_contrast_depends_on_its_own_prediction_only(rng):
 def test_with_weight_zero_the_update_is_codistillations(rng):
     """self_contrast.weight = 0 adds nothing: one SGD update equals co-distillation's bit for
     bit, while the contrast is still measured."""
-    kw = {"train__optimizer": "sgd"}
-    _, m1, r1 = setup(train__rule="codistill", **kw)
-    _, m2, r2 = setup(train__rule="self_contrast", self_contrast__weight=0.0, **kw)
-    m2.load_state_dict(m1.state_dict())
-    x = rand_images(3, gen=rng)
-    g = fresh_seed()
-    r1.update(x, torch.Generator().manual_seed(g))
-    metrics = r2.update(x, torch.Generator().manual_seed(g))
-    for (name, p), q in zip(m1.named_parameters(), m2.parameters(), strict=True):
-        assert torch.equal(p, q), name
+    metrics = update_of_added_term_at_weight_zero(
+        {"train__rule": "codistill"},
+        {"train__rule": "self_contrast", "self_contrast__weight": 0.0},
+        rand_images(3, gen=rng),
+    )
     assert metrics["loss_contrast"] > 0
 
 

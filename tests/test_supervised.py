@@ -7,7 +7,13 @@ import math
 
 import pytest
 import torch
-from conftest import fresh_seed, rand_images, setup, small_config
+from conftest import (
+    fresh_seed,
+    rand_images,
+    setup,
+    small_config,
+    update_of_added_term_at_weight_zero,
+)
 
 import bioglom
 from bioglom.functional import group_contrast
@@ -114,16 +120,12 @@ def truth_for(B: int, N: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
 def test_with_weight_zero_the_update_is_codistillations(rng):
     """supervised.weight = 0 adds nothing: one SGD update equals co-distillation's bit for bit
     (the option changes only the contrast it names)."""
-    kw = {"train__optimizer": "sgd", "model__sharing": "unshared"}
-    _, m1, r1 = setup(train__rule="codistill", **kw)
-    _, m2, r2 = setup(train__rule="supervised", supervised__weight=0.0, **kw)
-    m2.load_state_dict(m1.state_dict())
-    x = rand_images(3, gen=rng)
-    g = fresh_seed()
-    r1.update(x, torch.Generator().manual_seed(g))
-    metrics = r2.update(x, torch.Generator().manual_seed(g), truth=truth_for(3, 16, rng))
-    for (name, p), q in zip(m1.named_parameters(), m2.parameters(), strict=True):
-        assert torch.equal(p, q), name
+    metrics = update_of_added_term_at_weight_zero(
+        {"train__rule": "codistill"},
+        {"train__rule": "supervised", "supervised__weight": 0.0},
+        rand_images(3, gen=rng),
+        truth=truth_for(3, 16, rng),
+    )
     assert metrics["loss_contrast"] > 0  # measured all the same
 
 
@@ -201,16 +203,12 @@ def test_a_run_learns_from_the_masks_and_data_without_masks_is_refused(tmp_path)
 def test_end_to_end_contrast_weight_zero_is_the_end_to_end_update(rng):
     """supervised.weight = 0: one SGD update equals the end-to-end rule's bit for bit, and the
     contrast is still measured."""
-    kw = {"train__optimizer": "sgd"}
-    _, m1, r1 = setup(train__rule="end_to_end", **kw)
-    _, m2, r2 = setup(train__rule="supervised_end_to_end", supervised__weight=0.0, **kw)
-    m2.load_state_dict(m1.state_dict())
-    x = rand_images(3, gen=rng)
-    g = fresh_seed()
-    r1.update(x, torch.Generator().manual_seed(g))
-    metrics = r2.update(x, torch.Generator().manual_seed(g), truth=truth_for(3, 16, rng))
-    for (name, p), q in zip(m1.named_parameters(), m2.parameters(), strict=True):
-        assert torch.equal(p, q), name
+    metrics = update_of_added_term_at_weight_zero(
+        {"train__rule": "end_to_end"},
+        {"train__rule": "supervised_end_to_end", "supervised__weight": 0.0},
+        rand_images(3, gen=rng),
+        truth=truth_for(3, 16, rng),
+    )
     assert metrics["loss_contrast"] > 0
 
 

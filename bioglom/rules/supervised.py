@@ -58,6 +58,21 @@ def supervised_levels(config: Config) -> dict[int, str]:
     return levels
 
 
+def _contrast(config: Config, pred: Tensor, target: Tensor, groups: Tensor) -> Tensor:
+    """:func:`~bioglom.functional.group_contrast` with the ``[supervised]`` section's settings."""
+    s = config.supervised
+    return group_contrast(
+        pred,
+        target,
+        groups,
+        loss=s.loss,
+        temperature=s.temperature,
+        margin=s.margin,
+        image_negatives=s.image_negatives,
+        balance=s.balance_negatives,
+    )
+
+
 class Supervised(CodistillPlus):
     """Co-distillation plus the supervised group contrast (module docstring)."""
 
@@ -112,22 +127,8 @@ class Supervised(CodistillPlus):
             self._groups = None
 
     def level_term(self, preds: Tensor, target: Tensor, state: Tensor, level: int) -> Tensor:
-        s = self.config.supervised
         groups = self._groups[self.levels[level]]
-        per_column = [
-            group_contrast(
-                pred,
-                target,
-                groups,
-                loss=s.loss,
-                temperature=s.temperature,
-                margin=s.margin,
-                image_negatives=s.image_negatives,
-                balance=s.balance_negatives,
-            )
-            for pred in preds
-        ]
-        return torch.stack(per_column).sum(0)
+        return sum(_contrast(self.config, pred, target, groups) for pred in preds)
 
 
 class SupervisedEndToEnd(EndToEnd):
@@ -171,15 +172,6 @@ class SupervisedEndToEnd(EndToEnd):
         s = self.config.supervised
         contrast = torch.zeros((), device=state.device)
         for level, name in self.levels.items():
-            per_column = group_contrast(
-                state[level],
-                state[level].detach(),
-                self._groups[name],
-                loss=s.loss,
-                temperature=s.temperature,
-                margin=s.margin,
-                image_negatives=s.image_negatives,
-                balance=s.balance_negatives,
-            )
-            contrast = contrast + per_column.mean()
+            e = state[level]
+            contrast = contrast + _contrast(self.config, e, e.detach(), self._groups[name]).mean()
         return s.weight * contrast, {"loss_contrast": contrast.detach()}
