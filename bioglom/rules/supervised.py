@@ -73,45 +73,44 @@ def _contrast(config: Config, pred: Tensor, target: Tensor, groups: Tensor) -> T
     )
 
 
-class Supervised(CodistillPlus):
-    """Co-distillation plus the supervised group contrast (module docstring)."""
+def _check_levels(config: Config) -> None:
+    """The supervised levels exist and parts lie below objects; ConfigError otherwise."""
+    s, K = config.supervised, config.model.levels
+    for field in ("part_level", "object_level"):
+        value = getattr(s, field)
+        if value >= K:
+            raise ConfigError(
+                f"supervised.{field}", value, f"a level below model.levels = {K}, or -1"
+            )
+    if 0 <= s.object_level <= s.part_level:
+        raise ConfigError(
+            "supervised.part_level",
+            s.part_level,
+            f"a level below supervised.object_level = {s.object_level} (parts below "
+            "objects), or -1",
+        )
+    if s.part_level < 0 and s.object_level < 0:
+        raise ConfigError(
+            "supervised.object_level", s.object_level, "a level to supervise (both are -1)"
+        )
 
-    name = "supervised"
-    term_name = "loss_contrast"
+
+class _TaughtByMasks:
+    """What both supervised rules add to their base rule: the levels they supervise and the
+    batch's column labels, which :meth:`update` takes and holds for the duration of one update."""
+
     #: the trainer passes the batch's column labels: ``truth = {"obj": [B, N], "part": [B, N]}``
     needs_truth: ClassVar[bool] = True
 
     @classmethod
     def check_config(cls, config: Config) -> None:
-        s, K = config.supervised, config.model.levels
-        for field in ("part_level", "object_level"):
-            value = getattr(s, field)
-            if value >= K:
-                raise ConfigError(
-                    f"supervised.{field}", value, f"a level below model.levels = {K}, or -1"
-                )
-        if 0 <= s.object_level <= s.part_level:
-            raise ConfigError(
-                "supervised.part_level",
-                s.part_level,
-                f"a level below supervised.object_level = {s.object_level} (parts below "
-                "objects), or -1",
-            )
-        if s.part_level < 0 and s.object_level < 0:
-            raise ConfigError(
-                "supervised.object_level", s.object_level, "a level to supervise (both are -1)"
-            )
+        """The supervised levels exist and parts lie below objects; ConfigError otherwise."""
+        _check_levels(config)
 
     def __init__(self, model: Glom, config: Config):
         super().__init__(model, config)
         self.levels = supervised_levels(config)
         self._groups: dict[str, Tensor] | None = None
-
-    def term_levels(self) -> list[int]:
-        return list(self.levels)
-
-    def term_weight(self) -> float:
-        return self.config.supervised.weight
 
     def update(
         self,
@@ -126,12 +125,25 @@ class Supervised(CodistillPlus):
         finally:
             self._groups = None
 
+
+class Supervised(_TaughtByMasks, CodistillPlus):
+    """Co-distillation plus the supervised group contrast (module docstring)."""
+
+    name = "supervised"
+    term_name = "loss_contrast"
+
+    def term_levels(self) -> list[int]:
+        return list(self.levels)
+
+    def term_weight(self) -> float:
+        return self.config.supervised.weight
+
     def level_term(self, preds: Tensor, target: Tensor, state: Tensor, level: int) -> Tensor:
         groups = self._groups[self.levels[level]]
         return sum(_contrast(self.config, pred, target, groups) for pred in preds)
 
 
-class SupervisedEndToEnd(EndToEnd):
+class SupervisedEndToEnd(_TaughtByMasks, EndToEnd):
     """The end-to-end baseline plus the same supervised group contrast, through time (issue 14,
     item 3b; as Agglomerator trains with labels).
 
@@ -146,27 +158,7 @@ class SupervisedEndToEnd(EndToEnd):
     """
 
     name = "supervised_end_to_end"
-    needs_truth: ClassVar[bool] = True
     metric_names = (*EndToEnd.metric_names, "loss_contrast")
-    check_config = Supervised.check_config
-
-    def __init__(self, model: Glom, config: Config):
-        super().__init__(model, config)
-        self.levels = supervised_levels(config)
-        self._groups: dict[str, Tensor] | None = None
-
-    def update(
-        self,
-        images: Tensor,
-        generator: torch.Generator | None = None,
-        truth: dict[str, Tensor] | None = None,
-    ) -> dict[str, Tensor]:
-        """One update on a batch and its column labels ``truth[name]`` ``[B, N]``."""
-        self._groups = _checked_truth(self.levels, truth, images.device)
-        try:
-            return super().update(images, generator)
-        finally:
-            self._groups = None
 
     def final_loss(self, state: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         s = self.config.supervised
