@@ -428,7 +428,12 @@ def _sample_scenes(
 
 
 def _render_labels(
-    classes: np.ndarray, centres: np.ndarray, scales: np.ndarray, angles: np.ndarray, size: int
+    classes: np.ndarray,
+    centres: np.ndarray,
+    scales: np.ndarray,
+    angles: np.ndarray,
+    size: int,
+    jitter: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rasterise B scenes into part-slot labels.
 
@@ -439,6 +444,8 @@ def _render_labels(
     scales : ``[B, O]`` pixels per object unit.
     angles : ``[B, O]`` object rotations in radians.
     size : image height = width.
+    jitter : ``[B, O, J, 2]`` or None: offsets (object units) added to each part's offset in
+        its object's frame.
 
     Returns
     -------
@@ -458,6 +465,8 @@ def _render_labels(
             phi = _TAB["rotation"][cls[:, o], j]
             sx, sy = _TAB["scale"][cls[:, o], j].T
             ox, oy = _TAB["offset"][cls[:, o], j].T
+            if jitter is not None:
+                ox, oy = ox + jitter[:, o, j, 0], oy + jitter[:, o, j, 1]
             alpha, s = angles[:, o] + phi, scales[:, o]
             cx, cy = centres[:, o].T
             cos_a, sin_a, cos_p, sin_p = np.cos(alpha), np.sin(alpha), np.cos(phi), np.sin(phi)
@@ -736,6 +745,7 @@ def moving_scenes(
     *,
     max_speed: float = 1.0,
     max_spin: float = 0.0,
+    part_jitter: float = 0.0,
     min_objects: int = 2,
     max_objects: int = 3,
     noise: float = 0.0,
@@ -749,7 +759,10 @@ def moving_scenes(
     The scenes are those of :func:`part_whole_scenes` (all objects visible in the middle
     frame), with each object translating at a constant random velocity (uniform direction,
     speed uniform in [0, ``max_speed``] pixels per frame) and rotating at a constant rate
-    uniform in [-``max_spin``, ``max_spin``] radians per frame. Objects may leave the image.
+    uniform in [-``max_spin``, ``max_spin``] radians per frame; in every frame each part is
+    displaced from its place in the object by an offset drawn uniformly in
+    [-``part_jitter``, ``part_jitter``] object units per axis (parts jitter slightly relative to
+    their object, which moves as a whole: common fate, §11). Objects may leave the image.
     Part and object ids are assigned once per video (parts with no pixel in any frame are
     dropped) and kept in every frame.
 
@@ -762,6 +775,8 @@ def moving_scenes(
         background is the same in every frame of a video).
     max_speed : largest speed in pixels per frame (>= 0); 0 gives static videos.
     max_spin : largest rotation rate in radians per frame (>= 0).
+    part_jitter : largest displacement of a part from its place, object units (>= 0; an
+        object's radius is about 1).
 
     Returns
     -------
@@ -776,6 +791,8 @@ def moving_scenes(
         raise ValueError(f"max_speed must be >= 0, got max_speed={max_speed}")
     if not max_spin >= 0:
         raise ValueError(f"max_spin must be >= 0, got max_spin={max_spin}")
+    if not part_jitter >= 0:
+        raise ValueError(f"part_jitter must be >= 0, got part_jitter={part_jitter}")
     rng = np.random.default_rng(seed)
     scenes, _ = _sample_visible_scenes(rng, n, size, min_objects, max_objects, style)
     speed = rng.uniform(0.0, max_speed, size=(n, max_objects))
@@ -787,12 +804,16 @@ def moving_scenes(
     centres = scenes.centres[None] + velocity[None] * dt[..., None]  # [T, n, O, 2]
     angles = scenes.angles[None] + spin[None] * dt  # [T, n, O]
     flat = (frames * n, max_objects)
+    jitter = None
+    if part_jitter > 0:
+        jitter = rng.uniform(-part_jitter, part_jitter, size=(frames * n, max_objects, _J, 2))
     labels = _render_labels(
         np.broadcast_to(scenes.classes, (frames, *scenes.classes.shape)).reshape(flat),
         centres.reshape(*flat, 2),
         np.broadcast_to(scenes.scales, (frames, *scenes.scales.shape)).reshape(flat),
         angles.reshape(flat),
         size,
+        jitter,
     ).reshape(frames, n, size, size)
     ids = _assign_ids(labels, _slots_seen(labels, max_objects * _J), scenes.classes)
     back = _background(rng, background, n, size)

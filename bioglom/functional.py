@@ -715,12 +715,15 @@ def chosen_contrast(
     negatives: int = 4,
     temperature: float = 0.1,
     image_negatives: bool = True,
+    rank: Tensor | None = None,
 ) -> Tensor:
     """Contrast of one level's predictions against neighbours the column chooses itself (§7).
 
     §7: a column is "free to choose which embeddings at other locations it should resemble".
     Column ``x`` of image ``b`` ranks its valid neighbours ``y != x`` by the eq. 3.1 logit
-    ``beta state(x) . state(y)`` (the attention it gives them); the ``positives`` highest are
+    ``beta state(x) . state(y)`` (the attention it gives them) -- or, given ``rank``, by
+    ``rank(x) . rank(y)`` (common fate, §11: ``rank = u(e*(t+1) - e(t))``, the direction in
+    which each column's embedding changes over the step); the ``positives`` highest are
     its positives ``P``, the ``negatives`` lowest of the rest its negatives ``Q`` (fewer where
     it has fewer neighbours; positives first). With ``z = u(pred(x, b))``, ``u(v) = v / |v|``,
     and the detached consensus ``target``:
@@ -740,6 +743,8 @@ def chosen_contrast(
     state : ``[N, B, d]``, the state ``e(t)`` the attention was computed from (detached here)
     index, valid : ``[N, M]`` the level's neighbourhood (the column itself is never chosen)
     beta : the level's inverse temperature at this step
+    rank : ``[N, B, d']`` or None: vectors whose dot products rank the neighbours instead of
+        the state's logits (detached here)
 
     Returns
     -------
@@ -750,9 +755,13 @@ def chosen_contrast(
     M = index.shape[1]
     s, t = state.detach(), target.detach()
     ok = valid & (index != torch.arange(N, device=index.device)[:, None])  # [N, M]
-    st = s.transpose(0, 1)  # [B, N, d]
     rows = torch.arange(N, device=index.device)[:, None]
-    logits = (beta * torch.bmm(st, st.transpose(1, 2)))[:, rows, index]  # [B, N, M]
+    if rank is None:
+        st = s.transpose(0, 1)  # [B, N, d]
+        logits = (beta * torch.bmm(st, st.transpose(1, 2)))[:, rows, index]  # [B, N, M]
+    else:
+        rt = rank.detach().transpose(0, 1)  # [B, N, d']
+        logits = torch.bmm(rt, rt.transpose(1, 2))[:, rows, index]
     logits = logits.permute(1, 0, 2).masked_fill(~ok[:, None, :], float("-inf"))  # [N, B, M]
     kp, kn = min(positives, M), min(negatives, M)
     top = logits.topk(kp, dim=-1)  # positives: the highest, invalid ones last (-inf)

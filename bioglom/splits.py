@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import Config, ConfigError
-from .data import ImageSet, load_images, part_whole_scenes
+from .data import ImageSet, VideoSet, load_images, moving_scenes, part_whole_scenes
 from .digits import mnist, sklearn_digits
 from .tetrominoes import tetrominoes
 
@@ -19,15 +19,49 @@ __all__ = ["DataSplits", "load_data"]
 
 @dataclass
 class DataSplits:
-    """The images of a run: training, the probe batch, and the linear-probe set (or None)."""
+    """The images of a run: training (videos for ``data.source = "moving"``), the probe batch,
+    and the linear-probe set (or None)."""
 
-    train: ImageSet
+    train: ImageSet | VideoSet
     probe: ImageSet
     linear: ImageSet | None
 
 
 #: the sources that generate images (drawn from data.seed, the linear-probe set from seed + 1)
-GENERATED = ("scenes", "tetrominoes")
+GENERATED = ("scenes", "tetrominoes", "moving")
+
+#: the training videos of data.source = "moving" come from this offset to data.seed (the still
+#: probe and linear-probe scenes take data.seed and data.seed + 1, as for "scenes")
+VIDEO_SEED_OFFSET = 2
+
+
+def _style(config: Config) -> dict:
+    """The scene options shared by still and moving scenes."""
+    d = config.data
+    return dict(
+        min_objects=d.min_objects,
+        max_objects=d.max_objects,
+        noise=d.noise,
+        touching=d.touching,
+        palette=d.palette,
+        colour_jitter=d.colour_jitter,
+        background=d.background,
+    )
+
+
+def _videos(config: Config) -> VideoSet:
+    """``data.n_train`` training videos of ``settle.steps`` frames (one per settling step)."""
+    d = config.data
+    return moving_scenes(
+        d.n_train,
+        config.settle.steps,
+        d.image_size,
+        d.seed + VIDEO_SEED_OFFSET,
+        max_speed=d.max_speed,
+        max_spin=d.max_spin,
+        part_jitter=d.part_jitter,
+        **_style(config),
+    )
 
 
 def _scenes(config: Config, n: int, seed: int) -> ImageSet:
@@ -38,13 +72,7 @@ def _scenes(config: Config, n: int, seed: int) -> ImageSet:
         n,
         d.image_size,
         seed,
-        min_objects=d.min_objects,
-        max_objects=d.max_objects,
-        noise=d.noise,
-        touching=d.touching,
-        palette=d.palette,
-        colour_jitter=d.colour_jitter,
-        background=d.background,
+        **_style(config),
     )
 
 
@@ -69,9 +97,11 @@ def load_data(config: Config) -> DataSplits:
 
     Generated images (scenes, Tetrominoes): ``n_train + n_probe`` from ``data.seed`` (the last
     ``n_probe`` are the probe) and ``n_linear`` more from ``data.seed + 1``, so that the
-    linear-probe set does not change the others. A fixed set (a file, the digits, MNIST): its
-    last ``n_probe`` images are the probe, the ``n_linear`` before them the linear-probe set
-    (when the data has labels), the rest train.
+    linear-probe set does not change the others. Moving scenes: the same still probe and
+    linear-probe scenes as ``"scenes"`` (scored on still frames), and ``n_train`` training
+    videos of ``settle.steps`` frames from ``data.seed + 2``. A fixed set (a file, the digits,
+    MNIST): its last ``n_probe`` images are the probe, the ``n_linear`` before them the
+    linear-probe set (when the data has labels), the rest train.
     """
     d = config.data
     data = _source_images(config)
@@ -79,7 +109,10 @@ def load_data(config: Config) -> DataSplits:
         n = len(data)
         linear = _scenes(config, d.n_linear, d.seed + 1) if d.n_linear else None
         split = n - d.n_probe
-        return DataSplits(data.subset(np.arange(split)), data.subset(np.arange(split, n)), linear)
+        probe = data.subset(np.arange(split, n))
+        if d.source == "moving":
+            return DataSplits(_videos(config), probe, linear)
+        return DataSplits(data.subset(np.arange(split)), probe, linear)
     n = len(data)
     n_linear = d.n_linear if data.labels is not None else 0
     if d.source != "scenes":

@@ -29,7 +29,7 @@ from . import __version__
 from .allocator import keep_freed_memory
 from .checkpoint import Learner, checkpoint_path, load_resume, save_checkpoint
 from .config import Config, ConfigError
-from .data import ImageSet
+from .data import ImageSet, VideoSet
 from .model import Glom, build_model
 from .probe import Probe, probe_metric_names, probe_truth
 from .rules import make_rule
@@ -140,7 +140,7 @@ def train(
         torch.Generator().manual_seed(config.run.seed + 1),
         np.random.default_rng(config.run.seed),
     )
-    images = torch.from_numpy(data.train.images).to(model.device)
+    images = torch.from_numpy(_training_array(data)).to(model.device)
     truth = _training_truth(config, data, model) if learner.rule.needs_truth else None
     probe = _probe(config, data, model)
     if ckpt is not None:
@@ -216,8 +216,11 @@ def _update(
     rule, sleep, metrics, state = learner.rule, learner.sleep, {}, None
     device = images.device
     if kind in ("day", "interleaved"):  # perceive and learn; remember the top level
-        idx = learner.batch_rng.choice(len(images), config.train.batch_size, False)
-        batch = images[torch.from_numpy(idx).to(device)]
+        video = images.dim() == 5  # [T, n, C, H, W]: a batch of videos, one frame per step
+        n = images.shape[1] if video else len(images)
+        idx = learner.batch_rng.choice(n, config.train.batch_size, False)
+        pick = torch.from_numpy(idx).to(device)
+        batch = images[:, pick] if video else images[pick]
         with precision(config, device):
             if truth is None:
                 metrics.update(rule.update(batch, learner.generator))
@@ -231,6 +234,11 @@ def _update(
         with precision(config, device):
             metrics.update(sleep.update(learner.generator))
     return metrics, state
+
+
+def _training_array(data: DataSplits) -> np.ndarray:
+    """The training images ``[n, C, H, W]``, or the videos ``[T, n, C, H, W]``."""
+    return data.train.frames if isinstance(data.train, VideoSet) else data.train.images
 
 
 def _training_truth(config: Config, data: DataSplits, model: Glom) -> dict[str, torch.Tensor]:

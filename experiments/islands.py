@@ -187,6 +187,31 @@ ARMS = {
         "model.column_init": "copies",
         "schedule.phases": "(day 100, night 20) x 5",
     },
+    # issue 14, item 4b: common fate -- trained on videos whose objects move independently
+    # (one frame per settling step), each column's positives the neighbours whose embeddings
+    # change most alike over the step; scored on the same still probe scenes as every arm
+    "common_fate": {
+        "train.rule": "self_contrast",
+        "self_contrast.rank_by": "common_fate",
+        "model.column_init": "copies",
+        "data.source": "moving",
+    },
+    # ... its control: the same videos standing still (no motion, no part jitter), so that
+    # the only change left is settling's own
+    "common_fate_still": {
+        "train.rule": "self_contrast",
+        "self_contrast.rank_by": "common_fate",
+        "model.column_init": "copies",
+        "data.source": "moving",
+        "data.max_speed": 0.0,
+        "data.part_jitter": 0.0,
+    },
+    # ... and the same night on the best unsupervised arm measured since (self_contrast)
+    "self_contrast_night": {
+        "train.rule": "self_contrast",
+        "model.column_init": "copies",
+        "schedule.phases": "(day 100, night 20) x 5",
+    },
 }
 
 #: the arm that experiments/configs/islands_local.toml reproduces (issue 14, item 7): the best

@@ -579,3 +579,32 @@ def test_config_scene_options_reach_the_generator() -> None:
         with pytest.raises(ConfigError) as err:
             load_config(None, {field: value})
         assert err.value.field == field and str(value) in str(err.value)
+
+
+# ------------------------------------------------------- part jitter (issue 14, item 4b)
+
+
+def test_part_jitter_moves_parts_a_little_around_still_objects() -> None:
+    """max_speed = 0 with part_jitter > 0: the objects stand still, but their parts move from
+    frame to frame (the frames differ), each part's pixel centre staying within a few pixels of
+    its mean (the jitter is 0.1 object units, an object's radius about 1 unit and at most ~10
+    pixels here); part_jitter = 0 leaves the videos still (the default digests of
+    test_default_scenes_are_pinned cover the rest)."""
+    video = moving_scenes(12, 5, 32, seed=7, max_speed=0.0, part_jitter=0.1)
+    assert any(not np.array_equal(video.frames[t], video.frames[0]) for t in range(1, 5))
+    ys, xs = np.mgrid[:32, :32]
+    moved = []
+    for i in range(len(video)):
+        for p in range(1, int(video.part_masks[:, i].max()) + 1):
+            masks = video.part_masks[:, i] == p
+            if masks.sum((1, 2)).min() < 6:  # hidden in a frame or too small to locate
+                continue
+            centres = np.array([(ys[m].mean(), xs[m].mean()) for m in masks])
+            spread = np.linalg.norm(centres - centres.mean(0), axis=1).max()
+            assert spread < 3.0, (i, p, spread)
+            moved.append(spread)
+    assert len(moved) > 20 and max(moved) > 0.2
+    still = moving_scenes(4, 3, 32, seed=7, max_speed=0.0, part_jitter=0.0)
+    np.testing.assert_array_equal(still.frames[2], still.frames[0])
+    with pytest.raises(ValueError, match="part_jitter=-0.5"):
+        moving_scenes(2, 2, part_jitter=-0.5)

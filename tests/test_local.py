@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -415,3 +416,47 @@ def test_rule_metrics_and_update_norms(rng):
         assert set(out) == set(r.metric_names)
         assert all(math.isfinite(float(v)) for v in out.values())
         assert all(float(out[f"update_norm_{n}"]) > 0 for n in ("bottom_up", "top_down"))
+
+
+# ---------------------------------------------------------------------------------------------
+# video: one frame per settling step (data.source = "moving", issue 14 item 4b)
+
+
+@pytest.mark.parametrize("rule", ["codistill", "self_contrast"])
+def test_a_video_of_identical_frames_updates_as_the_still_image(rule, rng):
+    """The frames of a still video are the image itself: one SGD update on the video
+    [T, B, C, H, W] ends with every weight bit for bit where the update on the image ends."""
+    kw = {"train__optimizer": "sgd", "train__rule": rule}
+    _, m1, r1 = setup(**kw)
+    _, m2, r2 = setup(**kw)
+    m2.load_state_dict(m1.state_dict())
+    x = rand_images(3, gen=rng)
+    g = fresh_seed()
+    r1.update(x, torch.Generator().manual_seed(g))
+    r2.update(x[None].expand(3, *x.shape).clone(), torch.Generator().manual_seed(g))
+    for (name, p), q in zip(m1.named_parameters(), m2.parameters(), strict=True):
+        assert torch.equal(p, q), name
+
+
+def test_step_t_sees_frame_t_and_the_decoder_learns_the_last_frame(rng):
+    """The decoder error an update reports is the one of the state that Glom.settle (a separate
+    code path, which feeds a video one frame per step) reaches on the same video from the same
+    weights and seed, against the last frame; the video played backwards reports another."""
+    _, model, rule = setup(train__rule="codistill")
+    video = torch.rand(3, 2, 3, 8, 8, generator=rng)
+    g = fresh_seed()
+    start = copy.deepcopy(model.state_dict())  # settling in train mode moves running statistics
+
+    def decoder_error(v):
+        model.load_state_dict(start)
+        with torch.no_grad():
+            state = model.settle(v, generator=torch.Generator().manual_seed(g)).state
+            return 0.5 * ((model.decode(state) - v[-1]) ** 2).mean()
+
+    want, back = decoder_error(video), decoder_error(video.flip(0))
+    model.load_state_dict(start)
+    got = rule.update(video, torch.Generator().manual_seed(g))["loss_decoder"]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert abs(float(back) - float(want)) > 1e-4
+    with pytest.raises(ValueError, match="a video of 2 frames, expected settle.steps = 3"):
+        rule.update(video[:2], torch.Generator().manual_seed(g))

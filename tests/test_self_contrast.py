@@ -19,13 +19,18 @@ import bioglom
 from bioglom.functional import chosen_contrast, window_neighbours
 
 
-def loop_chosen(pred, target, state, index, valid, beta, kp, kn, temperature, image_negatives):
+def loop_chosen(
+    pred, target, state, index, valid, beta, kp, kn, temperature, image_negatives, rank=None
+):
     """The definition, one column and one image at a time: rank the valid neighbours other
-    than the column by beta s(x).s(y) (ties broken by position, as a stable sort would), take
-    the kp highest as positives and the kn lowest of the rest as negatives."""
+    than the column by beta s(x).s(y) -- or by r(x).r(y) given ``rank`` r -- (ties broken by
+    position, as a stable sort would), take the kp highest as positives and the kn lowest of
+    the rest as negatives."""
     N, B, _ = pred.shape
     out = torch.zeros(N, dtype=torch.float64)
-    p, t, s = pred.double(), target.double(), state.double()
+    p, t = pred.double(), target.double()
+    s = (state if rank is None else rank).double()
+    beta = beta if rank is None else 1.0
 
     def unit(v):
         return v / v.norm()
@@ -71,6 +76,41 @@ def test_chosen_contrast_equals_its_definition_looped(kp, kn, image_negatives, r
     )
     want = loop_chosen(pred, target, state, idx, valid, 0.7, kp, kn, 0.3, image_negatives)
     torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5)
+
+
+def test_ranked_by_other_vectors_the_contrast_equals_its_definition_looped(rng):
+    """Given rank vectors (common fate: the unit change of each column), the neighbours are
+    ranked by their dot products instead of the state's, and the loss equals the loop."""
+    N, B, d = 20, 3, 6
+    pred, target, state, change = (torch.randn(N, B, d, generator=rng) for _ in range(4))
+    change = change / change.norm(dim=-1, keepdim=True)
+    idx, valid = window_neighbours((4, 5), 1, True)
+    got = chosen_contrast(pred, target, state, idx, valid, 0.7, positives=2, negatives=3,
+                          temperature=0.3, rank=change)  # fmt: skip
+    want = loop_chosen(pred, target, state, idx, valid, 0.7, 2, 3, 0.3, True, rank=change)
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5)
+    by_state = chosen_contrast(pred, target, state, idx, valid, 0.7, positives=2, negatives=3,
+                               temperature=0.3)  # fmt: skip
+    assert not torch.allclose(got, by_state)  # the ranking did change
+
+
+def test_common_fate_closed_case():
+    """Three columns in a row, one image, d = 2, all states equal (attention cannot choose).
+    Column 1's neighbour 0 changes as it does, (0, 1) -> (0, 2), neighbour 2 the opposite way:
+    with rank_by common fate 0 is its positive and 2 its negative, so with the targets, the
+    prediction and the temperature of test_chosen_contrast_closed_case the loss is again
+    log(1 + 1/e); with the roles of 0 and 2 swapped it is log(1 + e) - 0 = log(1 + e)."""
+    state = torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])[:, None]
+    target = torch.tensor([[1.0, 0.0], [5.0, 5.0], [0.0, 1.0]])[:, None]
+    pred = torch.tensor([[0.0, 3.0], [2.0, 0.0], [1.0, 1.0]])[:, None]
+    change = torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.0, -1.0]])[:, None]
+    idx, valid = window_neighbours((1, 3), 1, True)
+    kw = dict(positives=1, negatives=1, temperature=1.0)
+    per = chosen_contrast(pred, target, state, idx, valid, 1.0, rank=change, **kw)
+    assert float(per[1]) == pytest.approx(math.log(1 + math.exp(-1)), rel=1e-5)
+    swapped = torch.tensor([[0.0, -1.0], [0.0, 1.0], [0.0, 1.0]])[:, None]
+    swapped = chosen_contrast(pred, target, state, idx, valid, 1.0, rank=swapped, **kw)
+    assert float(swapped[1]) == pytest.approx(math.log(1 + math.e), rel=1e-5)
 
 
 def test_chosen_contrast_closed_case():
@@ -119,12 +159,18 @@ def test_with_weight_zero_the_update_is_codistillations(rng):
     assert metrics["loss_contrast"] > 0
 
 
-def test_the_step_loss_is_codistillation_plus_the_contrast_at_the_chosen_levels(rng):
+@pytest.mark.parametrize("rank_by", ["attention", "common_fate"])
+def test_the_step_loss_is_codistillation_plus_the_contrast_at_the_chosen_levels(rank_by, rng):
     """One step's loss equals co-distillation's plus w times the chosen contrast of the stacked
     bottom-up and top-down predictions at levels from_level..K-1 (no top-down at the top),
-    summed over columns, with the attention of that step (beta_l(t)) on the state e(t)."""
+    summed over columns, with the attention of that step (beta_l(t)) on the state e(t) -- or,
+    with rank_by = common_fate, the neighbours ranked by the cosine of their changes over the
+    step, e*(t+1) - e(t)."""
     _, model, rule = setup(
-        train__rule="self_contrast", self_contrast__weight=0.5, self_contrast__from_level=1
+        train__rule="self_contrast",
+        self_contrast__weight=0.5,
+        self_contrast__from_level=1,
+        self_contrast__rank_by=rank_by,
     )
     x = rand_images(2, gen=rng)
     e = torch.randn(3, 16, 2, 8, generator=rng)
@@ -136,8 +182,12 @@ def test_the_step_loss_is_codistillation_plus_the_contrast_at_the_chosen_levels(
     for k in (1, 2):
         idx, valid = model.neighbours(k)
         preds = [out.bottom_up[k]] + ([out.top_down[k]] if k < 2 else [])
+        change = target[k] - e[k]
+        rank = change / change.norm(dim=-1, keepdim=True) if rank_by == "common_fate" else None
         for p in preds:
-            extra = extra + chosen_contrast(p, target[k], e[k], idx, valid, beta[k]).sum()
+            extra = (
+                extra + chosen_contrast(p, target[k], e[k], idx, valid, beta[k], rank=rank).sum()
+            )
     torch.testing.assert_close(loss, base + 0.5 * extra, rtol=1e-5, atol=1e-5)
 
 

@@ -189,8 +189,11 @@ class DataConfig:
 
     source: str = _f(
         "scenes",
-        Choice("scenes", "tetrominoes", "file", "digits", "mnist"),
-        "scenes: the embedded part-whole scene generator; tetrominoes: generated 35x35 images "
+        Choice("scenes", "tetrominoes", "moving", "file", "digits", "mnist"),
+        "scenes: the embedded part-whole scene generator; moving: videos of those scenes whose "
+        "objects move independently, one frame per settling step, for training (the probe and "
+        "linear-probe sets are the static scenes of source = 'scenes', so that what is learned "
+        "from motion is scored on still frames); tetrominoes: generated 35x35 images "
         "of 3 Tetris pieces (19 shape-orientations, 6 colours, 5-pixel cells; needs "
         "frontend.patch_size 5 or 7, giving 7x7 or 5x5 columns; the scene options below do "
         "not apply); file: a user's .npz/.h5 file; digits: scikit-learn's 8x8 digits (the "
@@ -247,6 +250,21 @@ class DataConfig:
         "scenes: black; noise (every pixel and channel uniform in [0, 1]); texture (stripes "
         "between two random colours, period 3-8 pixels, random orientation and phase); mask 0 "
         "in every case",
+    )
+    max_speed: float = _f(
+        1.0,
+        Real(0.0, 64.0),
+        "moving: largest object speed, pixels per frame (each object: uniform direction, speed "
+        "uniform in [0, max_speed]; 0: still videos, the control)",
+    )
+    max_spin: float = _f(
+        0.0, Real(0.0, 3.2), "moving: largest object rotation rate, radians per frame"
+    )
+    part_jitter: float = _f(
+        0.05,
+        Real(0.0, 1.0),
+        "moving: each part is displaced from its place in its object, in every frame, by up to "
+        "this many object units per axis (an object's radius is about 1)",
     )
     seed: int = _f(0, Int(0, 2**32 - 1), "seed of the scene generator")
 
@@ -370,16 +388,25 @@ class SupervisedConfig:
 
 @dataclass
 class SelfContrastConfig:
-    """``[self_contrast]``: the contrast whose positives each column chooses (issue 14, 4a).
+    """``[self_contrast]``: the contrast whose positives each column chooses (issue 14, 4a, 4b).
 
     On top of co-distillation, each column's bottom-up and top-down predictions at a level from
-    ``self_contrast.from_level`` up are drawn toward the consensus of the neighbours its own
-    eq. 3.1 attention weights most and pushed from the lowest-weighted ones and from the same
-    column in other images (:func:`bioglom.functional.chosen_contrast`); unsupervised and local."""
+    ``self_contrast.from_level`` up are drawn toward the consensus of the neighbours it ranks
+    highest and pushed from the lowest-ranked ones and from the same column in other images
+    (:func:`bioglom.functional.chosen_contrast`); unsupervised and local. It ranks its
+    neighbours by its own eq. 3.1 attention (``rank_by = "attention"``) or by common fate, how
+    alike their embeddings change over the step (``rank_by = "common_fate"``, for video)."""
 
     from_level: int = _f(1, Int(0, 63), "the lowest level with the contrast (every level above)")
-    positives: int = _f(2, Int(1, 1024), "neighbours with the highest attention: positives")
-    negatives: int = _f(4, Int(0, 1024), "neighbours with the lowest attention: negatives")
+    rank_by: str = _f(
+        "attention",
+        Choice("attention", "common_fate"),
+        "how a column ranks its neighbours: attention (the eq. 3.1 logit of its state, §7); "
+        "common_fate (the cosine between its change over the step, e*(t+1) - e(t), and theirs: "
+        "neighbours that change together, §11; meant for data.source = 'moving')",
+    )
+    positives: int = _f(2, Int(1, 1024), "the highest-ranked neighbours: positives")
+    negatives: int = _f(4, Int(0, 1024), "the lowest-ranked neighbours: negatives")
     temperature: float = _f(0.1, Real(0.0, 1e3, lo_open=True), "InfoNCE temperature")
     weight: float = _f(1.0, Real(0.0, 1e6), "weight of the contrast beside co-distillation")
     image_negatives: bool = _f(

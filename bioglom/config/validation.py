@@ -162,7 +162,7 @@ class Config:
             raise ConfigError(
                 "data.path", d.path, "no such folder (expected the folder of MNIST IDX files)"
             )
-        elif d.source == "scenes" and d.image_size % self.frontend.patch_size:
+        elif d.source in ("scenes", "moving") and d.image_size % self.frontend.patch_size:
             raise ConfigError(
                 "data.image_size",
                 d.image_size,
@@ -213,7 +213,16 @@ class Config:
                     "expected radius >= 1 at every level when attention.include_self = false "
                     "(a column would attend to nobody)",
                 )
-        if d.source in ("scenes", "tetrominoes"):
+        if d.source == "moving" and not RULES[self.train.rule].trains_on_video:
+            video_rules = ", ".join(n for n, r in RULES.items() if r.trains_on_video)
+            raise ConfigError(
+                "data.source",
+                d.source,
+                f"refused with train.rule = {self.train.rule!r}: videos train the local rules "
+                f"that learn step by step from each frame ({video_rules}); the supervised "
+                "rules need masks of one still image and the end-to-end rules corrupt one",
+            )
+        if d.source in ("scenes", "tetrominoes", "moving"):
             side = 35 if d.source == "tetrominoes" else d.image_size
             n_cols = (side // self.frontend.patch_size) ** 2
             if self.attention.neighbourhood == "gaussian":

@@ -177,6 +177,9 @@ class LearningRule:
     metric_names: ClassVar[tuple[str, ...]] = ()
     #: whether :meth:`update` takes the batch's column labels, ``truth={"obj", "part"}``
     needs_truth: ClassVar[bool] = False
+    #: whether :meth:`update` also takes a video ``[T, B, C, H, W]``, one frame per settling
+    #: step (``data.source = "moving"``)
+    trains_on_video: ClassVar[bool] = False
 
     @classmethod
     def check_config(cls, config: Config) -> None:
@@ -192,7 +195,8 @@ class LearningRule:
         self.last_state: Tensor | None = None
 
     def update(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """One weight update on a batch ``[B, C, H, W]``; returns 0-d tensors (no host sync)."""
+        """One weight update on a batch ``[B, C, H, W]`` (or a video ``[T, B, C, H, W]`` where
+        :attr:`trains_on_video`); returns 0-d tensors (no host sync)."""
         raise NotImplementedError
 
     def _apply(self, loss: Tensor) -> Tensor:

@@ -51,6 +51,8 @@ class LocalRule(LearningRule):
     :meth:`step_loss`."""
 
     metric_names: ClassVar[tuple[str, ...]] = ()
+    #: a video batch ``[T, B, C, H, W]`` feeds frame ``t`` to step ``t`` (T = settle.steps)
+    trains_on_video: ClassVar[bool] = True
 
     def __init__(self, model: Glom, config: Config):
         super().__init__(model, config)
@@ -94,21 +96,31 @@ class LocalRule(LearningRule):
 
     # -- one update -----------------------------------------------------------------------
     def update(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """One update on still images ``[B, C, H, W]`` (every step sees them) or on a video
+        ``[T, B, C, H, W]`` (step ``t`` sees frame ``t``; the decoder learns the last frame,
+        the one the final state has seen)."""
         model, steps = self.model, self.config.settle.steps
+        video = images.dim() == 5
+        if video and images.shape[0] != steps:
+            raise ValueError(
+                f"images: a video of {images.shape[0]} frames, expected settle.steps = {steps}"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
-            e, tau = model.initial_state(images, generator)
+            e, tau = model.initial_state(images[0] if video else images, generator)
         K = model.K
         bu_err = torch.zeros(K, device=images.device)
         td_err = torch.zeros(K - 1, device=images.device)
         for t in range(steps):
-            loss, out, e, tau = self.step_losses(e, tau, images, t, steps, generator)
+            frame = images[t] if video else images
+            loss, out, e, tau = self.step_losses(e, tau, frame, t, steps, generator)
             loss.backward()
             with torch.no_grad():
                 bu_err += _half_sq(out.bottom_up, e).mean(1)
                 td_err += _half_sq(out.top_down, e[:-1]).mean(1)
         self.last_state = e
-        dec = 0.5 * ((model.decode(e) - images) ** 2).mean()
+        last = images[-1] if video else images
+        dec = 0.5 * ((model.decode(e) - last) ** 2).mean()
         # summed over columns like every other local loss: dec is a mean over all N patches
         (self.config.local.decoder_weight * model.N * dec).backward()
         norms = self._step_and_measure()

@@ -10,8 +10,18 @@ after settling step ``t``
 where ``c`` pulls column ``x``'s prediction toward the consensus ``e*_l(t+1)`` of the
 ``positives`` neighbours that its eq. 3.1 attention (on the state ``e_l(t)`` at ``beta_l(t)``)
 weights most, and pushes it from the ``negatives`` it weights least and from the same column
-in the other images of the batch; ``td`` only below the top level. The choice is the column's
-own (its attention), the targets are detached consensus vectors, and the gradient of column
+in the other images of the batch; ``td`` only below the top level.
+
+``self_contrast.rank_by = "common_fate"`` (issue 14, item 4b; §11, the Gestalt grouping by
+common fate) ranks the neighbours instead by how alike their embeddings change over the step:
+``cos(e*_l(t+1, x) - e_l(t, x), e*_l(t+1, y) - e_l(t, y))``. On video (``data.source =
+"moving"``, one frame per step) the columns of an object that moves as a whole change together;
+a column whose embedding does not change ranks its neighbours by nothing (all ties, zero
+cosines), a case the contrast leaves to the order of its window.
+
+The choice is the column's
+own (its attention or the changes it sees), the targets are detached consensus vectors, and
+the gradient of column
 ``x``'s loss reaches only the nets that made column ``x``'s predictions: no gradient crosses
 time steps, levels or columns (tests/test_locality.py).
 """
@@ -68,4 +78,10 @@ class SelfContrast(CodistillPlus):
             negatives=s.negatives,
             temperature=s.temperature,
             image_negatives=s.image_negatives,
+            rank=_unit(target - state) if s.rank_by == "common_fate" else None,
         )
+
+
+def _unit(v: Tensor) -> Tensor:
+    """``v / |v|`` along the last axis (0 where ``v`` is 0)."""
+    return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)

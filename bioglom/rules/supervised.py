@@ -101,6 +101,7 @@ class _TaughtByMasks:
 
     #: the trainer passes the batch's column labels: ``truth = {"obj": [B, N], "part": [B, N]}``
     needs_truth: ClassVar[bool] = True
+    trains_on_video: ClassVar[bool] = False  # the masks are those of one still image
 
     @classmethod
     def check_config(cls, config: Config) -> None:
