@@ -635,6 +635,7 @@ def group_contrast(
     margin: float = 0.2,
     image_negatives: bool = True,
     balance: bool = False,
+    shared_background: bool = False,
 ) -> Tensor:
     """Supervised contrast of one level's predictions against the groups of their own image.
 
@@ -648,7 +649,9 @@ def group_contrast(
     column ``x`` of image ``b`` has one positive, ``c_{b, g(x,b)}``, and as negatives the
     prototypes of the other groups of image ``b`` and, with ``image_negatives``, the state of
     the same column in every other image, ``u(target(x, b'))`` (which penalises a code of
-    location alone: the same column in another image lies in another group). Then
+    location alone: the same column in another image lies in another group) -- except, with
+    ``shared_background``, where the column is background (group 0) in both images: the
+    background is one kind of thing in every image, objects and parts are instances. Then
 
     * ``margin``: ``l = (1 - z . c_own) + mean_negatives relu(z . n - margin)``: the prediction
       points at its own group's prototype and at most ``margin`` (cosine) toward any negative
@@ -684,7 +687,11 @@ def group_contrast(
         tn = t / t.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         cos.append(torch.einsum("nbd,ncd->nbc", z, tn))  # the same column, image c
         other = ~torch.eye(B, dtype=torch.bool, device=pred.device)
-        masks.append(other[None].expand(N, B, B))
+        other = other[None].expand(N, B, B)
+        if shared_background:  # no push between two images' background at one column
+            background = g == 0  # [N, B]
+            other = other & ~(background[:, :, None] & background[:, None, :])
+        masks.append(other)
     cos_all, neg = torch.cat(cos, -1), torch.cat(masks, -1)
     if loss == "margin":
         hinge = torch.relu(cos_all - margin) * neg

@@ -71,6 +71,7 @@ from scipy.optimize import linear_sum_assignment
 __all__ = [
     "Controlled",
     "adjusted_rand_index",
+    "change_cosines",
     "column_labels",
     "derangement",
     "fg_ari",
@@ -368,6 +369,87 @@ def object_cosines(state: np.ndarray, objects: np.ndarray) -> dict[str, np.ndarr
             if cross:
                 between[k, b] = np.concatenate(cross).mean()
     return {"within": _nanmean_rows(within), "between": _nanmean_rows(between)}
+
+
+#: the kinds of 4-neighbour column pairs :func:`change_cosines` tells apart
+PAIR_KINDS = ("same_object", "two_objects", "object_background", "background")
+
+
+def change_cosines(
+    trajectory: np.ndarray,
+    objects: np.ndarray,
+    grid: tuple[int, int],
+    skip: int = 1,
+    radius: int = 1,
+) -> dict[str, np.ndarray]:
+    """Common fate in the embeddings: how alike neighbouring columns' changes are (§11).
+
+    With the change of column ``x`` at level ``k`` over step ``t``,
+    ``D_t(x) = e_{t+1}(x) - e_t(x)``, and ``u(v) = v / |v|``, the mean of
+    ``u(D_t(x)) . u(D_t(y))`` over the pairs ``x != y`` of the grid at most ``radius`` apart in
+    each direction (each pair once; ``radius = 1``: the 8 neighbours), over the steps
+    ``t >= skip`` and the images, for each kind of pair by the columns' objects in frame ``t``:
+    ``same_object`` (one object), ``two_objects`` (two objects), ``object_background`` (one
+    of each) and ``background``. A grouping by common fate can follow the objects at a level
+    only where ``same_object`` is clearly above ``two_objects`` and ``object_background``.
+
+    Parameters
+    ----------
+    trajectory : ``[T+1, K, N, B, d]`` states of one settle (``Glom.settle(...,
+        return_trajectory=True)``)
+    objects : int ``[T, B, H_g, W_g]`` (or ``[T, B, N]``) object id of each column in the frame
+        step ``t`` saw, 0 = background
+    grid : ``(H_g, W_g)`` with ``H_g W_g = N``
+    skip : the first step counted (step 0 changes from the initial state)
+    radius : the largest offset of a pair along each axis (a window, as eq. 3.1's)
+
+    Returns
+    -------
+    ``{kind: [K]}`` for each kind of :data:`PAIR_KINDS` (NaN where no such pair occurs)
+    """
+    traj = np.asarray(trajectory, dtype=np.float64)
+    T = traj.shape[0] - 1
+    K, N, B = traj.shape[1:4]
+    H, W = grid
+    if H * W != N:
+        raise ValueError(f"grid {grid} does not hold the trajectory's N = {N} columns")
+    lab = np.asarray(objects).reshape(-1, B, N)
+    if lab.shape[0] != T:
+        raise ValueError(f"objects: expected one frame per step, T = {T}, got {lab.shape[0]}")
+    if not 0 <= skip < T:
+        raise ValueError(f"skip: expected 0 <= skip < T = {T}, got {skip}")
+    if radius < 1:
+        raise ValueError(f"radius: expected >= 1, got {radius}")
+    ids = np.arange(N).reshape(H, W)
+    a, b = [], []
+    for dy in range(0, radius + 1):  # offsets (dy, dx) with dy > 0, or dy = 0 and dx > 0: once
+        for dx in range(-radius, radius + 1):
+            if (dy, dx) <= (0, 0) or abs(dy) >= H or abs(dx) >= W:
+                continue
+            x0, x1 = max(0, -dx), W - max(0, dx)
+            a.append(ids[: H - dy, x0:x1].ravel())
+            b.append(ids[dy:, x0 + dx : x1 + dx].ravel())
+    a, b = np.concatenate(a), np.concatenate(b)
+    sums = {kind: np.zeros(K) for kind in PAIR_KINDS}
+    counts = {kind: 0 for kind in PAIR_KINDS}
+    for t in range(skip, T):
+        d = traj[t + 1] - traj[t]  # [K, N, B, d]
+        u = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
+        cos = (u[:, a] * u[:, b]).sum(-1)  # [K, P, B]
+        la, lb = lab[t][:, a].T, lab[t][:, b].T  # [P, B]
+        kinds = {
+            "same_object": (la > 0) & (la == lb),
+            "two_objects": (la > 0) & (lb > 0) & (la != lb),
+            "object_background": (la > 0) != (lb > 0),
+            "background": (la == 0) & (lb == 0),
+        }
+        for kind, mask in kinds.items():
+            sums[kind] += (cos * mask[None]).sum((1, 2))
+            counts[kind] += int(mask.sum())
+    return {
+        kind: sums[kind] / counts[kind] if counts[kind] else np.full(K, np.nan)
+        for kind in PAIR_KINDS
+    }
 
 
 def _nanmean_rows(x: np.ndarray) -> np.ndarray:

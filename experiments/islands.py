@@ -161,6 +161,16 @@ ARMS = {
         "train.rule": "supervised_end_to_end",
         "model.sharing": "shared",
     },
+    # ... with each vector standardised over its own components (layer norm: one map for every
+    # column, where per-column running statistics send one raw vector to different places),
+    # and the background one kind of thing in every image (no push between two images'
+    # background at a column); shared weights
+    "supervised_end_to_end_shared_layer": {
+        "train.rule": "supervised_end_to_end",
+        "model.sharing": "shared",
+        "model.state_norm": "layer",
+        "supervised.shared_background": True,
+    },
     # issue 14, item 4a: positives the column chooses itself (its most-attended neighbours),
     # unsupervised; unshared columns started as copies, and shared columns
     "self_contrast": {"train.rule": "self_contrast", "model.column_init": "copies"},

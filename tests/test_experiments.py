@@ -31,6 +31,7 @@ ISLAND_ARMS = (
     "supervised_shared_image_location",
     "supervised_end_to_end",
     "self_contrast",
+    "common_fate",
 )
 
 
@@ -65,7 +66,9 @@ def test_quick_preset_writes_one_run_per_arm_and_a_table(script, arms, tmp_path)
             if script.startswith("shared"):
                 assert cfg.model.sharing == arm and cfg.train.rule == "codistill"
             elif script.startswith("islands"):
-                assert cfg.data.source == "scenes" and "probe_fgari_obj_L0" in run.metrics
+                video = arm.startswith("common_fate")  # trained on moving scenes
+                assert cfg.data.source == ("moving" if video else "scenes"), arm
+                assert "probe_fgari_obj_L0" in run.metrics
                 assert {"probe_dfgari_obj_L0", "probe_dfgari_part_L0"} <= set(run.metrics)
                 assert {"probe_wnesting_L0", "probe_dwnesting_L0"} <= set(run.metrics)
                 assert (tmp_path / "quick" / "islands.png").exists()
@@ -120,7 +123,18 @@ def test_every_islands_arm_is_a_valid_config_with_its_settings():
             assert arm.endswith("_night") == ("night" in cfg.schedule.phases), arm
             assert ("_location" in arm) == cfg.model.bottom_up_location, arm
             assert arm.endswith("_balanced") == cfg.supervised.balance_negatives, arm
-            assert cfg.train.rule in arm or arm in ("untrained", "codistill_batch"), arm
+            assert arm.endswith("_layer") == (cfg.model.state_norm == "layer"), arm
+            fate = arm.startswith("common_fate")
+            assert (
+                fate
+                == (cfg.self_contrast.rank_by == "common_fate")
+                == (cfg.data.source == "moving")
+            ), arm
+            if fate:
+                assert cfg.train.rule == "self_contrast"
+                assert arm.endswith("_still") == (cfg.data.max_speed == 0), arm
+            else:
+                assert cfg.train.rule in arm or arm in ("untrained", "codistill_batch"), arm
 
 
 def test_islands_table_leads_with_the_controls_and_lists_every_baseline(tmp_path):
@@ -361,3 +375,19 @@ def test_islands_local_config_is_the_best_local_arm():
     assert cfg == want
     rule = RULES[cfg.train.rule]
     assert not getattr(rule, "needs_truth", False) and cfg.train.rule != "end_to_end"
+
+
+def test_common_fate_measures_every_arm_moving_and_still(tmp_path):
+    """`experiments/common_fate.py --preset quick` trains its arms (one seed here) and prints,
+    for each arm and level, the change cosines of each kind of pair, moving and still."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "common_fate.py"), "--preset", "quick",
+         "--quiet", "--out", str(tmp_path), "--seeds", "0",
+         "--arms", "common_fate,self_contrast"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "moving: same_object" in proc.stdout and "still: background" in proc.stdout
+    for arm in ("common_fate", "self_contrast"):
+        assert f"| {arm} | 0 |" in proc.stdout
+        assert (tmp_path / "quick" / f"{arm}_seed0.pt").exists()

@@ -308,3 +308,60 @@ def test_object_cosines_by_hand():
     got = object_cosines(e, objects.reshape(2, 2, 3))
     assert got["within"][0] == pytest.approx((0.5 + 1 / 3) / 2)
     assert got["between"][0] == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------------- change_cosines (§11)
+
+
+def test_change_cosines_hand_case():
+    """A 1x3 grid, one level, one image, steps 0-1 with skip = 1 (step 0 is not counted, so its
+    wild change does not matter). Columns 0 and 1 are object 1, column 2 background; over step 1
+    they change by (1, 0), (2, 0) and (0, 1): the object's pair (0, 1) has cosine 1, the edge
+    pair (1, 2) cosine 0, and the pair (0, 2), 2 apart, enters only at radius 2 (cosine 0)."""
+    from bioglom.scores import change_cosines
+
+    e1 = np.array([[0.3, 0.1], [0.2, -0.5], [1.0, 1.0]])
+    e0 = e1 + np.array([[50.0, -9.0], [-3.0, 7.0], [2.0, 2.0]])
+    e2 = e1 + np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]])
+    traj = np.stack([e0, e1, e2])[:, None, :, None, :]  # [T+1 = 3, K = 1, N = 3, B = 1, d = 2]
+    objects = np.array([[[1, 1, 0]], [[1, 1, 0]]])  # [T = 2, B = 1, N = 3]
+    out = change_cosines(traj, objects, (1, 3))
+    assert out["same_object"][0] == pytest.approx(1.0)
+    assert out["object_background"][0] == pytest.approx(0.0)
+    assert np.isnan(out["two_objects"][0]) and np.isnan(out["background"][0])
+    wide = change_cosines(traj, objects, (1, 3), radius=2)
+    assert wide["object_background"][0] == pytest.approx(0.0)  # (1, 2) and (0, 2): both 0
+    with pytest.raises(ValueError, match="one frame per step"):
+        change_cosines(traj, objects[:1], (1, 3))
+
+
+@pytest.mark.parametrize("radius", [1, 2])
+def test_change_cosines_equal_their_definition_looped(radius):
+    """Random trajectories and labels on a 3x4 grid: the vectorised means equal a loop over
+    every pair of columns at most `radius` apart along each axis, counted once."""
+    from bioglom.scores import PAIR_KINDS, change_cosines
+
+    T, K, H, W, B, d = 3, 2, 3, 4, 2, 5
+    np_rng = np.random.default_rng(fresh_seed())
+    traj = np_rng.normal(size=(T + 1, K, H * W, B, d))
+    objects = np_rng.integers(0, 3, size=(T, B, H * W))
+    got = change_cosines(traj, objects, (H, W), skip=1, radius=radius)
+    sums = {kind: np.zeros(K) for kind in PAIR_KINDS}
+    counts = dict.fromkeys(PAIR_KINDS, 0)
+    for t in range(1, T):
+        for x in range(H * W):
+            for y in range(x + 1, H * W):
+                if max(abs(x // W - y // W), abs(x % W - y % W)) > radius:
+                    continue
+                for b in range(B):
+                    la, lb = objects[t, b, x], objects[t, b, y]
+                    kind = ("background" if la == lb == 0 else "object_background"
+                            if (la > 0) != (lb > 0) else "same_object" if la == lb
+                            else "two_objects")  # fmt: skip
+                    for k in range(K):
+                        dx = traj[t + 1, k, x, b] - traj[t, k, x, b]
+                        dy = traj[t + 1, k, y, b] - traj[t, k, y, b]
+                        sums[kind][k] += dx @ dy / np.linalg.norm(dx) / np.linalg.norm(dy)
+                    counts[kind] += 1
+    for kind in PAIR_KINDS:
+        np.testing.assert_allclose(got[kind], sums[kind] / counts[kind], rtol=1e-10)

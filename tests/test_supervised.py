@@ -20,8 +20,11 @@ from bioglom.functional import group_contrast
 from bioglom.rules import make_rule
 
 
-def loop_contrast(pred, target, groups, loss, temperature, margin, image_negatives, balance=False):
-    """The definition, one column and one image at a time, with explicit sums."""
+def loop_contrast(
+    pred, target, groups, loss, temperature, margin, image_negatives, balance=False, bg=False
+):
+    """The definition, one column and one image at a time, with explicit sums (``bg``: no image
+    negative where the column is background, group 0, in both images)."""
     N, B, _ = pred.shape
     out = torch.zeros(N, dtype=torch.float64)
     p, t = pred.double(), target.double()
@@ -36,7 +39,9 @@ def loop_contrast(pred, target, groups, loss, temperature, margin, image_negativ
             negs = [float(z @ c) for g, c in protos.items() if g != int(groups[b, x])]
             others = []
             if image_negatives:
-                others = [float(z @ (t[x, c] / t[x, c].norm())) for c in range(B) if c != b]
+                both_bg = [bg and int(groups[b, x]) == 0 == int(groups[c, x]) for c in range(B)]
+                others = [float(z @ (t[x, c] / t[x, c].norm())) for c in range(B)
+                          if c != b and not both_bg[c]]  # fmt: skip
             if balance:
                 value = 1 - own
                 for kind in (negs, others):
@@ -277,3 +282,20 @@ def test_balanced_margin_equals_its_definition_looped(rng):
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
     plain = group_contrast(pred, target, groups, loss="margin", margin=0.1)
     assert not torch.allclose(got, plain)
+
+
+@pytest.mark.parametrize("loss, balance", [("margin", False), ("margin", True), ("infonce", False)])
+def test_shared_background_drops_only_background_pairs_across_images(loss, balance, rng):
+    """supervised.shared_background: the same column in another image is no negative where it
+    is background in both images, and everything else is as before (against the loop; groups
+    with much background so that such pairs occur)."""
+    N, B, d = 8, 4, 5
+    pred, target = torch.randn(N, B, d, generator=rng), torch.randn(N, B, d, generator=rng)
+    groups = torch.randint(0, 3, (B, N), generator=rng) * (torch.rand(B, N, generator=rng) < 0.5)
+    groups[:, 0] = 0  # column 0 is background everywhere: it has no image negative at all
+    kw = dict(loss=loss, temperature=0.3, margin=0.1, balance=balance)
+    got = group_contrast(pred, target, groups, shared_background=True, **kw)
+    want = loop_contrast(pred, target, groups, loss, 0.3, 0.1, True, balance=balance, bg=True)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
+    plain = group_contrast(pred, target, groups, **kw)
+    assert not torch.allclose(got[0], plain[0])

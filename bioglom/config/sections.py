@@ -384,6 +384,13 @@ class SupervisedConfig:
         "apart and add the two, so that an image's few other objects weigh as much as the "
         "batch's many other images (false: one mean over all negatives)",
     )
+    shared_background: bool = _f(
+        False,
+        Bool(),
+        "image negatives skip a column that is background in both images: the background is "
+        "one kind of thing in every image (false: every image's background must differ from "
+        "the others' at each column, as objects must)",
+    )
 
 
 @dataclass

@@ -70,6 +70,7 @@ def _contrast(config: Config, pred: Tensor, target: Tensor, groups: Tensor) -> T
         margin=s.margin,
         image_negatives=s.image_negatives,
         balance=s.balance_negatives,
+        shared_background=s.shared_background,
     )
 
 
