@@ -161,15 +161,27 @@ ARMS = {
         "train.rule": "supervised_end_to_end",
         "model.sharing": "shared",
     },
-    # ... with each vector standardised over its own components (layer norm: one map for every
-    # column, where per-column running statistics send one raw vector to different places),
-    # and the background one kind of thing in every image (no push between two images'
-    # background at a column); shared weights
+    # ... with each vector standardised over its own components (layer norm, one map for every
+    # column) in place of the homeostatic running statistics; shared weights
     "supervised_end_to_end_shared_layer": {
         "train.rule": "supervised_end_to_end",
         "model.sharing": "shared",
         "model.state_norm": "layer",
+    },
+    # ... and the background one kind of thing in every image (no image negative between two
+    # images' background at a column); with the margin, and with the InfoNCE form
+    "supervised_end_to_end_shared_layer_background": {
+        "train.rule": "supervised_end_to_end",
+        "model.sharing": "shared",
+        "model.state_norm": "layer",
         "supervised.shared_background": True,
+    },
+    "supervised_end_to_end_shared_layer_background_infonce": {
+        "train.rule": "supervised_end_to_end",
+        "model.sharing": "shared",
+        "model.state_norm": "layer",
+        "supervised.shared_background": True,
+        "supervised.loss": "infonce",
     },
     # issue 14, item 4a: positives the column chooses itself (its most-attended neighbours),
     # unsupervised; unshared columns started as copies, and shared columns

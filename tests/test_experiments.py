@@ -123,7 +123,9 @@ def test_every_islands_arm_is_a_valid_config_with_its_settings():
             assert arm.endswith("_night") == ("night" in cfg.schedule.phases), arm
             assert ("_location" in arm) == cfg.model.bottom_up_location, arm
             assert arm.endswith("_balanced") == cfg.supervised.balance_negatives, arm
-            assert arm.endswith("_layer") == (cfg.model.state_norm == "layer"), arm
+            assert ("_layer" in arm) == (cfg.model.state_norm == "layer"), arm
+            assert arm.endswith("_infonce") == (cfg.supervised.loss == "infonce"), arm
+            assert ("_background" in arm) == cfg.supervised.shared_background, arm
             fate = arm.startswith("common_fate")
             assert (
                 fate
