@@ -12,8 +12,10 @@ the end-to-end baseline and co-distillation (which the temporal-derivative rule 
 next to the untrained model and to co-distillation with batch-statistics normalisation
 (docs/design.md §9's probe), and the arms of issue 14 (co-distillation from columns that start
 as copies; the supervised upper bound, docs/design.md §4.5, with unshared, shared, and shared
-per-image-normalised columns, and its end-to-end counterpart; the contrast toward the neighbours
-each column attends to most, unsupervised), each with every seed in ``SEEDS`` (or ``--seeds``;
+per-image-normalised columns, and its end-to-end counterpart, also with layer normalisation;
+the contrast toward the neighbours each column attends to most, unsupervised, and toward those
+whose embeddings change most alike on moving scenes, common fate, with its still control),
+each with every seed in ``SEEDS`` (or ``--seeds``;
 ``--arms`` picks arms, the untrained one always included); then it settles the held-out probe
 scenes and scores the islands of each run's last snapshot, per level, as docs/design.md §10
 asks:
