@@ -14,7 +14,7 @@ from .data import ImageSet, VideoSet, load_images, moving_scenes, part_whole_sce
 from .digits import mnist, sklearn_digits
 from .tetrominoes import tetrominoes
 
-__all__ = ["DataSplits", "load_data"]
+__all__ = ["DataSplits", "load_data", "scene_options"]
 
 
 @dataclass
@@ -35,8 +35,9 @@ GENERATED = ("scenes", "tetrominoes", "moving")
 VIDEO_SEED_OFFSET = 2
 
 
-def _style(config: Config) -> dict:
-    """The scene options shared by still and moving scenes."""
+def scene_options(config: Config) -> dict:
+    """The ``[data]`` scene options as keyword arguments of
+    :func:`~bioglom.data.part_whole_scenes` and :func:`~bioglom.data.moving_scenes`."""
     d = config.data
     return dict(
         min_objects=d.min_objects,
@@ -60,7 +61,7 @@ def _videos(config: Config) -> VideoSet:
         max_speed=d.max_speed,
         max_spin=d.max_spin,
         part_jitter=d.part_jitter,
-        **_style(config),
+        **scene_options(config),
     )
 
 
@@ -72,7 +73,7 @@ def _scenes(config: Config, n: int, seed: int) -> ImageSet:
         n,
         d.image_size,
         seed,
-        **_style(config),
+        **scene_options(config),
     )
 
 

@@ -37,6 +37,7 @@ from bioglom.experiment import (
     run_experiment,
 )
 from bioglom.scores import PAIR_KINDS, change_cosines, column_labels
+from bioglom.splits import scene_options
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import islands  # noqa: E402  (the arms and presets of the islands experiment)
@@ -75,21 +76,14 @@ def measure(path: Path) -> dict[str, dict[str, np.ndarray]]:
     """change_cosines of one trained model on held-out videos, moving and still."""
     model = bioglom.load_model(path)
     cfg, grid = model.config, model.grid
-    d = cfg.data
     out = {}
     for name, motion in MOTION.items():
         video = moving_scenes(
             VIDEOS,
             cfg.settle.steps,
-            d.image_size,
-            d.seed + VIDEO_SEED,
-            min_objects=d.min_objects,
-            max_objects=d.max_objects,
-            noise=d.noise,
-            touching=d.touching,
-            palette=d.palette,
-            colour_jitter=d.colour_jitter,
-            background=d.background,
+            cfg.data.image_size,
+            cfg.data.seed + VIDEO_SEED,
+            **scene_options(cfg),
             **motion,
         )
         gen = torch.Generator().manual_seed(cfg.run.seed)
