@@ -371,7 +371,7 @@ def object_cosines(state: np.ndarray, objects: np.ndarray) -> dict[str, np.ndarr
     return {"within": _nanmean_rows(within), "between": _nanmean_rows(between)}
 
 
-#: the kinds of 4-neighbour column pairs :func:`change_cosines` tells apart
+#: the kinds of column pairs :func:`change_cosines` tells apart
 PAIR_KINDS = ("same_object", "two_objects", "object_background", "background")
 
 

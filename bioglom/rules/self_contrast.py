@@ -16,14 +16,13 @@ in the other images of the batch; ``td`` only below the top level.
 common fate) ranks the neighbours instead by how alike their embeddings change over the step:
 ``cos(e*_l(t+1, x) - e_l(t, x), e*_l(t+1, y) - e_l(t, y))``. On video (``data.source =
 "moving"``, one frame per step) the columns of an object that moves as a whole change together;
-a column whose embedding does not change ranks its neighbours by nothing (all ties, zero
-cosines), a case the contrast leaves to the order of its window.
+a column whose embedding does not change has only zero cosines, ties that the ranking breaks
+by position in its window.
 
-The choice is the column's
-own (its attention or the changes it sees), the targets are detached consensus vectors, and
-the gradient of column
-``x``'s loss reaches only the nets that made column ``x``'s predictions: no gradient crosses
-time steps, levels or columns (tests/test_locality.py).
+The choice is the column's own (its attention or the changes it sees), the targets are
+detached consensus vectors, and the gradient of column ``x``'s loss reaches only the nets that
+made column ``x``'s predictions: no gradient crosses time steps, levels or columns
+(tests/test_locality.py).
 """
 
 from __future__ import annotations
