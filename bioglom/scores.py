@@ -79,6 +79,7 @@ __all__ = [
     "mismatched_control",
     "nesting",
     "object_cosines",
+    "object_misses",
     "score_islands",
     "weighted_nesting",
 ]
@@ -450,6 +451,58 @@ def change_cosines(
         kind: sums[kind] / counts[kind] if counts[kind] else np.full(K, np.nan)
         for kind in PAIR_KINDS
     }
+
+
+def object_misses(islands: np.ndarray, objects: np.ndarray) -> dict[str, float]:
+    """Where one level's islands miss the objects (issue 14): merges and stray columns.
+
+    For each object ``o`` of each image, its *main island* is the island holding most of its
+    columns (ties: the smaller id). Returns, over all objects of all images:
+
+    * ``objects``: their number; ``merged``: how many share their main island with the columns
+      of another object;
+    * ``main_share``: the mean share of an object's columns in its main island;
+    * ``stray``: the object columns outside their main island, and of those ``on_edge`` (a
+      4-neighbour of a background column), ``single`` (in an island of one column) and
+      ``in_background`` (in the main island of the image's background columns).
+
+    Parameters
+    ----------
+    islands : int ``[B, H_g, W_g]`` island labels of one level
+    objects : int ``[B, H_g, W_g]`` object id of each column, 0 = background
+    """
+    isl, obj = np.asarray(islands), np.asarray(objects)
+    if isl.shape != obj.shape or isl.ndim != 3:
+        raise ValueError(
+            f"expected islands and objects [B, H, W] alike, got {isl.shape} and {obj.shape}"
+        )
+    fg = obj > 0
+    pad = np.pad(fg, ((0, 0), (1, 1), (1, 1)), constant_values=True)
+    inner = pad[:, :-2, 1:-1] & pad[:, 2:, 1:-1] & pad[:, 1:-1, :-2] & pad[:, 1:-1, 2:]
+    out = dict(objects=0, merged=0, stray=0, on_edge=0, single=0, in_background=0)
+    shares = []
+    for b in range(len(isl)):
+        ids, counts = np.unique(isl[b], return_counts=True)
+        size = dict(zip(ids.tolist(), counts.tolist(), strict=True))
+        bg_main = None
+        if (~fg[b]).any():
+            bi, bc = np.unique(isl[b][~fg[b]], return_counts=True)
+            bg_main = bi[bc.argmax()]
+        for o in np.unique(obj[b][fg[b]]):
+            m = obj[b] == o
+            oi, oc = np.unique(isl[b][m], return_counts=True)
+            main = oi[oc.argmax()]
+            out["objects"] += 1
+            shares.append(oc.max() / m.sum())
+            others = np.unique(obj[b][(isl[b] == main) & fg[b]])
+            out["merged"] += int(len(others) > 1)
+            stray = m & (isl[b] != main)
+            out["stray"] += int(stray.sum())
+            out["on_edge"] += int((stray & ~inner[b]).sum())
+            out["single"] += sum(size[int(i)] == 1 for i in isl[b][stray])
+            if bg_main is not None:
+                out["in_background"] += int((stray & (isl[b] == bg_main)).sum())
+    return {**{k: float(v) for k, v in out.items()}, "main_share": float(np.mean(shares))}
 
 
 def _nanmean_rows(x: np.ndarray) -> np.ndarray:

@@ -365,3 +365,24 @@ def test_change_cosines_equal_their_definition_looped(radius):
                     counts[kind] += 1
     for kind in PAIR_KINDS:
         np.testing.assert_allclose(got[kind], sums[kind] / counts[kind], rtol=1e-10)
+
+
+def test_object_misses_hand_case():
+    """One 3x4 image: object 1 fills columns (0,0),(0,1),(1,0),(1,1); object 2 fills (0,3),(1,3);
+    the rest is background. Islands: object 1's first three columns are island 5, its fourth,
+    (1,1), a single-column island 9; object 2 and the background all island 7. So object 1's
+    main island holds 3/4 of it, object 2's all of it but it is merged with nothing (the
+    background is no object); one stray column, on the edge (its neighbour (2,1) is
+    background), single, not in the background's island. Merging object 2 into island 5 makes
+    both objects merged."""
+    from bioglom.scores import object_misses
+
+    obj = np.array([[[1, 1, 0, 2], [1, 1, 0, 2], [0, 0, 0, 0]]])
+    isl = np.array([[[5, 5, 7, 7], [5, 9, 7, 7], [7, 7, 7, 7]]])
+    got = object_misses(isl, obj)
+    assert got == {"objects": 2.0, "merged": 0.0, "stray": 1.0, "on_edge": 1.0, "single": 1.0,
+                   "in_background": 0.0, "main_share": pytest.approx((3 / 4 + 1) / 2)}  # fmt: skip
+    isl2 = np.array([[[5, 5, 7, 5], [5, 9, 7, 5], [7, 7, 7, 7]]])
+    assert object_misses(isl2, obj)["merged"] == 2.0
+    with pytest.raises(ValueError, match="alike"):
+        object_misses(isl[0], obj)
