@@ -72,6 +72,7 @@ __all__ = [
     "Controlled",
     "adjusted_rand_index",
     "change_cosines",
+    "changed_patches",
     "column_labels",
     "derangement",
     "fg_ari",
@@ -80,6 +81,7 @@ __all__ = [
     "nesting",
     "object_cosines",
     "object_misses",
+    "pair_cosines",
     "score_islands",
     "weighted_nesting",
 ]
@@ -372,8 +374,78 @@ def object_cosines(state: np.ndarray, objects: np.ndarray) -> dict[str, np.ndarr
     return {"within": _nanmean_rows(within), "between": _nanmean_rows(between)}
 
 
-#: the kinds of column pairs :func:`change_cosines` tells apart
+#: the kinds of column pairs :func:`pair_cosines` (and :func:`change_cosines`) tell apart
 PAIR_KINDS = ("same_object", "two_objects", "object_background", "background")
+
+
+def pair_cosines(
+    vectors: np.ndarray,
+    objects: np.ndarray,
+    grid: tuple[int, int],
+    radius: int = 1,
+) -> dict[str, np.ndarray]:
+    """How alike neighbouring columns' vectors are, by the kind of pair (§11, issue 14).
+
+    With ``u(v) = v / |v|`` (0 where ``v`` is 0), the mean of ``u(v_t(x)) . u(v_t(y))`` over the
+    pairs ``x != y`` of the grid at most ``radius`` apart in each direction (each pair once;
+    ``radius = 1``: the 8 neighbours), over the times ``t`` and the images, for each kind of
+    pair by the columns' objects at time ``t``: ``same_object`` (one object), ``two_objects``
+    (two objects), ``object_background`` (one of each) and ``background``.
+
+    Parameters
+    ----------
+    vectors : ``[T, K, N, B, d]`` one vector per time, level, column and image (the changes of
+        :func:`change_cosines`, or any other per-column signal)
+    objects : int ``[T, B, H_g, W_g]`` (or ``[T, B, N]``) object id of each column at each
+        time, 0 = background
+    grid : ``(H_g, W_g)`` with ``H_g W_g = N``
+    radius : the largest offset of a pair along each axis (a window, as eq. 3.1's)
+
+    Returns
+    -------
+    ``{kind: [K]}`` for each kind of :data:`PAIR_KINDS` (NaN where no such pair occurs)
+    """
+    v = np.asarray(vectors, dtype=np.float64)
+    if v.ndim != 5:
+        raise ValueError(f"vectors must be [T, K, N, B, d], got shape {v.shape}")
+    T, K, N, B = v.shape[:4]
+    H, W = grid
+    if H * W != N:
+        raise ValueError(f"grid {grid} does not hold the vectors' N = {N} columns")
+    lab = np.asarray(objects).reshape(-1, B, N)
+    if lab.shape[0] != T:
+        raise ValueError(f"objects: expected one labelling per time, T = {T}, got {lab.shape[0]}")
+    if radius < 1:
+        raise ValueError(f"radius: expected >= 1, got {radius}")
+    ids = np.arange(N).reshape(H, W)
+    a, b = [], []
+    for dy in range(0, radius + 1):  # offsets (dy, dx) with dy > 0, or dy = 0 and dx > 0: once
+        for dx in range(-radius, radius + 1):
+            if (dy, dx) <= (0, 0) or abs(dy) >= H or abs(dx) >= W:
+                continue
+            x0, x1 = max(0, -dx), W - max(0, dx)
+            a.append(ids[: H - dy, x0:x1].ravel())
+            b.append(ids[dy:, x0 + dx : x1 + dx].ravel())
+    a, b = np.concatenate(a), np.concatenate(b)
+    sums = {kind: np.zeros(K) for kind in PAIR_KINDS}
+    counts = {kind: 0 for kind in PAIR_KINDS}
+    for t in range(T):
+        u = v[t] / np.maximum(np.linalg.norm(v[t], axis=-1, keepdims=True), 1e-12)
+        cos = (u[:, a] * u[:, b]).sum(-1)  # [K, P, B]
+        la, lb = lab[t][:, a].T, lab[t][:, b].T  # [P, B]
+        kinds = {
+            "same_object": (la > 0) & (la == lb),
+            "two_objects": (la > 0) & (lb > 0) & (la != lb),
+            "object_background": (la > 0) != (lb > 0),
+            "background": (la == 0) & (lb == 0),
+        }
+        for kind, mask in kinds.items():
+            sums[kind] += (cos * mask[None]).sum((1, 2))
+            counts[kind] += int(mask.sum())
+    return {
+        kind: sums[kind] / counts[kind] if counts[kind] else np.full(K, np.nan)
+        for kind in PAIR_KINDS
+    }
 
 
 def change_cosines(
@@ -385,14 +457,10 @@ def change_cosines(
 ) -> dict[str, np.ndarray]:
     """Common fate in the embeddings: how alike neighbouring columns' changes are (§11).
 
-    With the change of column ``x`` at level ``k`` over step ``t``,
-    ``D_t(x) = e_{t+1}(x) - e_t(x)``, and ``u(v) = v / |v|``, the mean of
-    ``u(D_t(x)) . u(D_t(y))`` over the pairs ``x != y`` of the grid at most ``radius`` apart in
-    each direction (each pair once; ``radius = 1``: the 8 neighbours), over the steps
-    ``t >= skip`` and the images, for each kind of pair by the columns' objects in frame ``t``:
-    ``same_object`` (one object), ``two_objects`` (two objects), ``object_background`` (one
-    of each) and ``background``. A grouping by common fate can follow the objects at a level
-    only where ``same_object`` is clearly above ``two_objects`` and ``object_background``.
+    :func:`pair_cosines` of the changes ``D_t(x) = e_{t+1}(x) - e_t(x)`` of column ``x`` at
+    each level over the steps ``t >= skip``, each with the columns' objects in the frame step
+    ``t`` saw. A grouping by common fate can follow the objects at a level only where
+    ``same_object`` is clearly above ``two_objects`` and ``object_background``.
 
     Parameters
     ----------
@@ -410,47 +478,40 @@ def change_cosines(
     """
     traj = np.asarray(trajectory, dtype=np.float64)
     T = traj.shape[0] - 1
-    K, N, B = traj.shape[1:4]
-    H, W = grid
-    if H * W != N:
-        raise ValueError(f"grid {grid} does not hold the trajectory's N = {N} columns")
+    B, N = traj.shape[3], traj.shape[2]
     lab = np.asarray(objects).reshape(-1, B, N)
     if lab.shape[0] != T:
         raise ValueError(f"objects: expected one frame per step, T = {T}, got {lab.shape[0]}")
     if not 0 <= skip < T:
         raise ValueError(f"skip: expected 0 <= skip < T = {T}, got {skip}")
-    if radius < 1:
-        raise ValueError(f"radius: expected >= 1, got {radius}")
-    ids = np.arange(N).reshape(H, W)
-    a, b = [], []
-    for dy in range(0, radius + 1):  # offsets (dy, dx) with dy > 0, or dy = 0 and dx > 0: once
-        for dx in range(-radius, radius + 1):
-            if (dy, dx) <= (0, 0) or abs(dy) >= H or abs(dx) >= W:
-                continue
-            x0, x1 = max(0, -dx), W - max(0, dx)
-            a.append(ids[: H - dy, x0:x1].ravel())
-            b.append(ids[dy:, x0 + dx : x1 + dx].ravel())
-    a, b = np.concatenate(a), np.concatenate(b)
-    sums = {kind: np.zeros(K) for kind in PAIR_KINDS}
-    counts = {kind: 0 for kind in PAIR_KINDS}
-    for t in range(skip, T):
-        d = traj[t + 1] - traj[t]  # [K, N, B, d]
-        u = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
-        cos = (u[:, a] * u[:, b]).sum(-1)  # [K, P, B]
-        la, lb = lab[t][:, a].T, lab[t][:, b].T  # [P, B]
-        kinds = {
-            "same_object": (la > 0) & (la == lb),
-            "two_objects": (la > 0) & (lb > 0) & (la != lb),
-            "object_background": (la > 0) != (lb > 0),
-            "background": (la == 0) & (lb == 0),
-        }
-        for kind, mask in kinds.items():
-            sums[kind] += (cos * mask[None]).sum((1, 2))
-            counts[kind] += int(mask.sum())
-    return {
-        kind: sums[kind] / counts[kind] if counts[kind] else np.full(K, np.nan)
-        for kind in PAIR_KINDS
-    }
+    return pair_cosines(np.diff(traj, axis=0)[skip:], lab[skip:], grid, radius)
+
+
+def changed_patches(frames: np.ndarray, grid: tuple[int, int], tol: float = 1e-6) -> np.ndarray:
+    """Which columns see a change of their patch from one frame to the next (§11).
+
+    Column ``x`` changes between frames ``t`` and ``t + 1`` when any pixel value of its patch
+    (any channel) differs by more than ``tol``. On flat-coloured objects only the columns on an
+    object's (or a part's) outline change when it moves: the interior sees the same colour.
+
+    Parameters
+    ----------
+    frames : ``[T, B, C, H, W]`` a video
+    grid : ``(H_g, W_g)``; ``H`` and ``W`` must be multiples of it
+
+    Returns
+    -------
+    bool ``[T-1, B, H_g, W_g]``
+    """
+    f = np.asarray(frames, dtype=np.float64)
+    if f.ndim != 5:
+        raise ValueError(f"frames must be [T, B, C, H, W], got shape {f.shape}")
+    T, B, C, H, W = f.shape
+    hg, wg = grid
+    if H % hg or W % wg:
+        raise ValueError(f"frame size {H}x{W} is not a multiple of the grid {hg}x{wg}")
+    d = np.abs(np.diff(f, axis=0)).reshape(T - 1, B, C, hg, H // hg, wg, W // wg)
+    return d.max(axis=(2, 4, 6)) > tol
 
 
 def object_misses(islands: np.ndarray, objects: np.ndarray) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """Common fate in the embeddings: do an object's columns change together on video? (issue 14, 4b)
 
-Results, table and discussion: docs/experiments/islands.md (fourth round)
+Results, table and discussion: docs/experiments/islands.md (fourth and fifth rounds)
 
     python experiments/common_fate.py --preset quick|full [--out DIR] [--weights DIR ...]
 
@@ -9,10 +9,21 @@ their embeddings change over a settling step, ``cos(D(x), D(y))`` with
 ``D = e*(t+1) - e(t)``, on videos whose objects move independently (§11's common fate).
 That can group a level's columns into objects only if, on video, the changes of one object's
 neighbouring columns are more alike than those of two objects or of an object and the
-background. This measures exactly that (``bioglom.scores.change_cosines``), per level, for
-models trained with each arm: held-out videos settled one frame per step with the trained
-weights, and the same scenes standing still (``max_speed = 0``, no part jitter) as the control,
-where the only change is settling's own. Mean ± sd over the seeds.
+background. This measures exactly that (``bioglom.scores.pair_cosines``), per level, for
+models trained with each arm, on held-out videos settled with the trained weights:
+
+1. the change of the state from frame to frame, each frame held ``k`` settling steps
+   (``FRAME_STEPS``; ``k = 1`` is the ``common_fate`` arm's signal, larger ``k`` lets settling's
+   own change die out before the frame changes, if it does), on moving videos and on the same
+   scenes standing still (``max_speed = 0``, no part jitter) as the control, where the only
+   change is settling's own;
+2. the motion's own effect with settling's change cancelled exactly: ``R_t = e_t(video) -
+   e_t(first frame held still)``, both settled with the same noise, and its size against a
+   settling step's;
+3. the fraction of columns whose patch changes at all from one frame to the next (objects
+   against background): on flat-coloured objects only their outlines do.
+
+Mean ± sd over the seeds.
 
 The arms are the islands experiment's (``islands.ARMS``): trained here (resumable), or read from
 ``--weights DIR`` (a folder holding ``<arm>_seed<s>.pt``, e.g. the islands experiment's runs;
@@ -36,7 +47,7 @@ from bioglom.experiment import (
     run_arm,
     run_experiment,
 )
-from bioglom.scores import PAIR_KINDS, change_cosines, column_labels
+from bioglom.scores import PAIR_KINDS, changed_patches, column_labels, pair_cosines
 from bioglom.splits import scene_options
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,6 +58,7 @@ ARMS = ("common_fate", "common_fate_still", "self_contrast")  # islands.ARMS nam
 SEEDS = (0, 1, 2)
 VIDEOS = 32  # held-out videos per setting
 RADIUS = 3  # pairs at most this many columns apart along each axis (level 2's window)
+FRAME_STEPS = (1, 3)  # settling steps per frame (the schedule stretches over all the steps)
 VIDEO_SEED = 3  # data.seed + this (training videos use data.seed + 2, the probe data.seed)
 MOTION = {  # the two settings every model is settled on
     "moving": {"max_speed": 1.0, "part_jitter": 0.05},  # the defaults of data.source = moving
@@ -72,25 +84,63 @@ def weights_of(arm: str, seed: int, args, preset: dict) -> Path:
     return out.with_suffix(".pt")
 
 
-def measure(path: Path) -> dict[str, dict[str, np.ndarray]]:
-    """change_cosines of one trained model on held-out videos, moving and still."""
+def measure(path: Path) -> dict:
+    """What common fate can see in one trained model, on held-out videos (module docstring).
+
+    * ``changes[k][motion]``: :func:`bioglom.scores.pair_cosines` of the changes of the state
+      at the end of each frame, each frame held ``k`` settling steps (``k = 1``: one frame per
+      step, steps 1..T-1), with the mean size of those changes per level (``norm``);
+    * ``response``: ``pair_cosines`` of the motion's own effect, ``R_t = e_t(video) -
+      e_t(its first frame held still)``, the two settles run with the same noise, so that
+      settling's own change cancels exactly; ``ratio``: ``|R_t|`` over the size of a settling
+      step of the held run, per level;
+    * ``patches``: the fraction of object and of background columns whose patch changes from one
+      frame to the next (:func:`bioglom.scores.changed_patches`).
+    """
     model = bioglom.load_model(path)
     cfg, grid = model.config, model.grid
-    out = {}
-    for name, motion in MOTION.items():
-        video = moving_scenes(
-            VIDEOS,
-            cfg.settle.steps,
-            cfg.data.image_size,
-            cfg.data.seed + VIDEO_SEED,
-            **scene_options(cfg),
-            **motion,
+    F = cfg.settle.steps
+    videos = {
+        name: moving_scenes(
+            VIDEOS, F, cfg.data.image_size, cfg.data.seed + VIDEO_SEED, **scene_options(cfg), **m
         )
+        for name, m in MOTION.items()
+    }
+    labels = {
+        name: np.stack([column_labels(m, grid) for m in v.object_masks])
+        for name, v in videos.items()
+    }
+
+    def settle(frames: torch.Tensor) -> np.ndarray:
         gen = torch.Generator().manual_seed(cfg.run.seed)
         with torch.no_grad():
-            traj = model.settle(video.frames, return_trajectory=True, generator=gen).trajectory
-        labels = np.stack([column_labels(m, grid) for m in video.object_masks])
-        out[name] = change_cosines(traj.numpy(), labels, grid, radius=RADIUS)
+            res = model.settle(frames, return_trajectory=True, generator=gen)
+        return res.trajectory.numpy()
+
+    out: dict = {"changes": {}}
+    for k in FRAME_STEPS:
+        out["changes"][k] = {}
+        for name, video in videos.items():
+            traj = settle(torch.as_tensor(video.frames).repeat_interleave(k, dim=0))
+            ends = traj[k::k]  # the state at the end of each frame [F, K, N, B, d]
+            d = np.diff(ends, axis=0)
+            cos = pair_cosines(d, labels[name][1:], grid, radius=RADIUS)
+            cos["norm"] = np.linalg.norm(d, axis=-1).mean(axis=(0, 2, 3))
+            out["changes"][k][name] = cos
+    frames = torch.as_tensor(videos["moving"].frames)
+    moving = settle(frames)
+    held = settle(frames[:1].expand_as(frames).contiguous())
+    # R after steps 1..T-1, each with the frame that step saw (after step 0 both saw frame 0)
+    r = (moving - held)[2:]
+    out["response"] = pair_cosines(r, labels["moving"][1:], grid, radius=RADIUS)
+    step = np.linalg.norm(np.diff(held, axis=0)[1:], axis=-1).mean(axis=(0, 2, 3))
+    out["response"]["ratio"] = np.linalg.norm(r, axis=-1).mean(axis=(0, 2, 3)) / step
+    changed = changed_patches(videos["moving"].frames, grid)
+    obj = labels["moving"][1:] > 0  # the objects of the later frame
+    out["patches"] = {
+        "object": float(changed[obj].mean()),
+        "background": float(changed[~obj].mean()),
+    }
     return out
 
 
@@ -116,27 +166,54 @@ def main() -> int:
     preset = PRESETS[args.preset]
     results = {arm: [measure(weights_of(arm, s, args, preset)) for s in seeds] for arm in arms}
 
-    def cell(values: list[float]) -> str:
+    def cell(values: list[float], fmt: str = "+.2f") -> str:
         v = np.array(values, dtype=float)
         if np.isnan(v).all():
             return "-"
-        sd = f" ± {np.nanstd(v, ddof=1):.2f}" if np.isfinite(v).sum() > 1 else ""
-        return f"{np.nanmean(v):+.2f}{sd}"
+        sd = f" ± {np.nanstd(v, ddof=1):{fmt.lstrip('+')}}" if np.isfinite(v).sum() > 1 else ""
+        return f"{np.nanmean(v):{fmt}}{sd}"
 
+    where = f"columns at most {RADIUS} apart, {VIDEOS} held-out videos, seeds {seeds}"
     print(
-        f"\ncommon fate, preset {args.preset}: mean cosine of the changes over a settling step "
-        f"(steps 1..T-1) of columns at most {RADIUS} apart, {VIDEOS} held-out videos, "
-        f"seeds {seeds}"
+        f"\ncommon fate, preset {args.preset}: mean cosine of the changes of the state from one "
+        f"frame to the next (frames 1..T-1), each frame held k settling steps; |change|: their "
+        f"mean size; {where}"
     )
-    headers = ["arm", "level"] + [f"{m}: {k}" for m in MOTION for k in PAIR_KINDS]
+    headers = ["arm", "level", "k"] + [f"{m}: {kind}" for m in MOTION for kind in PAIR_KINDS]
+    headers += [f"{m}: |change|" for m in MOTION]
     rows = []
     for arm, per_seed in results.items():
-        K = len(per_seed[0]["moving"]["same_object"])
-        for k in range(K):
-            row = [arm if k == 0 else "", k]
-            row += [cell([r[m][kind][k] for r in per_seed]) for m in MOTION for kind in PAIR_KINDS]
+        K = len(per_seed[0]["response"]["same_object"])
+        for level in range(K):
+            for k in FRAME_STEPS:
+                ch = [r["changes"][k] for r in per_seed]
+                row = [arm if level == 0 and k == FRAME_STEPS[0] else "", level, k]
+                row += [
+                    cell([c[m][kind][level] for c in ch]) for m in MOTION for kind in PAIR_KINDS
+                ]
+                row += [cell([c[m]["norm"][level] for c in ch], ".3g") for m in MOTION]
+                rows.append(row)
+    print(markdown_table(headers, rows))
+    print(
+        "\nthe motion's own effect, settling's change cancelled: cosines of "
+        "R_t = e_t(video) - e_t(first frame held still) (steps 1..T-1, same noise); "
+        f"|R| / |step|: its size over a settling step's of the held run; {where}"
+    )
+    headers = ["arm", "level"] + [f"response: {kind}" for kind in PAIR_KINDS] + ["|R| / |step|"]
+    rows = []
+    for arm, per_seed in results.items():
+        K = len(per_seed[0]["response"]["same_object"])
+        for level in range(K):
+            row = [arm if level == 0 else "", level]
+            row += [cell([r["response"][kind][level] for r in per_seed]) for kind in PAIR_KINDS]
+            row.append(cell([r["response"]["ratio"][level] for r in per_seed], ".3g"))
             rows.append(row)
     print(markdown_table(headers, rows))
+    first = next(iter(results.values()))[0]["patches"]  # the data alone: alike for every arm
+    print(
+        f"\ncolumns whose patch changes from one frame to the next (moving videos): objects "
+        f"{first['object']:.2f}, background {first['background']:.2f}"
+    )
     return 0
 
 

@@ -379,9 +379,10 @@ def test_islands_local_config_is_the_best_local_arm():
     assert not getattr(rule, "needs_truth", False) and cfg.train.rule != "end_to_end"
 
 
-def test_common_fate_measures_every_arm_moving_and_still(tmp_path):
+def test_common_fate_measures_every_arm_moving_and_still(tmp_path, monkeypatch):
     """`experiments/common_fate.py --preset quick` trains its arms (one seed here) and prints,
-    for each arm and level, the change cosines of each kind of pair, moving and still."""
+    for each arm, level and number of steps per frame, the change cosines of each kind of pair,
+    moving and still; the motion's response with settling cancelled; and the changed patches."""
     proc = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "common_fate.py"), "--preset", "quick",
          "--quiet", "--out", str(tmp_path), "--seeds", "0",
@@ -390,6 +391,21 @@ def test_common_fate_measures_every_arm_moving_and_still(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "moving: same_object" in proc.stdout and "still: background" in proc.stdout
+    assert "response: same_object" in proc.stdout and "|R| / |step|" in proc.stdout
+    assert "columns whose patch changes from one frame to the next" in proc.stdout
+    for k in (1, 3):  # FRAME_STEPS: each level has a row per number of steps per frame
+        assert f"|  | 1 | {k} |" in proc.stdout
+    # on videos that stand still the motion has no effect: the two settles of the response
+    # (video, first frame held) see the same frames with the same noise, so R is exactly 0,
+    # and no patch changes
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import common_fate
+
+    monkeypatch.setitem(common_fate.MOTION, "moving", common_fate.MOTION["still"])
+    monkeypatch.setattr(common_fate, "VIDEOS", 4)
+    got = common_fate.measure(tmp_path / "quick" / "common_fate_seed0.pt")
+    assert np.all(got["response"]["ratio"] == 0.0)
+    assert got["patches"]["object"] == 0.0 and got["patches"]["background"] == 0.0
     for arm in ("common_fate", "self_contrast"):
         assert f"| {arm} | 0 |" in proc.stdout
         assert (tmp_path / "quick" / f"{arm}_seed0.pt").exists()

@@ -335,6 +335,39 @@ def test_change_cosines_hand_case():
         change_cosines(traj, objects[:1], (1, 3))
 
 
+def test_pair_cosines_hand_case_and_zero_vectors():
+    """Three columns in a row, one object (0, 1) and background (2): vectors (1, 0), (1, 1)
+    and (0, 0). The object's pair has cosine 1/sqrt(2); a zero vector has cosine 0 with
+    everything (it cannot be normalised); the pair (0, 2), 2 apart, is out of radius 1."""
+    from bioglom.scores import pair_cosines
+
+    v = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])[None, None, :, None, :]  # [1, 1, 3, 1, 2]
+    out = pair_cosines(v, np.array([[[1, 1, 0]]]), (1, 3))
+    assert out["same_object"][0] == pytest.approx(1 / np.sqrt(2))
+    assert out["object_background"][0] == 0.0
+    assert np.isnan(out["background"][0])
+    with pytest.raises(ValueError, match="one labelling per time"):
+        pair_cosines(v, np.zeros((2, 1, 3), dtype=int), (1, 3))
+    with pytest.raises(ValueError, match=r"\[T, K, N, B, d\]"):
+        pair_cosines(v[0], np.array([[[1, 1, 0]]]), (1, 3))
+
+
+def test_changed_patches_hand_case():
+    """A 4x4 two-channel video of 3 frames on a 2x2 grid of 2x2 patches: frame 1 changes one
+    pixel of channel 1 in the bottom-left patch, frame 2 changes nothing above the tolerance."""
+    from bioglom.scores import changed_patches
+
+    f = np.zeros((3, 1, 2, 4, 4))
+    f[1:, 0, 1, 3, 0] = 0.5  # from frame 1 on
+    f[2, 0, 0, 0, 3] = 1e-9  # below tol
+    got = changed_patches(f, (2, 2))
+    assert got.shape == (2, 1, 2, 2)
+    assert got[0, 0].tolist() == [[False, False], [True, False]]
+    assert not got[1].any()
+    with pytest.raises(ValueError, match="not a multiple"):
+        changed_patches(f, (3, 3))
+
+
 @pytest.mark.parametrize("radius", [1, 2])
 def test_change_cosines_equal_their_definition_looped(radius):
     """Random trajectories and labels on a 3x4 grid: the vectorised means equal a loop over
