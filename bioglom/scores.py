@@ -74,6 +74,7 @@ __all__ = [
     "change_cosines",
     "changed_patches",
     "column_labels",
+    "column_purity",
     "derangement",
     "fg_ari",
     "matched_iou",
@@ -273,6 +274,30 @@ def column_labels(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     counts = np.zeros((patches.shape[0], n_ids), dtype=np.int64)
     np.add.at(counts, (np.arange(patches.shape[0])[:, None], patches), 1)
     return counts.argmax(1).reshape(B, hg, wg).astype(np.int64)
+
+
+def column_purity(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """The share of each column's patch that belongs to the column's own label.
+
+    With ``g(x)`` the label of :func:`column_labels` (the patch's most frequent mask id),
+    ``purity(x) = |{p in patch(x): mask(p) = g(x)}| / |patch(x)|``: 1 inside an object or the
+    background, less on an outline, where a patch mixes two of them.
+
+    Parameters
+    ----------
+    masks : int ``[B, H, W]`` pixel masks (0 = background)
+    grid : ``(H_g, W_g)``; ``H`` and ``W`` must be multiples of it
+
+    Returns
+    -------
+    float64 ``[B, H_g, W_g]`` in ``(0, 1]``
+    """
+    labels = column_labels(masks, grid)  # checks the shapes
+    m = np.asarray(masks)
+    B, H, W = m.shape
+    hg, wg = grid
+    own = np.repeat(np.repeat(labels, H // hg, axis=1), W // wg, axis=2) == m
+    return own.reshape(B, hg, H // hg, wg, W // wg).mean(axis=(2, 4))
 
 
 def score_islands(
@@ -514,7 +539,9 @@ def changed_patches(frames: np.ndarray, grid: tuple[int, int], tol: float = 1e-6
     return d.max(axis=(2, 4, 6)) > tol
 
 
-def object_misses(islands: np.ndarray, objects: np.ndarray) -> dict[str, float]:
+def object_misses(
+    islands: np.ndarray, objects: np.ndarray, purity: np.ndarray | None = None
+) -> dict[str, float]:
     """Where one level's islands miss the objects (issue 14): merges and stray columns.
 
     For each object ``o`` of each image, its *main island* is the island holding most of its
@@ -525,22 +552,35 @@ def object_misses(islands: np.ndarray, objects: np.ndarray) -> dict[str, float]:
     * ``main_share``: the mean share of an object's columns in its main island;
     * ``stray``: the object columns outside their main island, and of those ``on_edge`` (a
       4-neighbour of a background column), ``single`` (in an island of one column) and
-      ``in_background`` (in the main island of the image's background columns).
+      ``in_background`` (in the main island of the image's background columns);
+    * with ``purity`` (:func:`column_purity`): ``mixed``, the object columns whose patch is not
+      wholly their object's (``purity < 1``: an outline's mixed patches), and ``mixed_stray``,
+      those of them outside their main island; so that the misses of mixed and of pure columns
+      can be told apart.
 
     Parameters
     ----------
     islands : int ``[B, H_g, W_g]`` island labels of one level
     objects : int ``[B, H_g, W_g]`` object id of each column, 0 = background
+    purity : optional ``[B, H_g, W_g]`` share of each column's patch in its own label
     """
     isl, obj = np.asarray(islands), np.asarray(objects)
     if isl.shape != obj.shape or isl.ndim != 3:
         raise ValueError(
             f"expected islands and objects [B, H, W] alike, got {isl.shape} and {obj.shape}"
         )
+    mixed = None
+    if purity is not None:
+        pur = np.asarray(purity)
+        if pur.shape != obj.shape:
+            raise ValueError(f"expected purity {obj.shape} like the objects, got {pur.shape}")
+        mixed = pur < 1.0
     fg = obj > 0
     pad = np.pad(fg, ((0, 0), (1, 1), (1, 1)), constant_values=True)
     inner = pad[:, :-2, 1:-1] & pad[:, 2:, 1:-1] & pad[:, 1:-1, :-2] & pad[:, 1:-1, 2:]
     out = dict(objects=0, merged=0, stray=0, on_edge=0, single=0, in_background=0)
+    if mixed is not None:
+        out.update(mixed=0, mixed_stray=0)
     shares = []
     for b in range(len(isl)):
         ids, counts = np.unique(isl[b], return_counts=True)
@@ -563,6 +603,9 @@ def object_misses(islands: np.ndarray, objects: np.ndarray) -> dict[str, float]:
             out["single"] += sum(size[int(i)] == 1 for i in isl[b][stray])
             if bg_main is not None:
                 out["in_background"] += int((stray & (isl[b] == bg_main)).sum())
+            if mixed is not None:
+                out["mixed"] += int((m & mixed[b]).sum())
+                out["mixed_stray"] += int((stray & mixed[b]).sum())
     return {**{k: float(v) for k, v in out.items()}, "main_share": float(np.mean(shares))}
 
 

@@ -419,3 +419,25 @@ def test_object_misses_hand_case():
     assert object_misses(isl2, obj)["merged"] == 2.0
     with pytest.raises(ValueError, match="alike"):
         object_misses(isl[0], obj)
+    # with purity: (1,1), the stray column, and (0,3) have mixed patches -> 2 mixed, 1 stray;
+    # a background column's purity does not count
+    purity = np.ones((1, 3, 4))
+    purity[0, 1, 1] = purity[0, 0, 3] = purity[0, 2, 2] = 0.75
+    got = object_misses(isl, obj, purity)
+    assert got["mixed"] == 2.0 and got["mixed_stray"] == 1.0 and got["stray"] == 1.0
+    with pytest.raises(ValueError, match="purity"):
+        object_misses(isl, obj, purity[0])
+
+
+def test_column_purity_hand_case():
+    """A 4x4 mask on a 2x2 grid of 2x2 patches: the top-left patch holds three pixels of object
+    1 and one of the background (label 1, purity 3/4); the top-right two of object 2 and two of
+    the background (a tie, label 0, purity 1/2); the bottom row is pure background (1)."""
+    from bioglom.scores import column_labels, column_purity
+
+    m = np.zeros((1, 4, 4), dtype=int)
+    m[0, 0, :2] = 1
+    m[0, 1, 0] = 1
+    m[0, 0, 2:] = 2
+    assert column_labels(m, (2, 2))[0].tolist() == [[1, 0], [0, 0]]
+    assert column_purity(m, (2, 2))[0].tolist() == [[0.75, 0.5], [1.0, 1.0]]
