@@ -409,3 +409,54 @@ def test_common_fate_measures_every_arm_moving_and_still(tmp_path, monkeypatch):
     for arm in ("common_fate", "self_contrast"):
         assert f"| {arm} | 0 |" in proc.stdout
         assert (tmp_path / "quick" / f"{arm}_seed0.pt").exists()
+
+
+def test_consensus_schedules_set_the_weights_they_name():
+    """Each arm of `experiments/consensus_schedule.py` weighs the four contributions at the
+    first and the last settling step as its schedule names them (normalised to sum 1; level 0,
+    where all four are present): rising's top-down share rises, falling's falls, flat's stays;
+    the gaussian arm keeps the rising schedule and changes only the consensus mode."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import consensus_schedule as cs
+
+    from bioglom.config import CONTRIBUTIONS
+
+    td = CONTRIBUTIONS.index("top_down")
+    shares = {}
+    for arm, schedule in cs.SCHEDULES.items():
+        cfg = arm_config(cs.COMMON, cs.PRESETS["quick"], schedule)
+        model = bioglom.build_model(cfg)
+        T = cfg.settle.steps
+        for t, table in ((0, schedule["consensus.weights_start"]),
+                         (T - 1, schedule["consensus.weights_end"])):  # fmt: skip
+            want = np.array([table[c] for c in CONTRIBUTIONS])
+            got = model.contribution_weights(t, T)[:, 0].numpy()
+            np.testing.assert_allclose(got, want / want.sum(), rtol=1e-6)
+        shares[arm] = [float(model.contribution_weights(t, T)[td, 0]) for t in (0, T - 1)]
+        assert cfg.consensus.mode == ("gaussian" if arm == "gaussian" else "mean")
+    assert shares["rising"][1] > shares["rising"][0]
+    assert shares["falling"][1] < shares["falling"][0]
+    assert shares["flat"][1] == pytest.approx(shares["flat"][0])
+    assert shares["gaussian"] == pytest.approx(shares["rising"])
+
+
+def test_consensus_schedule_quick_preset_reports_every_step(tmp_path):
+    """`experiments/consensus_schedule.py --preset quick` trains every schedule and prints both
+    tables (trained under each; the rising weights settled under each), a row per step."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "consensus_schedule.py"), "--preset",
+         "quick", "--quiet", "--out", str(tmp_path), "--seeds", "0"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "1. trained and settled under each schedule" in out
+    assert "2. trained under the rising schedule, settled under each" in out
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import consensus_schedule as cs
+
+    steps = cs.PRESETS["quick"]["settle.steps"]
+    for arm in ("rising", "flat", "falling", "gaussian"):
+        assert f"| {arm} | 1 |" in out
+        assert (tmp_path / "quick" / f"{arm}_seed0.pt").exists()
+    assert out.count(f"|  | {steps} |") == 4 + 3  # the last step of each schedule, both tables
