@@ -281,16 +281,8 @@ def column_purity(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
 
     With ``g(x)`` the label of :func:`column_labels` (the patch's most frequent mask id),
     ``purity(x) = |{p in patch(x): mask(p) = g(x)}| / |patch(x)|``: 1 inside an object or the
-    background, less on an outline, where a patch mixes two of them.
-
-    Parameters
-    ----------
-    masks : int ``[B, H, W]`` pixel masks (0 = background)
-    grid : ``(H_g, W_g)``; ``H`` and ``W`` must be multiples of it
-
-    Returns
-    -------
-    float64 ``[B, H_g, W_g]`` in ``(0, 1]``
+    background, less on an outline, where a patch mixes two of them. ``masks`` and ``grid`` as
+    for :func:`column_labels`; returns float64 ``[B, H_g, W_g]`` in ``(0, 1]``.
     """
     labels = column_labels(masks, grid)  # checks the shapes
     m = np.asarray(masks)
