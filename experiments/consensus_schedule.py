@@ -84,10 +84,11 @@ def step_curves(model: bioglom.Glom, images: torch.Tensor, objects: np.ndarray) 
     the same on the pixels removed by the probe's corruption (the settle of the corrupted
     images); ``islands`` ``[T, K]``: connected islands per image; ``delta`` ``[T, K]``: their
     object FG-ARI minus the same against the next image's islands
-    (:func:`bioglom.scores.mismatched_control`).
+    (:func:`bioglom.scores.mismatched_control`). The corruption and the random source are
+    the run's own probe's, so at the last step these equal the run's last probe record.
     """
     cfg = model.config
-    g = torch.Generator().manual_seed(cfg.run.seed)
+    g = _gen(cfg)
     corrupted, holes = corrupt(images, cfg.end_to_end.holes, cfg.end_to_end.hole_size, g)
     with torch.no_grad():
         clean = model.settle(images, return_trajectory=True, generator=_gen(cfg)).trajectory
@@ -139,7 +140,9 @@ def curve_table(curves: dict[str, list[dict]]) -> str:
 
 
 def _gen(cfg) -> torch.Generator:
-    return torch.Generator().manual_seed(cfg.run.seed + 1)
+    """The random source of a run's own probe (``bioglom.train``: ``run.seed + 2``), so that
+    the last step reproduces what the run recorded."""
+    return torch.Generator().manual_seed(cfg.run.seed + 2)
 
 
 def main() -> int:

@@ -18,6 +18,7 @@ from bioglom.cli import main as cli_main
 from bioglom.config import load_config
 from bioglom.experiment import arm_config
 from bioglom.runs import open_run
+from bioglom.scores import column_labels
 from bioglom.splits import load_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -460,3 +461,16 @@ def test_consensus_schedule_quick_preset_reports_every_step(tmp_path):
         assert f"| {arm} | 1 |" in out
         assert (tmp_path / "quick" / f"{arm}_seed0.pt").exists()
     assert out.count(f"|  | {steps} |") == 4 + 3  # the last step of each schedule, both tables
+    # two routes: the script's curves at the last step equal what each run's own probe recorded
+    # at its last update (the same images, corruption and random source, computed elsewhere)
+    model = bioglom.load_model(tmp_path / "quick" / "rising_seed0.pt")
+    probe = load_data(model.config).probe
+    objects = column_labels(probe.object_masks, model.grid)
+    curves = cs.step_curves(model, torch.from_numpy(probe.images), objects)
+    with open_run(tmp_path / "quick" / "rising_seed0.h5") as run:
+        m = run.metrics
+        assert int(m["step"][-1]) == model.config.train.updates
+        assert curves["recon"][-1] == pytest.approx(float(m["probe_recon_mse"][-1]), rel=1e-4)
+        assert curves["fill"][-1] == pytest.approx(float(m["probe_fill_mse"][-1]), rel=1e-4)
+        for k in range(model.K):
+            assert curves["islands"][-1, k] == pytest.approx(float(m[f"probe_islands_L{k}"][-1]))
