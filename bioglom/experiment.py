@@ -87,6 +87,18 @@ def fmt(value: float, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def mean_sd(values: Sequence[float], spec: str = "+.2f") -> str:
+    """``"mean ± sd"`` of one number per seed for a table (sample sd, NaNs left out; no sd for
+    one finite value; ``"-"`` when none is finite); ``spec`` is the format of both, the sd
+    without its sign."""
+    v = np.asarray(values, dtype=float)
+    finite = v[np.isfinite(v)]
+    if not len(finite):
+        return "-"
+    sd = f" ± {np.std(finite, ddof=1):{spec.lstrip('+')}}" if len(finite) > 1 else ""
+    return f"{finite.mean():{spec}}{sd}"
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A Markdown table; numbers go through :func:`fmt`."""
 

@@ -44,6 +44,7 @@ from bioglom.experiment import (
     arm_config,
     experiment_parser,
     markdown_table,
+    mean_sd,
     run_arm,
     run_experiment,
 )
@@ -166,13 +167,6 @@ def main() -> int:
     preset = PRESETS[args.preset]
     results = {arm: [measure(weights_of(arm, s, args, preset)) for s in seeds] for arm in arms}
 
-    def cell(values: list[float], fmt: str = "+.2f") -> str:
-        v = np.array(values, dtype=float)
-        if np.isnan(v).all():
-            return "-"
-        sd = f" ± {np.nanstd(v, ddof=1):{fmt.lstrip('+')}}" if np.isfinite(v).sum() > 1 else ""
-        return f"{np.nanmean(v):{fmt}}{sd}"
-
     where = f"columns at most {RADIUS} apart, {VIDEOS} held-out videos, seeds {seeds}"
     print(
         f"\ncommon fate, preset {args.preset}: mean cosine of the changes of the state from one "
@@ -189,9 +183,9 @@ def main() -> int:
                 ch = [r["changes"][k] for r in per_seed]
                 row = [arm if level == 0 and k == FRAME_STEPS[0] else "", level, k]
                 row += [
-                    cell([c[m][kind][level] for c in ch]) for m in MOTION for kind in PAIR_KINDS
+                    mean_sd([c[m][kind][level] for c in ch]) for m in MOTION for kind in PAIR_KINDS
                 ]
-                row += [cell([c[m]["norm"][level] for c in ch], ".3g") for m in MOTION]
+                row += [mean_sd([c[m]["norm"][level] for c in ch], ".3g") for m in MOTION]
                 rows.append(row)
     print(markdown_table(headers, rows))
     print(
@@ -205,8 +199,8 @@ def main() -> int:
         K = len(per_seed[0]["response"]["same_object"])
         for level in range(K):
             row = [arm if level == 0 else "", level]
-            row += [cell([r["response"][kind][level] for r in per_seed]) for kind in PAIR_KINDS]
-            row.append(cell([r["response"]["ratio"][level] for r in per_seed], ".3g"))
+            row += [mean_sd([r["response"][kind][level] for r in per_seed]) for kind in PAIR_KINDS]
+            row.append(mean_sd([r["response"]["ratio"][level] for r in per_seed], ".3g"))
             rows.append(row)
     print(markdown_table(headers, rows))
     first = next(iter(results.values()))[0]["patches"]  # the data alone: alike for every arm

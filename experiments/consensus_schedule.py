@@ -44,6 +44,7 @@ from bioglom.experiment import (
     arm_config,
     experiment_parser,
     markdown_table,
+    mean_sd,
     run_arm,
     run_experiment,
 )
@@ -84,8 +85,10 @@ def step_curves(model: bioglom.Glom, images: torch.Tensor, objects: np.ndarray) 
     the same on the pixels removed by the probe's corruption (the settle of the corrupted
     images); ``islands`` ``[T, K]``: connected islands per image; ``delta`` ``[T, K]``: their
     object FG-ARI minus the same against the next image's islands
-    (:func:`bioglom.scores.mismatched_control`). The corruption and the random source are
-    the run's own probe's, so at the last step these equal the run's last probe record.
+    (:func:`bioglom.scores.mismatched_control`). The corruption is the run's own probe's
+    (seeded ``run.seed + 2``), so with a settle that draws nothing at random (window attention,
+    the default) the last step equals the run's last probe record (tested); resampled Gaussian
+    neighbourhoods draw in another order than the probe does.
     """
     cfg = model.config
     g = _gen(cfg)
@@ -117,13 +120,6 @@ def curve_table(curves: dict[str, list[dict]]) -> str:
     """One row per schedule and step: reconstruction, fill-in, islands and object delta per
     level, mean ± sd over the seeds."""
 
-    def cell(values: list[float], fmt: str) -> str:
-        v = np.array(values, dtype=float)
-        if np.isnan(v).all():
-            return "-"
-        sd = f" ± {np.nanstd(v, ddof=1):{fmt.lstrip('+')}}" if np.isfinite(v).sum() > 1 else ""
-        return f"{np.nanmean(v):{fmt}}{sd}"
-
     first = next(iter(curves.values()))[0]
     T, K = first["delta"].shape
     headers = ["schedule", "step", "recon mse", "fill mse"]
@@ -132,16 +128,15 @@ def curve_table(curves: dict[str, list[dict]]) -> str:
     for arm, per_seed in curves.items():
         for t in range(T):
             row = [arm if t == 0 else "", t + 1]
-            row += [cell([c[m][t] for c in per_seed], ".4f") for m in ("recon", "fill")]
-            row += [cell([c["islands"][t, k] for c in per_seed], ".1f") for k in range(K)]
-            row += [cell([c["delta"][t, k] for c in per_seed], "+.3f") for k in range(K)]
+            row += [mean_sd([c[m][t] for c in per_seed], ".4f") for m in ("recon", "fill")]
+            row += [mean_sd([c["islands"][t, k] for c in per_seed], ".1f") for k in range(K)]
+            row += [mean_sd([c["delta"][t, k] for c in per_seed], "+.3f") for k in range(K)]
             rows.append(row)
     return markdown_table(headers, rows)
 
 
 def _gen(cfg) -> torch.Generator:
-    """The random source of a run's own probe (``bioglom.train``: ``run.seed + 2``), so that
-    the last step reproduces what the run recorded."""
+    """Seeded as a run's own probe (``bioglom.train``: ``run.seed + 2``)."""
     return torch.Generator().manual_seed(cfg.run.seed + 2)
 
 

@@ -474,3 +474,14 @@ def test_consensus_schedule_quick_preset_reports_every_step(tmp_path):
         assert curves["fill"][-1] == pytest.approx(float(m["probe_fill_mse"][-1]), rel=1e-4)
         for k in range(model.K):
             assert curves["islands"][-1, k] == pytest.approx(float(m[f"probe_islands_L{k}"][-1]))
+
+
+def test_mean_sd_by_hand():
+    """Seeds 1, 2, 3: mean 2, sample sd 1; a NaN seed is left out; one value has no sd; none
+    finite is '-'."""
+    from bioglom.experiment import mean_sd
+
+    assert mean_sd([1.0, 2.0, 3.0]) == "+2.00 ± 1.00"
+    assert mean_sd([1.0, float("nan"), 3.0], ".3f") == "2.000 ± 1.414"
+    assert mean_sd([0.5], ".1f") == "0.5"
+    assert mean_sd([float("nan")]) == "-"
