@@ -21,6 +21,17 @@
   over islands of at least two columns. ``R < 1``: the mean beats single columns (the ensemble
   effect); ``R = 1``: no effect (identical predictions, as with shared weights on identical
   inputs); ``R > 1``: averaging hurts (single columns track their own targets).
+
+  That target still holds the column's own previous state and its own top-down prediction.
+  :func:`neighbour_target` gives one the column did not shape: the lateral term of eq. 3.1
+  with the column itself left out of the softmax,
+
+  ``T_others(x) = sum_{y != x} w_xy e_l(y)``, ``w_xy = softmax_{y != x}(beta e_l(x) . e_l(y))``,
+
+  the consensus of the other columns' embeddings alone (they still heard ``x`` laterally
+  while settling: a second-order influence). The probe scores it over the columns of each
+  ground-truth object, "the same object in different locations" (§12.1), which also makes
+  isolated columns (no islands) comparable.
 """
 
 from __future__ import annotations
@@ -30,8 +41,9 @@ import torch
 from torch import Tensor
 
 from .columns import ColumnMLP
+from .functional import lateral_attention
 
-__all__ = ["column_agreement", "ensemble_effect"]
+__all__ = ["column_agreement", "ensemble_effect", "neighbour_target"]
 
 
 @torch.no_grad()
@@ -68,24 +80,62 @@ def column_agreement(
     return 1.0 - across / total.clamp_min(1e-12)
 
 
-def ensemble_effect(predictions: Tensor, targets: Tensor, labels: np.ndarray) -> float:
-    """Ensemble ratio ``R`` of one level over islands of at least two columns (NaN if none).
+@torch.no_grad()
+def neighbour_target(e: Tensor, index: Tensor, valid: Tensor, beta: float | Tensor) -> Tensor:
+    """``T_others`` of one level: eq. 3.1 over each column's neighbours with the column itself
+    left out of the softmax.
+
+    Parameters
+    ----------
+    e : ``[N, B, d]`` one level's embeddings
+    index, valid : ``[N, M]`` the level's neighbourhood (whether or not it includes the column)
+    beta : the inverse temperature of eq. 3.1
+
+    Returns
+    -------
+    ``[N, B, d]``; zeros for a column with no other neighbour
+    """
+    n = e.shape[0]
+    others = valid & (index != torch.arange(n, device=index.device)[:, None])
+    alone = ~others.any(dim=1)
+    # a column without another neighbour attends to itself only, and is then zeroed
+    keep = others | (alone[:, None] & (index == torch.arange(n, device=index.device)[:, None]))
+    mean, _ = lateral_attention(e, index, keep, beta, method="gather")
+    return mean.masked_fill(alone[:, None, None], 0.0)
+
+
+def ensemble_effect(
+    predictions: Tensor,
+    targets: Tensor,
+    labels: np.ndarray,
+    include: np.ndarray | None = None,
+) -> float:
+    """Ensemble ratio ``R`` of one level over groups of at least two columns (NaN if none).
 
     Parameters
     ----------
     predictions : ``[N, B, d]`` the bottom-up predictions for level ``l``
     targets : ``[N, B, d]`` the target ``T`` at level ``l``, per column
-    labels : ``[B, H_g, W_g]`` islands of the predictions' *input* level ``l-1``
+    labels : ``[B, H_g, W_g]`` the groups: islands of the predictions' *input* level ``l-1``,
+        or ground-truth objects
+    include : bool ``[B, H_g, W_g]``, the columns that take part (e.g. the foreground); all
+        when None
     """
     N, B, d = predictions.shape
     lab = torch.as_tensor(np.asarray(labels).reshape(B, N).astype(np.int64))
-    ids = (lab + torch.arange(B)[:, None] * N).reshape(-1)  # island per (image, column)
+    if include is not None:
+        keep = torch.as_tensor(np.asarray(include, dtype=bool).reshape(B, N))
+        lab = torch.where(keep, lab - lab.min() + 1, torch.zeros_like(lab))  # 0: left out
+    ids = (lab + torch.arange(B)[:, None] * (int(lab.max()) + 1)).reshape(-1)
     p = predictions.detach().cpu().double().transpose(0, 1).reshape(B * N, d)
     t = targets.detach().cpu().double().transpose(0, 1).reshape(B * N, d)
-    size = torch.bincount(ids, minlength=B * N).double()
-    mean_p = torch.zeros(B * N, d, dtype=torch.float64).index_add_(0, ids, p)
+    n_ids = int(ids.max()) + 1
+    size = torch.bincount(ids, minlength=n_ids).double()
+    mean_p = torch.zeros(n_ids, d, dtype=torch.float64).index_add_(0, ids, p)
     mean_p = mean_p / size.clamp_min(1)[:, None]
     inside = size[ids] >= 2
+    if include is not None:
+        inside &= lab.reshape(-1) > 0
     if not bool(inside.any()):
         return float("nan")
     ensemble = ((mean_p[ids] - t) ** 2)[inside].sum()

@@ -26,6 +26,11 @@ Per level ``k`` (see :func:`probe_metric_names`):
   level ``k`` of columns whose level ``k-1`` embeddings form an island, scored against the
   consensus of the other contributions (:func:`bioglom.agreement.ensemble_effect`; < 1: the
   island's mean prediction beats single columns);
+* ``probe_ensemble_others_L{k}`` (``k >= 1``): the same ratio over the columns of each
+  ground-truth object (background left out; islands of level ``k-1`` when the probe has no
+  masks), against a target the column did not shape: the lateral term of the settled level
+  ``k`` with the column itself left out (:func:`bioglom.agreement.neighbour_target`), as the
+  state's normalisation maps it;
 * ``probe_agree_bu_L{k}`` (``k >= 1``), ``probe_agree_td_L{k}`` (``k < K-1``): how alike the
   columns' nets are on the same inputs (:func:`bioglom.agreement.column_agreement`; 1 for
   shared weights);
@@ -45,7 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .agreement import column_agreement, ensemble_effect
+from .agreement import column_agreement, ensemble_effect, neighbour_target
 from .data import ImageSet
 from .diagnostics import collapse_diagnostics, linear_probe_accuracy
 from .islands import extract_islands
@@ -103,6 +108,7 @@ def probe_metric_names(levels: int, truth: tuple[str, ...] = ()) -> tuple[str, .
     per_level += [f"probe_{s}_L{k}" for s in ("wnesting", "dwnesting") for k in range(levels - 1)]
     per_level += [f"{stem}_L{k}" for stem in DIAGNOSTICS for k in range(levels)]
     per_level += [f"probe_ensemble_L{k}" for k in range(1, levels)]
+    per_level += [f"probe_ensemble_others_L{k}" for k in range(1, levels)]
     per_level += [f"probe_agree_bu_L{k}" for k in range(1, levels)]
     per_level += [f"probe_agree_td_L{k}" for k in range(levels - 1)]
     per_level += [f"probe_linear_acc_L{k}" for k in range(levels)]
@@ -150,6 +156,7 @@ class Probe:
             filled = model.decode(model.settle(self.corrupted, check=False, generator=gen).state)
             agree_bu, agree_td = self._agreement(model, state)
             targets = self._targets_without_bottom_up(model, last, state)
+            others = self._targets_from_others(model, state, steps)
             linear = self.linear_probe(model, gen)
         finally:
             model.train(was_training)
@@ -178,6 +185,12 @@ class Probe:
         for k in range(1, model.K):
             metrics[f"probe_ensemble_L{k}"] = ensemble_effect(
                 last.bottom_up[k], targets[k], labels[k - 1]
+            )
+        objects = (self.truth or {}).get("obj")
+        for k in range(1, model.K):
+            groups, include = (labels[k - 1], None) if objects is None else (objects, objects > 0)
+            metrics[f"probe_ensemble_others_L{k}"] = ensemble_effect(
+                last.bottom_up[k], others[k], groups, include
             )
         for k in range(1, model.K):
             metrics[f"probe_agree_bu_L{k}"] = float(agree_bu[k - 1])
@@ -232,6 +245,19 @@ class Probe:
         mix = a[1].view(-1, 1, 1, 1) * td + a[2].view(-1, 1, 1, 1) * state
         mix = mix + a[3].view(-1, 1, 1, 1) * out.lateral
         return model.norm(mix)
+
+    @staticmethod
+    @torch.no_grad()
+    def _targets_from_others(model: Glom, state: Tensor, steps: int) -> Tensor:
+        """``[K, N, B, d]``: at every level the lateral term of eq. 3.1 on the settled state
+        with each column left out of its own softmax, at the last step's inverse temperature,
+        normalised as the state is: the consensus of the other columns alone."""
+        beta = model.beta(steps - 1, steps)
+        means = []
+        for k in range(model.K):
+            index, valid = model.neighbours(k)
+            means.append(neighbour_target(state[k], index, valid, beta[k]))
+        return model.norm(torch.stack(means))
 
     def _agreement(self, model: Glom, state: Tensor) -> tuple[Tensor, Tensor]:
         """Column agreement of the bottom-up and top-down nets on inputs drawn (always the same

@@ -38,7 +38,14 @@ from .runs import RunWriter
 from .schedule import parse_schedule, phase_of_update
 from .splits import DataSplits, load_data
 
-__all__ = ["train", "TrainResult", "default_run_path", "schedule_of", "precision"]
+__all__ = [
+    "train",
+    "TrainResult",
+    "default_run_path",
+    "schedule_of",
+    "precision",
+    "log_spaced_updates",
+]
 
 
 @dataclass
@@ -75,6 +82,18 @@ def schedule_of(config: Config) -> list[str]:
     if config.schedule.phases.strip():
         return phase_of_update(parse_schedule(config.schedule.phases))
     return ["day"] * config.train.updates
+
+
+def log_spaced_updates(per_decade: int, updates: int) -> frozenset[int]:
+    """The updates ``round(10^(j / n))``, ``j = 0, 1, ...``, up to ``updates``: ``n`` records
+    per decade for curves on log axes (``run.record_per_decade``; empty when ``n = 0``)."""
+    if per_decade <= 0 or updates < 1:
+        return frozenset()
+    out, j = set(), 0
+    while (u := round(10 ** (j / per_decade))) <= updates:
+        out.add(u)
+        j += 1
+    return frozenset(out)
 
 
 @contextlib.contextmanager
@@ -149,6 +168,7 @@ def train(
     log = _Log(writer, probe, model, ckpt)
     done, updates, every = (ckpt or {}).get("update", 0), len(kinds), config.run
     params = dict(model.named_parameters())
+    log_points = log_spaced_updates(every.record_per_decade, updates)
     bar = _progress_bar(config, kinds, done, progress)
     status, reason, bad, u = "failed", "", None, done
     stop = _SigintFlag()
@@ -173,7 +193,7 @@ def train(
             snap = u % every.snapshot_every == 0 or u == updates
             ck = every.checkpoint_every > 0 and u % every.checkpoint_every == 0
             boundary = u < updates and kinds[u] != kind  # the last update of a phase
-            if u % every.record_every == 0 or snap or ck or boundary:
+            if u % every.record_every == 0 or u in log_points or snap or ck or boundary:
                 log.record(u, phase=kind, snapshot=snap)
                 bar.set_postfix(**log.headline(), refresh=False)
             if u < updates and (ck or stopping):

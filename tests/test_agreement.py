@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import fresh_seed
 
-from bioglom.agreement import column_agreement, ensemble_effect
+from bioglom.agreement import column_agreement, ensemble_effect, neighbour_target
 from bioglom.columns import ColumnMLP
 
 
@@ -50,3 +50,51 @@ def test_ensemble_effect_on_hand_worked_islands():
     ) == pytest.approx(1.0)
     solo = np.array([0, 1, 2]).reshape(1, 1, 3)
     assert math.isnan(ensemble_effect(pred, pred, solo))
+
+
+def test_ensemble_effect_include_leaves_columns_out():
+    """Groups restricted by ``include`` (hand-worked, d = 1, one image of 2x2 columns: object 1
+    on top, background 0 below). With targets under which the background's mean is worse than
+    its single predictions, R counts the background group only when it is included; with no
+    column included there is no group (NaN)."""
+    p = torch.tensor([1.0, 3.0, 0.0, 2.0]).view(4, 1, 1)  # N = 4 columns, B = 1, d = 1
+    t = torch.tensor([2.0, 2.0, 1.0, 1.0]).view(4, 1, 1)
+    labels = np.array([[[1, 1], [0, 0]]])  # [B, 2, 2] grid: object 1 on top, background below
+    assert ensemble_effect(p, t, labels, include=labels > 0) == 0.0
+    # all columns: object mean 2 -> 0 + 0; background mean 1 -> 0 + 0; singles 1+1+1+1 = 4
+    assert ensemble_effect(p, t, labels) == 0.0
+    t2 = torch.tensor([2.0, 2.0, 0.0, 3.0]).view(4, 1, 1)
+    # background: mean 1, errors 1 + 4 = 5; singles 0 + 1 = 1; object: 0 vs 2 -> R = 5 / 3
+    assert math.isclose(ensemble_effect(p, t2, labels), 5 / 3)
+    assert ensemble_effect(p, t2, labels, include=labels > 0) == 0.0
+    assert math.isnan(ensemble_effect(p, t2, labels, include=labels > 5))
+
+
+def test_neighbour_target_leaves_the_column_out():
+    """T_others by brute force: for each column a softmax of beta e(x).e(y) over its valid
+    neighbours other than itself, and the weighted mean of their embeddings (numpy); a column
+    whose only neighbour is itself gets zeros."""
+    seed = fresh_seed() % 2**31
+    g = np.random.default_rng(seed)
+    N, B, d, M = 6, 3, 4, 4
+    e = g.standard_normal((N, B, d)).astype(np.float32)
+    index = np.stack([g.permutation(N)[:M] for _ in range(N)])
+    index[:, 0] = np.arange(N)  # every column lists itself
+    valid = g.random((N, M)) < 0.8
+    valid[:, 0] = True
+    valid[0, 1:] = False  # column 0 has only itself
+    beta = 0.7
+    out = neighbour_target(
+        torch.from_numpy(e), torch.from_numpy(index), torch.from_numpy(valid), beta
+    )
+    expected = np.zeros_like(e)
+    for x in range(N):
+        ys = [index[x, m] for m in range(M) if valid[x, m] and index[x, m] != x]
+        for b in range(B):
+            if not ys:
+                continue
+            logits = np.array([beta * e[x, b] @ e[y, b] for y in ys])
+            w = np.exp(logits - logits.max())
+            w /= w.sum()
+            expected[x, b] = sum(wi * e[y, b] for wi, y in zip(w, ys, strict=True))
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-6, err_msg=f"seed {seed}")

@@ -59,13 +59,15 @@ def test_quick_preset_writes_one_run_per_arm_and_a_table(script, arms, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for arm in arms:
         assert f"| {arm} |" in proc.stdout
-        name = f"{arm}_seed0.h5" if script == "islands.py" else f"{arm}.h5"
+        seeded = script in ("islands.py", "shared_vs_codistilled.py")
+        name = f"{arm}_seed0.h5" if seeded else f"{arm}.h5"
         with open_run(tmp_path / "quick" / name) as run:
             assert run.status == "finished"
             cfg = run.config
             assert cfg.data.seed == 7, (script, arm)
             if script.startswith("shared"):
                 assert cfg.model.sharing == arm and cfg.train.rule == "codistill"
+                assert {"probe_ensemble_others_L1", "probe_agree_bu_L1"} <= set(run.metrics)
             elif script.startswith("islands"):
                 video = arm.startswith("common_fate")  # trained on moving scenes
                 assert cfg.data.source == ("moving" if video else "scenes"), arm

@@ -9,7 +9,7 @@ from conftest import small_config
 
 import bioglom
 from bioglom.runs import open_run
-from bioglom.train import train
+from bioglom.train import log_spaced_updates, train
 
 
 def test_train_writes_a_readable_run(tmp_path):
@@ -104,6 +104,20 @@ def test_snapshots_follow_their_own_interval(tmp_path):
     with open_run(tmp_path / "s.h5") as run:
         assert list(run.snapshot_steps) == [0, 3, 6, 8]
         assert set(run.snapshot_steps) <= set(run.steps)
+
+
+def test_log_spaced_records(tmp_path):
+    """run.record_per_decade = 4 adds records at round(10^(j/4)) = 1, 2 (1.78), 3 (3.16),
+    6 (5.62), 10 (worked by hand), beside record_every's (none here) and the end's."""
+    assert log_spaced_updates(0, 100) == frozenset()
+    assert sorted(log_spaced_updates(4, 12)) == [1, 2, 3, 6, 10]
+    assert sorted(log_spaced_updates(1, 1000)) == [1, 10, 100, 1000]
+    cfg = small_config(
+        train__updates=12, run__record_every=100, run__snapshot_every=100, run__record_per_decade=4
+    )
+    train(cfg, tmp_path / "log.h5", progress=False)
+    with open_run(tmp_path / "log.h5") as run:
+        assert list(run.steps) == [0, 1, 2, 3, 6, 10, 12]
 
 
 def test_training_is_reproducible(tmp_path):

@@ -509,6 +509,12 @@ class RunConfig:
         "optimiser and states stay fp32). The probe settles under PyTorch's global settings",
     )
     record_every: int = _f(25, Int(1, 100_000_000), "updates between metric records")
+    record_per_decade: int = _f(
+        0,
+        Int(0, 100),
+        "extra records at updates evenly spaced in log10, this many per decade (round(10^(j/n)),"
+        " j = 0, 1, ...), for curves on log axes over long runs; 0: none",
+    )
     snapshot_every: int = _f(100, Int(1, 100_000_000), "updates between probe snapshots")
     checkpoint_every: int = _f(
         100,
