@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from .columns import ColumnMLP
 from .config import CONTRIBUTIONS, Config, ConfigError, per_level, saved_config
-from .frontend import CnnFrontend, PatchDecoder, PatchFrontend
+from .frontend import CnnFrontend, PatchDecoder, PatchFrontend, retina_fields
 from .functional import (
     consensus_gaussian,
     consensus_mean,
@@ -130,8 +130,11 @@ class Glom(nn.Module):
 
         hl = m.hidden_learning
         if fe.kind == "patch":
+            fields = None
+            if fe.retina == "foveated":
+                fields = retina_fields(self._grid, p, fe.fovea_growth)
             self.frontend: nn.Module = PatchFrontend(
-                channels, p, C, fe.hidden, out, m.activation, hl
+                channels, p, C, fe.hidden, out, m.activation, hl, fields=fields
             )
         else:
             self.frontend = CnnFrontend(channels, p, C, fe.cnn_channels, fe.cnn_layers, out, hl)

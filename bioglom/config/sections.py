@@ -84,6 +84,20 @@ class FrontendConfig:
     )
     patch_size: int = _f(2, Int(1, 256), "side of the square image patch of one column, pixels")
     hidden: int = _f(64, Int(0, 65536), "hidden units of the patch encoder and decoder (0: linear)")
+    retina: str = _f(
+        "uniform",
+        Choice("uniform", "foveated"),
+        "uniform: every column reads its own patch; foveated (§12.1): each reads a field of "
+        "m x m patches centred on its own, averaged back to p x p, m growing with the distance "
+        "from the image centre (patch front end only; the decoder still predicts the column's "
+        "own patch)",
+    )
+    fovea_growth: float = _f(
+        4.0,
+        Real(0.0, 64.0),
+        "foveated retina: the field scale m is the odd integer nearest 1 + growth * eccentricity "
+        "(eccentricity 0 at the image centre, 1 at the farthest column)",
+    )
     cnn_channels: int = _f(16, Int(1, 1024), "channels of the CNN front end")
     cnn_layers: int = _f(2, Int(1, 16), "3x3 conv layers of the CNN front end")
 

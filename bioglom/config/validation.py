@@ -117,6 +117,12 @@ class Config:
                     "lateral must not all be 0",
                 )
         m = self.model
+        if self.frontend.retina == "foveated" and self.frontend.kind != "patch":
+            raise ConfigError(
+                "frontend.retina",
+                "foveated",
+                f"needs frontend.kind = 'patch', got {self.frontend.kind!r}",
+            )
         if m.sharing != "shared" and self.frontend.kind == "cnn":
             raise ConfigError(
                 "frontend.kind",
