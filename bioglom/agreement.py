@@ -8,6 +8,13 @@
   1 when all columns compute one function (always so for shared weights), about 0 when their
   functions are unrelated.
 
+* :func:`optic_agreement`: the same share for the front ends as functions of the *optic
+  array* rather than of their input vectors: every image is shifted by whole patches so that
+  the patch of the grid's centre column lands on column ``n``'s, and column ``n``'s front end
+  reads it through its own retina (uniform or foveated, :mod:`bioglom.frontend`). 1 for shared
+  weights on a uniform retina (every column then sees the same patch); below 1 wherever the
+  columns' retinas differ, unless their nets have learnt to undo the difference (§12.1).
+
 * :func:`ensemble_effect`: "if the bottom-up models at different locations are somewhat
   different, we will get a strong ensemble effect at the object level: the average of all the
   simultaneous bottom-up predictions for the same object in different locations will be much
@@ -43,7 +50,7 @@ from torch import Tensor
 from .columns import ColumnMLP
 from .functional import lateral_attention
 
-__all__ = ["column_agreement", "ensemble_effect", "neighbour_target"]
+__all__ = ["column_agreement", "optic_agreement", "ensemble_effect", "neighbour_target"]
 
 
 @torch.no_grad()
@@ -75,9 +82,41 @@ def column_agreement(
     y = net(x, extra=None if z is None else z.contiguous())
     if transform is not None:
         y = transform(y)
+    return _agreement(y)
+
+
+def _agreement(y: Tensor) -> Tensor:
+    """``A`` of outputs ``y [K', N, M, d]``: one minus the variance across the N columns over
+    the variance across columns and inputs, both averaged over units (and inputs)."""
+    k, n, m = y.shape[:3]
     across = y.var(dim=1, unbiased=False).mean(dim=(1, 2))  # over columns
-    total = y.reshape(k, columns * m, -1).var(dim=1, unbiased=False).mean(dim=1)
+    total = y.reshape(k, n * m, -1).var(dim=1, unbiased=False).mean(dim=1)
     return 1.0 - across / total.clamp_min(1e-12)
+
+
+@torch.no_grad()
+def optic_agreement(model, images: Tensor) -> float:
+    """Agreement ``A`` of the columns' front ends (after the model's standardisation) on the
+    same optic arrays: image ``b`` shifted by ``p (r_n - r_c, c_n - c_c)`` pixels (zeros shifted
+    in), ``(r_c, c_c) = (H_g // 2, W_g // 2)``, read by column ``n``. Costs ``N`` front-end
+    passes over ``B`` images at every column (``O(N^2 B)``).
+
+    Parameters
+    ----------
+    model : a :class:`~bioglom.model.Glom` with a patch front end
+    images : ``[B, C, H, W]``
+    """
+    B, C, H, W = images.shape
+    hg, wg = model.grid
+    p = model.patch
+    padded = torch.nn.functional.pad(images, (W, W, H, H))
+    outs = []
+    for n in range(hg * wg):
+        dy, dx = p * (n // wg - hg // 2), p * (n % wg - wg // 2)
+        shifted = padded[:, :, H - dy : 2 * H - dy, W - dx : 2 * W - dx]
+        y = model.split_prediction(model.frontend(shifted))[0]  # [1, N, B, d]
+        outs.append(y[0, n])
+    return float(_agreement(torch.stack(outs)[None])[0])
 
 
 @torch.no_grad()

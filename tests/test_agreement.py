@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import fresh_seed
+from conftest import build, fresh_seed
 
-from bioglom.agreement import column_agreement, ensemble_effect, neighbour_target
+from bioglom.agreement import column_agreement, ensemble_effect, neighbour_target, optic_agreement
 from bioglom.columns import ColumnMLP
 
 
@@ -98,3 +98,18 @@ def test_neighbour_target_leaves_the_column_out():
             w /= w.sum()
             expected[x, b] = sum(wi * e[y, b] for wi, y in zip(w, ys, strict=True))
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-6, err_msg=f"seed {seed}")
+
+
+def test_optic_agreement_is_one_only_where_the_columns_see_alike():
+    """Shared front ends on a uniform retina see the very same patch at every column once the
+    image is shifted by whole patches: A = 1. The same shared weights on a foveated retina read
+    that content at other scales: A < 1. Independent random columns: A far below 1. (A = 1 on
+    random images also checks the shift: any other one would give column n another patch.)"""
+    torch.manual_seed(fresh_seed() % 2**31)
+    x = torch.rand(5, 3, 8, 8)
+    shared = build(model__sharing="shared")
+    assert math.isclose(optic_agreement(shared, x), 1.0, abs_tol=1e-5)
+    fov = build(model__sharing="shared", frontend__retina="foveated", frontend__fovea_growth=2.0)
+    fov.load_state_dict(shared.state_dict())
+    assert optic_agreement(fov, x) < 0.999
+    assert optic_agreement(build(), x) < 0.5
