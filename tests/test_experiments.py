@@ -487,3 +487,33 @@ def test_mean_sd_by_hand():
     assert mean_sd([1.0, float("nan"), 3.0], ".3f") == "2.000 ± 1.414"
     assert mean_sd([0.5], ".1f") == "0.5"
     assert mean_sd([float("nan")]) == "-"
+
+
+def test_fovea_quick_preset_trains_every_retina_and_arm(tmp_path):
+    """`experiments/fovea.py --preset quick` trains each arm on both retinas with the settings
+    its name promises (retina, sharing, location code), prints a row for each and the pixel
+    baselines; shared weights on the uniform retina agree exactly on the optic array, and on
+    the foveated retina they do not (their columns see the world at other scales)."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "fovea.py"), "--preset", "quick",
+         "--quiet", "--out", str(tmp_path), "--set", "data.seed=7"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    rows = {}
+    for retina in ("uniform", "foveated"):
+        for arm in ("shared", "unshared", "unshared_noloc", "isolated"):
+            line = next(s for s in out.splitlines() if s.startswith(f"| {retina} | {arm} |"))
+            rows[retina, arm] = [c.strip() for c in line.strip("|").split("|")]
+            with open_run(tmp_path / "quick" / f"{retina}_{arm}_seed0.h5") as run:
+                cfg = run.config
+                assert run.status == "finished" and cfg.data.seed == 7
+                assert cfg.frontend.retina == retina
+                assert cfg.model.sharing == ("unshared" if arm.startswith("unshared") else arm)
+                assert cfg.topdown.location == (arm != "unshared_noloc")
+    optic = 5  # the column of the optic agreement
+    assert rows["uniform", "shared"][optic] == "1.000"
+    assert float(rows["foveated", "shared"][optic]) < 0.999
+    for name in ("foreground_components", "colour_components"):
+        assert f"| {name} |" in out
