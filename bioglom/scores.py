@@ -84,6 +84,7 @@ __all__ = [
     "object_misses",
     "pair_cosines",
     "score_islands",
+    "track_islands",
     "weighted_nesting",
 ]
 
@@ -599,6 +600,85 @@ def object_misses(
                 out["mixed"] += int((m & mixed[b]).sum())
                 out["mixed_stray"] += int((stray & mixed[b]).sum())
     return {**{k: float(v) for k, v in out.items()}, "main_share": float(np.mean(shares))}
+
+
+def track_islands(labels: np.ndarray, vectors: np.ndarray, objects: np.ndarray) -> dict[str, float]:
+    """How one level's islands follow the objects of a video from frame to frame (§11).
+
+    For object ``o`` of video ``b`` present in frames ``t`` and ``t + 1``, with ``O_t`` its
+    columns: its *matched island* ``M_t`` is the island of frame ``t`` with the highest IoU with
+    ``O_t`` (ties: the smaller id). Islands carry no name from frame to frame, but an island is
+    a vector: the *continuation* ``C`` of ``M_t`` is the island of frame ``t + 1`` whose mean
+    vector has the highest cosine with ``M_t``'s mean vector in frame ``t``. Returns, over all
+    such (video, object, frame pair):
+
+    * ``track_iou``: mean ``IoU(C, O_{t+1})``: the island that carries the object's vector on
+      still covers the object;
+    * ``segment_iou``: mean ``IoU(M_{t+1}, O_{t+1})``: the best any island does in that frame
+      (an upper bound of ``track_iou``);
+    * ``switches``: the share with ``C != M_{t+1}``: the object's vector moved to an island
+      that is not the object's best match (an identity switch);
+    * ``pairs``: how many were counted.
+
+    Parameters
+    ----------
+    labels : int ``[T, B, H_g, W_g]`` one level's islands in every frame
+    vectors : ``[T, N, B, d]`` the embeddings those islands were made from, ``N = H_g W_g``
+    objects : int ``[T, B, H_g, W_g]`` object ids per column, fixed across frames (0:
+        background, not an object)
+    """
+    lab, obj = np.asarray(labels), np.asarray(objects)
+    v = np.asarray(vectors, dtype=np.float64)
+    T, B = lab.shape[:2]
+    if obj.shape != lab.shape or v.shape[:3] != (T, lab[0, 0].size, B):
+        raise ValueError(
+            f"expected labels and objects [T, B, H_g, W_g] and vectors [T, N, B, d]; got "
+            f"{lab.shape}, {obj.shape}, {v.shape}"
+        )
+    track, segment, switch = [], [], []
+    for b in range(B):
+        means, ids = [], []
+        for t in range(T):
+            ids_t, inv = np.unique(lab[t, b].reshape(-1), return_inverse=True)
+            m = np.zeros((len(ids_t), v.shape[-1]))
+            np.add.at(m, inv, v[t, :, b])
+            m /= np.bincount(inv)[:, None]
+            means.append(m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12))
+            ids.append((ids_t, inv))
+        for t in range(T - 1):
+            for o in np.unique(obj[t, b]):
+                if o == 0 or not (obj[t + 1, b] == o).any():
+                    continue
+                now = _best_iou(ids[t][1], obj[t, b] == o)
+                nxt = _best_iou(ids[t + 1][1], obj[t + 1, b] == o)
+                cont = int(np.argmax(means[t + 1] @ means[t][now[0]]))
+                inside = (ids[t + 1][1] == cont).reshape(obj[t + 1, b].shape)
+                track.append(_iou(inside, obj[t + 1, b] == o))
+                segment.append(nxt[1])
+                switch.append(float(cont != nxt[0]))
+    mean = lambda x: float(np.mean(x)) if x else float("nan")  # noqa: E731
+    return {
+        "track_iou": mean(track),
+        "segment_iou": mean(segment),
+        "switches": mean(switch),
+        "pairs": float(len(track)),
+    }
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def _best_iou(inverse: np.ndarray, target: np.ndarray) -> tuple[int, float]:
+    """(index, IoU) of the island (index into the frame's sorted ids) with the highest IoU
+    with the bool mask ``target``; ties go to the smaller index."""
+    t = target.reshape(-1)
+    inter = np.bincount(inverse, weights=t.astype(float))
+    size = np.bincount(inverse).astype(float)
+    iou = inter / (size + t.sum() - inter)
+    best = int(np.argmax(iou))
+    return best, float(iou[best])
 
 
 def _nanmean_rows(x: np.ndarray) -> np.ndarray:

@@ -517,3 +517,46 @@ def test_fovea_quick_preset_trains_every_retina_and_arm(tmp_path):
     assert float(rows["foveated", "shared"][optic]) < 0.999
     for name in ("foreground_components", "colour_components"):
         assert f"| {name} |" in out
+
+
+def test_video_quick_preset_trains_both_arms_and_prints_three_tables(tmp_path):
+    """`experiments/video.py --preset quick` trains the static and the video arm (on still
+    scenes and on moving ones, the same style), prints the tracking, footnote-7 and prediction
+    tables with a row per arm and level, and the colour-component tracking baseline; the
+    tracking scores are in range (an IoU in [0, 1], track IoU at most the segment IoU's
+    ceiling 1, a switch rate in [0, 1])."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "video.py"), "--preset", "quick",
+         "--quiet", "--out", str(tmp_path), "--set", "data.seed=7"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    for title in ("1. tracking", "2. footnote 7", "3. level 0's top-down prediction"):
+        assert title in out
+    for arm, source in (("static", "scenes"), ("video", "moving")):
+        with open_run(tmp_path / "quick" / f"{arm}_seed0.h5") as run:
+            assert run.status == "finished" and run.config.data.source == source
+            assert run.config.data.touching and run.config.data.seed == 7
+        line = next(s for s in out.splitlines() if s.startswith(f"| {arm} | 0 | "))
+        track_iou, segment_iou, switches = (float(c) for c in line.strip("|").split("|")[2:5])
+        assert 0 <= track_iou <= 1 and 0 <= segment_iou <= 1 and 0 <= switches <= 1
+        assert f"| {arm} | " in out.split("3. level 0")[1]
+    assert "| colour components | - |" in out
+
+
+def test_video_settle_matches_the_models_own_settle(tmp_path):
+    """video.settle_video steps the model by hand to keep each step's predictions; its last
+    state equals `Glom.settle` on the same video with the same random source (two routes)."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import video
+
+    from bioglom.data import moving_scenes
+
+    model = bioglom.build_model(small_config())
+    frames = torch.as_tensor(moving_scenes(3, 5, 8, seed=1).frames)
+    mine = video.settle_video(model, frames, 4)
+    with torch.no_grad():
+        theirs = model.settle(frames, generator=torch.Generator().manual_seed(4)).state
+    np.testing.assert_allclose(mine["state"][-1], theirs.numpy(), rtol=1e-5, atol=1e-6)
+    assert mine["td0"].shape == mine["bu0"].shape == (5, *theirs.shape[1:])

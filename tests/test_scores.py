@@ -22,6 +22,7 @@ from bioglom.scores import (
     mismatched_control,
     nesting,
     score_islands,
+    track_islands,
     weighted_nesting,
 )
 
@@ -441,3 +442,27 @@ def test_column_purity_hand_case():
     m[0, 0, 2:] = 2
     assert column_labels(m, (2, 2))[0].tolist() == [[1, 0], [0, 0]]
     assert column_purity(m, (2, 2))[0].tolist() == [[0.75, 0.5], [1.0, 1.0]]
+
+
+def test_track_islands_hand_worked():
+    """A 1x4 grid, two frames. Object 1 covers columns {0, 1}, then moves to {1, 2}.
+    Frame 0 islands: A = {0, 1} (vector u), B = {2, 3} (v); frame 1: {0} (v), D = {1, 2} (u),
+    {3} (v). The object's matched island A carries u; u continues as D, which is exactly the
+    object in frame 1: track IoU 1, segment IoU 1, no switch. Swap the vectors of frame 1
+    (D carries v, {0} carries u): u now continues as {0}, IoU({0}, {1, 2}) = 0, and {0} is not
+    the best match D: one switch in one pair."""
+    u, v = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    labels = np.array([[[[0, 0, 1, 1]]], [[[5, 6, 6, 7]]]])  # [T=2, B=1, 1, 4]
+    objects = np.array([[[[1, 1, 0, 0]]], [[[0, 1, 1, 0]]]])
+    vectors = np.zeros((2, 4, 1, 2))
+    vectors[0, :, 0] = [u, u, v, v]
+    vectors[1, :, 0] = [v, u, u, v]
+    got = track_islands(labels, vectors, objects)
+    assert got == {"track_iou": 1.0, "segment_iou": 1.0, "switches": 0.0, "pairs": 1.0}
+    vectors[1, :, 0] = [u, v, v, v + 0.1 * u]
+    got = track_islands(labels, vectors, objects)
+    assert got == {"track_iou": 0.0, "segment_iou": 1.0, "switches": 1.0, "pairs": 1.0}
+    # an object that leaves the image is not counted; no object at all gives NaN
+    gone = objects.copy()
+    gone[1] = 0
+    assert np.isnan(track_islands(labels, vectors, gone)["track_iou"])
