@@ -496,7 +496,8 @@ def test_fovea_quick_preset_trains_every_retina_and_arm(tmp_path):
     the foveated retina they do not (their columns see the world at other scales)."""
     proc = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "fovea.py"), "--preset", "quick",
-         "--quiet", "--out", str(tmp_path), "--set", "data.seed=7"],
+         "--quiet", "--out", str(tmp_path), "--set", "data.seed=7",
+         "--set", "run.record_every=40"],  # the first and the last record: quicker
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -527,7 +528,8 @@ def test_video_quick_preset_trains_both_arms_and_prints_three_tables(tmp_path):
     ceiling 1, a switch rate in [0, 1])."""
     proc = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "video.py"), "--preset", "quick",
-         "--quiet", "--out", str(tmp_path), "--set", "data.seed=7"],
+         "--quiet", "--out", str(tmp_path), "--set", "data.seed=7",
+         "--set", "run.record_every=40"],  # the first and the last record: quicker
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
