@@ -118,6 +118,20 @@ def loglog_slope(steps: np.ndarray, values: np.ndarray, lo: float, hi: float) ->
     return float(np.polyfit(np.log10(steps[keep]), np.log10(values[keep]), 1)[0])
 
 
+def extrapolate(
+    steps: np.ndarray, values: np.ndarray, lo: float, hi: float, target: float
+) -> float:
+    """The update at which the power law ``value = c step^p`` fitted over ``[lo, hi]`` (log-log
+    least squares) reaches ``target``: ``(target / c)^(1/p)``; inf when ``p <= 0``."""
+    keep = (steps >= lo) & (steps <= hi) & (values > 0) & np.isfinite(values)
+    if keep.sum() < 2:
+        return float("nan")
+    p, log_c = np.polyfit(np.log10(steps[keep]), np.log10(values[keep]), 1)
+    if p <= 0:
+        return float("inf")
+    return float(10 ** ((np.log10(target) - log_c) / p))
+
+
 def final_table(results: dict[str, list[dict[str, float]]], K: int) -> str:
     """The last record of every arm, mean ± sd over the seeds."""
 
@@ -233,6 +247,13 @@ def main() -> int:
             slope = loglog_slope(steps, excess, lo, hi)
             print(
                 f"unshared - isolated agreement ~ update^p over [{lo:g}, {hi:g}]: p = {slope:.2f}"
+            )
+        agree = np.mean([c["agree"] for c in series["unshared"]], 0)
+        for target in (0.5, 1.0):
+            u = extrapolate(steps, agree, updates / 10, updates, target)
+            when = "never (not rising)" if not np.isfinite(u) else f"about {u:.2g} updates"
+            print(
+                f"unshared agreement {target:g}, the last decade's power law extrapolated: {when}"
             )
         plot_curves(series, out / "agreement.png")
         print(f"figure: {out / 'agreement.png'}")

@@ -562,3 +562,20 @@ def test_video_settle_matches_the_models_own_settle(tmp_path):
         theirs = model.settle(frames, generator=torch.Generator().manual_seed(4)).state
     np.testing.assert_allclose(mine["state"][-1], theirs.numpy(), rtol=1e-5, atol=1e-6)
     assert mine["td0"].shape == mine["bu0"].shape == (5, *theirs.shape[1:])
+
+
+def test_long_codistillation_power_law_by_hand():
+    """shared_vs_codistilled's trend: for value = 0.01 u^0.5 (closed form) the log-log slope is
+    0.5 and the value reaches 1 at u = 10^4 and 0.5 at 2500; a falling curve never reaches it;
+    records outside the fitted range (and non-positive values) are ignored."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import shared_vs_codistilled as svc
+
+    steps = np.array([0.0, 10, 100, 1000, 5000])
+    values = 0.01 * steps**0.5
+    values[0] = -1.0  # the record at update 0: outside any log fit
+    assert svc.loglog_slope(steps, values, 10, 5000) == pytest.approx(0.5)
+    assert svc.extrapolate(steps, values, 100, 5000, 1.0) == pytest.approx(1e4)
+    assert svc.extrapolate(steps, values, 100, 5000, 0.5) == pytest.approx(2500)
+    assert svc.extrapolate(steps, 1 / np.maximum(steps, 1), 10, 5000, 1.0) == float("inf")
+    assert np.isnan(svc.loglog_slope(steps, values, 2000, 3000))  # fewer than two records
