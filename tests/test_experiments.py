@@ -579,3 +579,22 @@ def test_long_codistillation_power_law_by_hand():
     assert svc.extrapolate(steps, values, 100, 5000, 0.5) == pytest.approx(2500)
     assert svc.extrapolate(steps, 1 / np.maximum(steps, 1), 10, 5000, 1.0) == float("inf")
     assert np.isnan(svc.loglog_slope(steps, values, 2000, 3000))  # fewer than two records
+
+
+def test_long_preset_path_prints_the_trend_and_draws_it(tmp_path):
+    """The `long` preset's own outputs, on a few updates: log-spaced records (round(10^(j/8))),
+    the decade table, the power-law lines and agreement.png."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "shared_vs_codistilled.py"), "--preset",
+         "long", "--quiet", "--out", str(tmp_path), "--seeds", "0", "--set", "train.updates=12",
+         "--set", "data.n_train=64"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "| unshared | agree |" in out and "| isolated | others |" in out
+    assert "unshared - isolated agreement ~ update^p" in out
+    assert "the last decade's power law extrapolated" in out
+    assert (tmp_path / "long" / "agreement.png").exists()
+    with open_run(tmp_path / "long" / "unshared_seed0.h5") as run:
+        assert list(run.steps) == [0, 1, 2, 3, 4, 6, 7, 10, 12]  # 5.62 -> 6, 7.50 -> 7
