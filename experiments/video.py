@@ -21,10 +21,11 @@ frame ``settle.steps - 1`` on (after the ramp), per level (:func:`measure`):
    followed to frame t+1 by its mean vector: track IoU with the object in t+1, the best
    island's IoU in t+1 (segment IoU, the bound), identity switches; beside the same for
    similar-colour components tracked by their mean colour (a partition that learns nothing);
-2. footnote 7: the motion's own effect on each column, ``R_t = e_t(video) - e_t(first frame
-   held still)`` (same noise: settling's own change cancels), its mean size at object edges
-   (object columns whose patch changed from frame t-1 to t), inside objects (unchanged) and on
-   the background, and the raw change ``|e_t - e_{t-1}|`` in the same regions;
+2. footnote 7: the motion's own effect on each column's change over one frame,
+   ``R_t - R_{t-1}`` with ``R_t = e_t(video) - e_t(first frame held still)`` (same noise:
+   settling's own change cancels), its mean size at object edges (object columns whose patch
+   changed from frame t-1 to t), inside objects (unchanged) and on the background, and the raw
+   change ``|e_t - e_{t-1}|`` in the same regions;
 3. prediction: the top-down prediction of level 0 made from the state that saw frames up to
    t-1 against the front end's reading of frame t (MSE of standardised vectors), against
    "nothing moves" (frame t-1's reading), and on the held video (no motion to predict).
@@ -139,7 +140,9 @@ def measure(path: Path) -> dict[str, np.ndarray]:
     changed = changed_patches(video.frames, grid)[start - 1 :]  # frame t-1 -> t, t >= start
     fg = obj > 0
     regions = {"edge": fg & changed, "inside": fg & ~changed, "background": ~fg & ~changed}
-    r = np.linalg.norm(s - held["state"][start:], axis=-1)  # [T', K, N, B]
+    # the motion's effect on the change over one frame: R_t - R_{t-1}, R = e(video) - e(held)
+    response = np.diff(moving["state"] - held["state"], axis=0)[start - 1 :]
+    r = np.linalg.norm(response, axis=-1)  # [T', K, N, B]
     raw = np.linalg.norm(np.diff(moving["state"], axis=0)[start - 1 :], axis=-1)
     by_region = {}
     for name, mask in regions.items():
