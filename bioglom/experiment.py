@@ -33,6 +33,8 @@ __all__ = [
     "arm_config",
     "run_experiment",
     "run_arm",
+    "seed_list",
+    "seeds_of",
     "QUICK",
     "REFERENCE",
 ]
@@ -110,12 +112,46 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     return "\n".join(lines)
 
 
-def experiment_parser(doc: str, presets: Iterable[str], out: str) -> argparse.ArgumentParser:
+def seed_list(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (the ``--seeds`` option); raises
+    ``argparse.ArgumentTypeError`` naming an item that is not a non-negative integer, or an
+    empty list."""
+    seeds = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if not item.isdigit():
+            raise argparse.ArgumentTypeError(f"{item!r} is not a non-negative integer")
+        seeds.append(int(item))
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"no seed in {text!r}")
+    return seeds
+
+
+def seeds_of(args: argparse.Namespace, defaults: Mapping[str, str]) -> list[int]:
+    """The seeds of a parsed command line: ``--seeds``, else the preset's default."""
+    return args.seeds if args.seeds is not None else seed_list(defaults[args.preset])
+
+
+def experiment_parser(
+    doc: str, presets: Iterable[str], out: str, seeds: Mapping[str, str] | None = None
+) -> argparse.ArgumentParser:
     """The options every experiment script shares: ``--preset``, ``--out`` (folder for the
     runs, default ``out``), ``--quiet``, ``--resume`` and ``--set`` (a config override for
-    every arm, as ``bioglom run --set``; pass ``args.overrides`` to :func:`arm_config`); a
-    script adds its own."""
+    every arm, as ``bioglom run --set``; pass ``args.overrides`` to :func:`arm_config`); with
+    ``seeds`` (preset -> default seeds, ``"0,1,2"``) also ``--seeds`` (read the list with
+    :func:`seeds_of`); a script adds its own."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    if seeds is not None:
+        defaults = ", ".join(f"{p}: {s}" for p, s in seeds.items())
+        ap.add_argument(
+            "--seeds",
+            type=seed_list,
+            default=None,
+            metavar="S,S,...",
+            help=f"every arm once per seed, comma-separated (default {defaults})",
+        )
     ap.add_argument("--preset", choices=sorted(presets), default="quick")
     ap.add_argument("--out", default=out, help="folder for the runs")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -51,6 +51,7 @@ from bioglom.experiment import (
     mean_sd,
     run_arm,
     run_experiment,
+    seeds_of,
 )
 from bioglom.scores import column_labels, score_islands
 from bioglom.splits import load_data
@@ -143,10 +144,9 @@ def table(results: dict[tuple[str, str], list[dict[str, float]]], K: int) -> str
 
 
 def main() -> int:
-    ap = experiment_parser(__doc__, PRESETS, "runs/fovea")
-    ap.add_argument("--seeds", default=None, help="comma-separated (default: quick 0, full 0,1,2)")
+    ap = experiment_parser(__doc__, PRESETS, "runs/fovea", seeds=SEEDS)
     args = ap.parse_args()
-    seeds = [int(s) for s in (args.seeds or SEEDS[args.preset]).split(",") if s]
+    seeds = seeds_of(args, SEEDS)
     out = Path(args.out) / args.preset
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     for retina, eye in RETINAS.items():

@@ -44,6 +44,7 @@ from bioglom.experiment import (
     mean_sd,
     run_arm,
     run_experiment,
+    seeds_of,
 )
 from bioglom.runs import open_run
 
@@ -209,10 +210,9 @@ def plot_curves(series: dict[str, list[dict[str, np.ndarray]]], path: Path) -> N
 
 
 def main() -> int:
-    ap = experiment_parser(__doc__, PRESETS, "runs/shared_vs_codistilled")
-    ap.add_argument("--seeds", default=None, help="comma-separated (default: quick 0, else 0,1,2)")
+    ap = experiment_parser(__doc__, PRESETS, "runs/shared_vs_codistilled", seeds=SEEDS)
     args = ap.parse_args()
-    seeds = [int(s) for s in (args.seeds or SEEDS[args.preset]).split(",") if s]
+    seeds = seeds_of(args, SEEDS)
 
     out = Path(args.out) / args.preset
     results: dict[str, list[dict[str, float]]] = {}

@@ -52,6 +52,7 @@ from bioglom.experiment import (
     mean_sd,
     run_arm,
     run_experiment,
+    seeds_of,
 )
 from bioglom.islands import extract_islands
 from bioglom.scores import changed_patches, column_labels, track_islands
@@ -179,10 +180,9 @@ def _masked_mean(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def main() -> int:
-    ap = experiment_parser(__doc__, PRESETS, "runs/video")
-    ap.add_argument("--seeds", default=None, help="comma-separated (default: quick 0, full 0,1,2)")
+    ap = experiment_parser(__doc__, PRESETS, "runs/video", seeds=SEEDS)
     args = ap.parse_args()
-    seeds = [int(s) for s in (args.seeds or SEEDS[args.preset]).split(",") if s]
+    seeds = seeds_of(args, SEEDS)
     out = Path(args.out) / args.preset
     results: dict[str, list[dict]] = {}
     for arm, settings in ARMS.items():

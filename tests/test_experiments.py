@@ -598,3 +598,22 @@ def test_long_preset_path_prints_the_trend_and_draws_it(tmp_path):
     assert (tmp_path / "long" / "agreement.png").exists()
     with open_run(tmp_path / "long" / "unshared_seed0.h5") as run:
         assert list(run.steps) == [0, 1, 2, 3, 4, 6, 7, 10, 12]  # 5.62 -> 6, 7.50 -> 7
+
+
+def test_seed_list_reads_seeds_and_names_a_bad_one():
+    """`--seeds 0,1,2` is [0, 1, 2] (spaces and empty items ignored); a non-integer item or an
+    empty list is an error that names it; without --seeds the preset's default holds."""
+    import argparse
+
+    from bioglom.experiment import experiment_parser, seed_list, seeds_of
+
+    assert seed_list("0,1,2") == [0, 1, 2] and seed_list(" 3, ,7 ") == [3, 7]
+    with pytest.raises(argparse.ArgumentTypeError, match="'x'"):
+        seed_list("0,x")
+    with pytest.raises(argparse.ArgumentTypeError, match="no seed"):
+        seed_list(",")
+    ap = experiment_parser("doc", ["quick", "full"], "runs/x", seeds={"quick": "0", "full": "0,1"})
+    assert seeds_of(ap.parse_args(["--preset", "full"]), {"quick": "0", "full": "0,1"}) == [0, 1]
+    assert seeds_of(ap.parse_args(["--seeds", "5"]), {"quick": "0", "full": "0,1"}) == [5]
+    with pytest.raises(SystemExit):
+        ap.parse_args(["--seeds", "-1"])
