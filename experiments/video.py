@@ -120,7 +120,7 @@ def measure(path: Path) -> dict[str, np.ndarray]:
     objects = np.stack([column_labels(m, grid) for m in video.object_masks])  # [T, B, hg, wg]
     moving = settle_video(model, frames, cfg.run.seed)
     held = settle_video(model, frames[:1].expand_as(frames).contiguous(), cfg.run.seed)
-    start = steps - 1  # the first state after the trained ramp
+    start = max(steps - 1, 1)  # the first state after the trained ramp (one change before)
     K = model.K
     s = moving["state"][start:]  # [T', K, N, B, d]
     obj = objects[start:]
@@ -131,7 +131,7 @@ def measure(path: Path) -> dict[str, np.ndarray]:
             )
             for x in s
         ]
-    )  # fmt: skip  [T', K, B, hg, wg]
+    )  # [T', K, B, hg, wg]
     track = {k: track_islands(islands[:, k], s[:, k], obj) for k in range(K)}
     colours = np.stack([colour_components(f, cfg.frontend.patch_size) for f in video.frames])
     pixels = np.stack([mean_colours(f, cfg.frontend.patch_size) for f in video.frames])
@@ -155,11 +155,10 @@ def measure(path: Path) -> dict[str, np.ndarray]:
 
     # level 0's prediction of the next frame (the state that made it saw frames < t)
     mse = lambda a, b: float(((a - b) ** 2).mean())  # noqa: E731
-    t0 = max(start, 1)
     prediction = {
-        "td_next": mse(moving["td0"][t0:], moving["bu0"][t0:]),
-        "nothing_moves": mse(moving["bu0"][t0 - 1 : -1], moving["bu0"][t0:]),
-        "td_held": mse(held["td0"][t0:], held["bu0"][t0:]),
+        "td_next": mse(moving["td0"][start:], moving["bu0"][start:]),
+        "nothing_moves": mse(moving["bu0"][start - 1 : -1], moving["bu0"][start:]),
+        "td_held": mse(held["td0"][start:], held["bu0"][start:]),
     }
     return {"track": track, "colour": base, "regions": by_region, "prediction": prediction}
 

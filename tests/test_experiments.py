@@ -497,7 +497,7 @@ def test_fovea_quick_preset_trains_every_retina_and_arm(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "fovea.py"), "--preset", "quick",
          "--quiet", "--out", str(tmp_path), "--set", "data.seed=7",
-         "--set", "run.record_every=40"],  # the first and the last record: quicker
+         "--set", "run.record_every=40", "--set", "train.updates=10"],  # quicker
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -529,7 +529,7 @@ def test_video_quick_preset_trains_both_arms_and_prints_three_tables(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "video.py"), "--preset", "quick",
          "--quiet", "--out", str(tmp_path), "--set", "data.seed=7",
-         "--set", "run.record_every=40"],  # the first and the last record: quicker
+         "--set", "run.record_every=40", "--set", "train.updates=10"],  # quicker
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
