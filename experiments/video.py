@@ -18,7 +18,9 @@ with the trained schedule's ramp (``settle.ramp_steps`` = the trained steps, the
 frame ``settle.steps - 1`` on (after the ramp), per level (:func:`measure`):
 
 1. tracking (``bioglom.scores.track_islands``): the island matched to each object in frame t,
-   followed to frame t+1 by its mean vector: track IoU with the object in t+1, the best
+   followed to frame t+1 by its mean vector: track IoU with the object in t+1 and its
+   mismatched-video control (track IoU minus the same against the objects of the next video,
+   0 for islands that ignore the video), the best
    island's IoU in t+1 (segment IoU, the bound), identity switches; beside the same for
    similar-colour components tracked by their mean colour (a partition that learns nothing);
 2. footnote 7: the motion's own effect on each column's change over one frame,
@@ -132,10 +134,19 @@ def measure(path: Path) -> dict[str, np.ndarray]:
             for x in s
         ]
     )  # [T', K, B, hg, wg]
-    track = {k: track_islands(islands[:, k], s[:, k], obj) for k in range(K)}
+    # the mismatched-video control (docs/design.md §10): video b's islands against the objects
+    # of video b + 1; islands that ignore the video score the same, so the delta is 0
+    other = np.roll(obj, -1, axis=1)
+    track = {}
+    for k in range(K):
+        track[k] = track_islands(islands[:, k], s[:, k], obj)
+        control = track_islands(islands[:, k], s[:, k], other)
+        track[k]["track_iou_delta"] = track[k]["track_iou"] - control["track_iou"]
     colours = np.stack([colour_components(f, cfg.frontend.patch_size) for f in video.frames])
     pixels = np.stack([mean_colours(f, cfg.frontend.patch_size) for f in video.frames])
     base = track_islands(colours[start:], pixels[start:], obj)
+    control = track_islands(colours[start:], pixels[start:], other)
+    base["track_iou_delta"] = base["track_iou"] - control["track_iou"]
 
     # footnote 7: sizes of the motion response and of the raw change, by region
     changed = changed_patches(video.frames, grid)[start - 1 :]  # frame t-1 -> t, t >= start
@@ -238,7 +249,7 @@ def main() -> int:
     return 0
 
 
-TRACK = ("track_iou", "segment_iou", "switches", "pairs")
+TRACK = ("track_iou", "track_iou_delta", "segment_iou", "switches", "pairs")
 REGIONS = ("edge", "inside", "background")
 PREDICTION = ("td_next", "nothing_moves", "td_held")
 

@@ -541,8 +541,10 @@ def test_video_quick_preset_trains_both_arms_and_prints_three_tables(tmp_path):
             assert run.status == "finished" and run.config.data.source == source
             assert run.config.data.touching and run.config.data.seed == 7
         line = next(s for s in out.splitlines() if s.startswith(f"| {arm} | 0 | "))
-        track_iou, segment_iou, switches = (float(c) for c in line.strip("|").split("|")[2:5])
+        cells = line.strip("|").split("|")
+        track_iou, delta, segment_iou, switches = (float(c) for c in cells[2:6])
         assert 0 <= track_iou <= 1 and 0 <= segment_iou <= 1 and 0 <= switches <= 1
+        assert -1 <= delta <= 1  # track IoU minus its mismatched-video control
         assert f"| {arm} | " in out.split("3. level 0")[1]
     assert "| colour components | - |" in out
 

@@ -466,3 +466,20 @@ def test_track_islands_hand_worked():
     gone = objects.copy()
     gone[1] = 0
     assert np.isnan(track_islands(labels, vectors, gone)["track_iou"])
+
+
+def test_track_islands_mismatched_control_is_zero_for_islands_that_ignore_the_video():
+    """experiments/video.py's control: video b's islands scored against video b+1's objects.
+    Islands (and vectors) that are the same in every video score exactly what they score
+    against the true objects, so the delta is 0 -- whatever the objects (random, seed
+    printed)."""
+    seed = fresh_seed()
+    g = np.random.default_rng(seed)
+    T, B, hg, wg, d = 3, 4, 4, 5, 3
+    one = g.integers(0, 4, size=(T, 1, hg, wg))
+    labels = np.repeat(one, B, axis=1)
+    vectors = np.repeat(g.standard_normal((T, hg * wg, 1, d)), B, axis=2)
+    objects = g.integers(0, 3, size=(T, B, hg, wg))
+    true = track_islands(labels, vectors, objects)["track_iou"]
+    other = track_islands(labels, vectors, np.roll(objects, -1, axis=1))["track_iou"]
+    assert np.isclose(true, other, rtol=0, atol=1e-12), f"seed {seed}"
