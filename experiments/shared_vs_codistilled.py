@@ -255,8 +255,11 @@ def main() -> int:
             print(
                 f"unshared agreement {target:g}, the last decade's power law extrapolated: {when}"
             )
-        plot_curves(series, out / "agreement.png")
-        print(f"figure: {out / 'agreement.png'}")
+        try:
+            plot_curves(series, out / "agreement.png")
+            print(f"figure: {out / 'agreement.png'}")
+        except ImportError:
+            print('no figure: matplotlib is missing (pip install -e ".[plot]")')
     return 0
 
 
