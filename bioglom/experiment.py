@@ -15,15 +15,13 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .checkpoint import checkpoint_path, config_differences
 from .config import Config, load_config, parse_override
+from .jobs import Job, run_arm, run_jobs
 from .runs import open_run
-from .train import TrainResult, train
 
 __all__ = [
     "final_metrics",
@@ -33,8 +31,14 @@ __all__ = [
     "arm_config",
     "run_experiment",
     "run_arm",
+    "Job",
+    "train_jobs",
     "seed_list",
     "seeds_of",
+    "job_count",
+    "spread",
+    "differs",
+    "mean_sd",
     "QUICK",
     "REFERENCE",
 ]
@@ -129,6 +133,13 @@ def seed_list(text: str) -> list[int]:
     return seeds
 
 
+def job_count(text: str) -> int:
+    """The ``--jobs`` option: a positive integer (raises ``argparse.ArgumentTypeError``)."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
 def seeds_of(args: argparse.Namespace, defaults: Mapping[str, str]) -> list[int]:
     """The seeds of a parsed command line: ``--seeds``, else the preset's default."""
     return args.seeds if args.seeds is not None else seed_list(defaults[args.preset])
@@ -138,10 +149,11 @@ def experiment_parser(
     doc: str, presets: Iterable[str], out: str, seeds: Mapping[str, str] | None = None
 ) -> argparse.ArgumentParser:
     """The options every experiment script shares: ``--preset``, ``--out`` (folder for the
-    runs, default ``out``), ``--quiet``, ``--resume`` and ``--set`` (a config override for
-    every arm, as ``bioglom run --set``; pass ``args.overrides`` to :func:`arm_config`); with
-    ``seeds`` (preset -> default seeds, ``"0,1,2"``) also ``--seeds`` (read the list with
-    :func:`seeds_of`); a script adds its own."""
+    runs, default ``out``), ``--quiet``, ``--resume``, ``--set`` (a config override for every
+    arm, as ``bioglom run --set``; pass ``args.overrides`` to :func:`arm_config`) and
+    ``--jobs N`` (arms and seeds as N processes, :func:`train_jobs`); with ``seeds`` (preset ->
+    default seeds, ``"0,1,2"``) also ``--seeds`` (read the list with :func:`seeds_of`); a
+    script adds its own."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     if seeds is not None:
         defaults = ", ".join(f"{p}: {s}" for p, s in seeds.items())
@@ -152,6 +164,14 @@ def experiment_parser(
             metavar="S,S,...",
             help=f"every arm once per seed, comma-separated (default {defaults})",
         )
+    ap.add_argument(
+        "--jobs",
+        type=job_count,
+        default=1,
+        metavar="N",
+        help="train up to N arms and seeds at once, each in its own process with "
+        "cores/N threads (default 1: one after another in this process)",
+    )
     ap.add_argument("--preset", choices=sorted(presets), default="quick")
     ap.add_argument("--out", default=out, help="folder for the runs")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -197,34 +217,26 @@ def run_experiment(main: Callable[[], int | None]) -> int:
         return 130
 
 
-def run_arm(config: Config, out: str | Path, *, resume: bool = False, progress: bool = True) -> str:
-    """Train one arm of an experiment into ``out``; returns the run's status (``finished`` or
-    ``diverged``). Ctrl-C stops the arm with a checkpoint and then raises KeyboardInterrupt,
-    so that the experiment stops too (``--resume`` continues it).
-
-    ``resume=False`` trains afresh, replacing ``out``. ``resume=True`` keeps a finished or
-    diverged run made with the same config as it is (a diverged arm would only diverge again),
-    continues an unfinished one from its checkpoint, and trains afresh where there is no run,
-    an unreadable one, one made with another config, or no checkpoint -- so a long experiment
-    that was stopped picks up where it was.
-    """
-    out = Path(out)
-    if resume and out.exists():
-        try:
-            with open_run(out) as run:
-                status, same = run.status, not config_differences(run.config, config)
-        except (OSError, ValueError, KeyError):
-            status, same = "unreadable", False
-        if same and status in ("finished", "diverged"):
-            return status
-        if same and checkpoint_path(out).exists():
-            return _stop_if_interrupted(train(config, out, progress=progress, resume=True))
-    return _stop_if_interrupted(train(config, out, overwrite=True, progress=progress))
+def train_jobs(jobs: Sequence[Job], args: argparse.Namespace) -> dict[str, str]:
+    """Train an experiment's jobs as its command line says (``--jobs``, ``--resume``,
+    ``--quiet``): :func:`bioglom.jobs.run_jobs`; returns ``{job label: status}``."""
+    return run_jobs(jobs, n_jobs=args.jobs, resume=args.resume, progress=not args.quiet)
 
 
-def _stop_if_interrupted(result: TrainResult) -> str:
-    """An arm stopped by Ctrl-C stops the whole experiment (the arms after it are not
-    trained): raises KeyboardInterrupt once the arm's checkpoint is written."""
-    if result.status == "interrupted":
-        raise KeyboardInterrupt(result.reason)
-    return result.status
+def spread(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, sample sd) of one number per seed, NaNs left out (sd 0 for one value)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def differs(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two arms differ by more than their spread: ``|mean_a - mean_b| > sd_a + sd_b``
+    over their seeds (the rule every experiment page uses before calling a difference one;
+    False with fewer than two seeds on either side, where there is no spread to exceed)."""
+    if sum(np.isfinite(np.asarray(a, float))) < 2 or sum(np.isfinite(np.asarray(b, float))) < 2:
+        return False
+    (ma, sa), (mb, sb) = spread(a), spread(b)
+    return abs(ma - mb) > sa + sb

@@ -18,6 +18,7 @@ __all__ = [
     "phase_spans",
     "shade_phases",
     "plot_curves",
+    "plot_band",
     "island_colours",
     "plot_island_maps",
     "plot_parse_tree",
@@ -104,6 +105,39 @@ def plot_curves(
     if any(n in metrics for n in names):
         ax.legend(fontsize=8)
     return ax
+
+
+def plot_band(
+    ax: Any,
+    steps: np.ndarray | Sequence[np.ndarray],
+    values: Sequence[np.ndarray],
+    *,
+    label: str | None = None,
+    color: Any = None,
+    alpha: float = 0.2,
+) -> Any:
+    """One curve per arm over its seeds: the mean over the seeds as a line, shaded from the
+    lowest to the highest seed at each record (NaNs left out).
+
+    ``steps`` is the records' updates, one array or one per seed; ``values`` one array per
+    seed. Seeds with fewer records (a run that diverged early) are padded with NaN up to the
+    longest, whose updates are the x axis. Returns the line."""
+    if isinstance(steps, np.ndarray) and steps.ndim == 1:
+        steps_list = [steps] * len(values)
+    else:
+        steps_list = [np.asarray(s) for s in steps]
+    x = max(steps_list, key=len)
+    y = np.full((len(values), len(x)), np.nan)
+    for i, v in enumerate(values):
+        v = np.asarray(v, dtype=float)[: len(x)]
+        y[i, : len(v)] = v
+    finite = np.isfinite(y).any(0)
+    x, y = x[finite], y[:, finite]
+    (line,) = ax.plot(x, np.nanmean(y, 0), label=label, color=color)
+    if len(values) > 1:
+        ax.fill_between(x, np.nanmin(y, 0), np.nanmax(y, 0), color=line.get_color(),
+                        alpha=alpha, lw=0)  # fmt: skip
+    return line
 
 
 def island_colours(n: int, seed: int = 0) -> np.ndarray:

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +75,7 @@ def _versions() -> dict[str, str]:
         "numpy": np.__version__,
         "h5py": h5py.__version__,
         "platform": platform.platform(),
+        "torch_threads": str(torch.get_num_threads()),  # intra-op threads (--jobs: cores/N)
     }
 
 
@@ -122,6 +124,7 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     resume: bool = False,
+    on_update: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Train a model as ``config`` says and write the run to ``out`` (an ``.h5`` file).
 
@@ -145,6 +148,9 @@ def train(
     to the same file (records written after the checkpoint are dropped and redone); ``config``
     must equal the run's own (``run.device`` aside). On the CPU the resumed run ends with the
     same weights and metrics as one never interrupted (``elapsed_s`` aside).
+
+    ``on_update(u, total)``, when given, is called after every update ``u`` of ``total`` (a
+    parent process's progress bar, :func:`bioglom.jobs.run_jobs`).
     """
     keep_freed_memory()  # unshared updates reuse their large gradient blocks (allocator.py)
     out = Path(out) if out is not None else default_run_path(config)
@@ -184,6 +190,8 @@ def train(
             metrics, state = _update(kind, learner, images, truth, config)
             log.add(metrics)
             bar.update(1)
+            if on_update is not None:
+                on_update(u, updates)
             bad = first_nonfinite({**metrics, "state": state, **params})
             if bad is not None:
                 reason = f"non-finite {bad} at update {u}"

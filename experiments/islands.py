@@ -64,11 +64,13 @@ import bioglom
 from bioglom.baselines import BASELINES
 from bioglom.experiment import (
     QUICK,
+    Job,
     arm_config,
     experiment_parser,
     markdown_table,
-    run_arm,
     run_experiment,
+    seeds_of,
+    train_jobs,
 )
 from bioglom.islands import extract_islands, parse_tree
 from bioglom.probe import TRUTH_MASKS, Probe
@@ -80,7 +82,8 @@ from bioglom.splits import load_data
 THRESHOLD = 0.8  # cosine above which columns join an island (both methods)
 GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # thresholds of the "best over the grid" columns
 METHODS = ("connected", "agglomerative")
-SEEDS = (0, 1, 2)  # run.seed of every arm (weights, batches); docs/design.md §10: 3 at least
+# run.seed of every arm (weights, batches) per preset; docs/design.md §10: 3 at least
+SEEDS = {"quick": "0,1,2", "full": "0,1,2", "long": "0,1,2"}
 COMMON = {
     "data.source": "scenes",
     "run.island_threshold": THRESHOLD,
@@ -472,15 +475,9 @@ def jsonable(x):
 
 
 def main() -> int:
-    ap = experiment_parser(__doc__, PRESETS, "runs/islands")
+    ap = experiment_parser(__doc__, PRESETS, "runs/islands", seeds=SEEDS)
     ap.add_argument(
         "--rescore", action="store_true", help="score the runs already in DIR, do not train"
-    )
-    ap.add_argument(
-        "--seeds",
-        type=lambda text: tuple(int(v) for v in text.split(",")),
-        default=SEEDS,
-        help=f"comma-separated run.seed values (default {','.join(map(str, SEEDS))})",
     )
     ap.add_argument(
         "--arms",
@@ -489,22 +486,26 @@ def main() -> int:
         help="comma-separated arms to train and report (default: all; 'untrained' always)",
     )
     args = ap.parse_args()
-    seeds = args.seeds
+    seeds = seeds_of(args, SEEDS)
     unknown = [a for a in args.arms if a not in ARMS]
     if unknown:
         ap.error(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
     arms = {a: ARMS[a] for a in ARMS if a in args.arms or a == "untrained"}
 
     out = Path(args.out) / args.preset
-    per_seed: dict[str, list[dict]] = {arm: [] for arm in arms}
-    for seed in seeds:
-        for arm, overrides in arms.items():
-            layers = (COMMON, PRESETS[args.preset], overrides, {"run.seed": seed})
-            config = arm_config(*layers, sets=args.overrides)
-            path = run_path(out, arm, seed)
-            if not args.rescore:
-                run_arm(config, path, resume=args.resume, progress=not args.quiet)
-            per_seed[arm].append(scores_of_run(path))
+    jobs = [
+        Job(
+            arm_config(
+                COMMON, PRESETS[args.preset], overrides, {"run.seed": seed}, sets=args.overrides
+            ),  # fmt: skip
+            run_path(out, arm, seed),
+        )
+        for seed in seeds
+        for arm, overrides in arms.items()
+    ]
+    if not args.rescore:
+        train_jobs(jobs, args)
+    per_seed = {arm: [scores_of_run(run_path(out, arm, seed)) for seed in seeds] for arm in arms}
     reference = per_seed["untrained"][0]  # every arm settles the same probe scenes
     baselines = {
         name: mean_sd([scores_of_baseline(name, reference, seed) for seed in seeds])

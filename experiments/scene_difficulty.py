@@ -2,7 +2,7 @@
 
 Results: docs/experiments/scene_difficulty.md
 
-    python experiments/scene_difficulty.py [--images N] [--seeds 0 1 2]
+    python experiments/scene_difficulty.py [--images N] [--seeds 0,1,2]
 
 Issue 14 asks for data on which partitions that learn nothing (``bioglom.baselines``) score
 clearly worse than on the default part-whole scenes, where connected components of non-black
@@ -33,7 +33,7 @@ import numpy as np
 
 from bioglom.baselines import BASELINES
 from bioglom.config import load_config
-from bioglom.experiment import markdown_table
+from bioglom.experiment import markdown_table, seed_list
 from bioglom.probe import TRUTH_MASKS
 from bioglom.scores import column_labels, score_islands
 from bioglom.splits import load_data
@@ -191,7 +191,13 @@ def full_table(results: dict[str, list[dict]]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=IMAGES, help="probe images per setting")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="data.seed")
+    parser.add_argument(
+        "--seeds",
+        type=seed_list,
+        default=list(SEEDS),
+        metavar="S,S,...",
+        help=f"data.seed of the generator, comma-separated (default {','.join(map(str, SEEDS))})",
+    )
     args = parser.parse_args(argv)
     results = {
         setting: [score_setting(path, over, s, args.images) for s in args.seeds]

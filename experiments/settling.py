@@ -31,11 +31,13 @@ import torch
 import bioglom
 from bioglom.experiment import (
     QUICK,
+    Job,
     arm_config,
     experiment_parser,
     markdown_table,
-    run_arm,
     run_experiment,
+    seeds_of,
+    train_jobs,
 )
 from bioglom.islands import extract_islands
 from bioglom.probe import TRUTH_MASKS
@@ -44,7 +46,7 @@ from bioglom.scores import column_labels, score_islands
 
 # ---- configuration ------------------------------------------------------------------------
 THRESHOLD = 0.8  # cosine above which 4-neighbours join an island
-SEEDS = (0, 1, 2)
+SEEDS = {"quick": "0,1,2", "full": "0,1,2"}
 TRAINED = {"train.rule": "codistill", "data.source": "scenes"}  # the islands experiment's arm
 PRESETS = {
     # seconds on 2 CPU cores, used by the tests
@@ -151,31 +153,29 @@ def cell(m: np.ndarray, s: np.ndarray, k: int, signed: bool = False) -> str:
 
 
 def main() -> int:
-    ap = experiment_parser(__doc__, PRESETS, "runs/settling")
+    ap = experiment_parser(__doc__, PRESETS, "runs/settling", seeds=SEEDS)
     ap.add_argument(
         "--weights",
         default=None,
         help="reuse trained runs: a path with {seed}, e.g. "
         "runs/islands/full/codistill_seed{seed}.pt",
     )
-    ap.add_argument(
-        "--seeds",
-        type=lambda text: tuple(int(v) for v in text.split(",")),
-        default=SEEDS,
-        help=f"comma-separated run.seed values (default {','.join(map(str, SEEDS))})",
-    )
     args = ap.parse_args()
+    args.seeds = seeds_of(args, SEEDS)
     preset = PRESETS[args.preset]
     out = Path(args.out) / args.preset
-    weights = {}
-    for seed in args.seeds:
-        if args.weights:
-            weights[seed] = Path(args.weights.format(seed=seed))
-        else:
-            config = arm_config(TRAINED, preset["config"], {"run.seed": seed}, sets=args.overrides)
-            path = out / f"trained_seed{seed}.h5"
-            run_arm(config, path, resume=args.resume, progress=not args.quiet)
-            weights[seed] = path.with_suffix(".pt")
+    if args.weights:
+        weights = {seed: Path(args.weights.format(seed=seed)) for seed in args.seeds}
+    else:
+        jobs = [
+            Job(
+                arm_config(TRAINED, preset["config"], {"run.seed": seed}, sets=args.overrides),
+                out / f"trained_seed{seed}.h5",
+            )  # fmt: skip
+            for seed in args.seeds
+        ]
+        train_jobs(jobs, args)
+        weights = {seed: out / f"trained_seed{seed}.pt" for seed in args.seeds}
     probes = {seed: probe_of(w.with_suffix(".h5")) for seed, w in weights.items()}
 
     settings = {"as trained": {}}

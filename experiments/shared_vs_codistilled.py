@@ -3,7 +3,7 @@
 Results, table and discussion: docs/experiments/shared_vs_codistilled.md
 
     python experiments/shared_vs_codistilled.py --preset quick|full|long [--seeds 0,1,2]
-        [--out DIR] [--resume]
+        [--jobs N] [--out DIR] [--resume]
 
 Three arms on the same scenes, settling steps and seed, all learning locally by co-distillation
 (each column's bottom-up and top-down nets regress toward the consensus of their level):
@@ -37,14 +37,15 @@ import numpy as np
 
 from bioglom.experiment import (
     QUICK,
+    Job,
     arm_config,
     experiment_parser,
     final_metrics,
     markdown_table,
     mean_sd,
-    run_arm,
     run_experiment,
     seeds_of,
+    train_jobs,
 )
 from bioglom.runs import open_run
 
@@ -215,19 +216,20 @@ def main() -> int:
     seeds = seeds_of(args, SEEDS)
 
     out = Path(args.out) / args.preset
-    results: dict[str, list[dict[str, float]]] = {}
-    paths: dict[str, list[Path]] = {}
-    for arm, overrides in ARMS.items():
-        results[arm], paths[arm] = [], []
-        for seed in seeds:
-            seeded = {"run.seed": seed}
-            config = arm_config(
-                COMMON, PRESETS[args.preset], overrides, seeded, sets=args.overrides
-            )
-            path = out / f"{arm}_seed{seed}.h5"
-            run_arm(config, path, resume=args.resume, progress=not args.quiet)
-            results[arm].append(final_metrics(path))
-            paths[arm].append(path)
+    jobs = [
+        Job(
+            arm_config(
+                COMMON, PRESETS[args.preset], overrides, {"run.seed": seed}, sets=args.overrides
+            ),  # fmt: skip
+            out / f"{arm}_seed{seed}.h5",
+        )
+        for arm, overrides in ARMS.items()
+        for seed in seeds
+    ]
+    train_jobs(jobs, args)
+    config = jobs[0].config
+    paths = {arm: [out / f"{arm}_seed{seed}.h5" for seed in seeds] for arm in ARMS}
+    results = {arm: [final_metrics(p) for p in ps] for arm, ps in paths.items()}
 
     K = config.model.levels
     print(

@@ -2,9 +2,10 @@
 
 Results, table and discussion: docs/experiments/temporal_vs_delta.md
 
-    python experiments/temporal_vs_delta.py --preset quick|full [--out DIR]
+    python experiments/temporal_vs_delta.py --preset quick|full [--seeds 0,1,2] [--jobs N]
+        [--out DIR] [--resume]
 
-Four arms on the same scenes, model, steps and seed, differing only in how the nets learn:
+Four arms on the same scenes, model, steps and seeds, differing only in how the nets learn:
 
 * codistill     -- co-distillation, the delta rule: each net regresses toward the next step's
                    consensus;
@@ -20,9 +21,11 @@ Four arms on the same scenes, model, steps and seed, differing only in how the n
                    docs/experiments/temporal_vs_delta.md, so it is not run again).
 
 Every arm records the same local losses (1/2 |prediction - consensus|^2 per level and net),
-so the learning curves are comparable. Writes one HDF5 run per arm to DIR, a figure of the
-learning curves (DIR/curves.png, when matplotlib is installed) and prints a table of the final
-local losses.
+so the learning curves are comparable. Writes one HDF5 run per arm and seed to DIR
+(``<arm>_seed<s>.h5``), a figure of the learning curves (DIR/curves.png, when matplotlib is
+installed: the mean over the seeds, a band from the lowest to the highest) and prints a table
+of the final local losses and of how far each arm's weights are from the delta rule's of the
+same seed (mean ± sd over the seeds).
 """
 
 from __future__ import annotations
@@ -36,11 +39,14 @@ import torch
 from bioglom import build_model
 from bioglom.experiment import (
     QUICK,
+    Job,
     arm_config,
     experiment_parser,
     markdown_table,
-    run_arm,
+    mean_sd,
     run_experiment,
+    seeds_of,
+    train_jobs,
 )
 from bioglom.runs import open_run
 
@@ -53,8 +59,8 @@ COMMON = {
     # rule diverged at lr 0.3 (update ~110); 0.1 is the next value of the sweep 0.03-1
     "train.optimizer": "sgd",
     "train.lr": 0.1,
-    "run.seed": 0,
 }
+SEEDS = {"quick": "0", "full": "0,1,2"}
 PRESETS = {
     # a couple of minutes on 2 CPU cores, used by the tests
     "quick": QUICK,  # bioglom.experiment.QUICK: 8x8 columns, 3 levels, d = 16, 40 updates
@@ -74,8 +80,9 @@ ARMS = {
 }
 
 
-def plot_curves(runs: dict[str, Path], levels: int, path: Path) -> bool:
-    """Learning curves (mean local loss of bottom-up and top-down nets) per arm."""
+def plot_curves(runs: dict[str, list[Path]], levels: int, path: Path) -> bool:
+    """Learning curves (mean local loss of bottom-up and top-down nets, probe reconstruction)
+    per arm: the mean over the seeds, a band from the lowest to the highest seed."""
     try:
         import matplotlib
 
@@ -83,18 +90,25 @@ def plot_curves(runs: dict[str, Path], levels: int, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
+    from bioglom.plots import plot_band
+
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.4))
-    for arm, run_path in runs.items():
-        with open_run(run_path) as run:
-            m, steps = run.metrics, run.steps
-        bu = sum(m[f"loss_bu_L{k}"] for k in range(levels)) / levels
-        td = sum(m[f"loss_td_L{k}"] for k in range(levels - 1)) / (levels - 1)
-        ax[0].plot(steps, bu, label=arm)
-        ax[1].plot(steps, td, label=arm)
-        ax[2].plot(steps, m["probe_recon_mse"], label=arm)
+    for arm, paths in runs.items():
+        curves = {"bu": [], "td": [], "recon": []}
+        steps = []
+        for run_path in paths:
+            with open_run(run_path) as run:
+                m = run.metrics
+                steps.append(run.steps)
+            curves["bu"].append(sum(m[f"loss_bu_L{k}"] for k in range(levels)) / levels)
+            curves["td"].append(sum(m[f"loss_td_L{k}"] for k in range(levels - 1)) / (levels - 1))
+            curves["recon"].append(m["probe_recon_mse"])
+        for a, key in zip(ax, curves, strict=True):
+            plot_band(a, steps, curves[key], label=arm)
     titles = ["bottom-up local loss", "top-down local loss", "probe reconstruction MSE"]
+    n = len(next(iter(runs.values())))
     for a, title in zip(ax, titles, strict=True):
-        a.set_title(title)
+        a.set_title(f"{title} ({n} seeds)")
         a.set_xlabel("update")
         a.set_yscale("log")
         a.legend()
@@ -117,16 +131,24 @@ def distance(wa: dict[str, torch.Tensor], wb: dict[str, torch.Tensor]) -> float:
 
 
 def main() -> int:
-    ap = experiment_parser(__doc__, PRESETS, "runs/temporal_vs_delta")
+    ap = experiment_parser(__doc__, PRESETS, "runs/temporal_vs_delta", seeds=SEEDS)
     args = ap.parse_args()
+    seeds = seeds_of(args, SEEDS)
 
     out = Path(args.out) / args.preset
-    runs = {}
-    for arm, overrides in ARMS.items():
-        config = arm_config(COMMON, PRESETS[args.preset], overrides, sets=args.overrides)
-        runs[arm] = out / f"{arm}.h5"
-        run_arm(config, runs[arm], resume=args.resume, progress=not args.quiet)
-
+    jobs = [
+        Job(
+            arm_config(
+                COMMON, PRESETS[args.preset], overrides, {"run.seed": seed}, sets=args.overrides
+            ),  # fmt: skip
+            out / f"{arm}_seed{seed}.h5",
+        )
+        for seed in seeds  # seed by seed: a stopped experiment has whole seeds to show
+        for arm, overrides in ARMS.items()
+    ]
+    train_jobs(jobs, args)
+    config = jobs[0].config
+    runs = {arm: [out / f"{arm}_seed{seed}.h5" for seed in seeds] for arm in ARMS}
     K = config.model.levels
 
     def tail(m: dict, name: str, n: int = 3) -> float:
@@ -134,28 +156,32 @@ def main() -> int:
         v = m[name]
         return float(v[np.isfinite(v)][-n:].mean())
 
+    names = [*(f"loss_bu_L{k}" for k in range(K)), *(f"loss_td_L{k}" for k in range(K - 1)),
+             "loss_decoder"]  # fmt: skip
     rows = []
-    for arm, path in runs.items():
-        with open_run(path) as run:
-            m, status, last = run.metrics, run.status, int(run.steps[-1])
-        rows.append(
-            [
-                arm if status == "finished" else f"{arm} ({status} at update {last})",
-                *(tail(m, f"loss_bu_L{k}") for k in range(K)),
-                *(tail(m, f"loss_td_L{k}") for k in range(K - 1)),
-                tail(m, "loss_decoder"),
-                tail(m, "probe_recon_mse", 1),
-            ]
-        )
-    # how far each finished arm's final weights are from the delta rule's (codistill's), and from
-    # where every arm started (the same initial weights: the same seed and model)
-    delta = final_weights(runs["codistill"])
-    initial = {k: v for k, v in build_model(config).state_dict().items() if k in delta}
-    for row, (arm, path) in zip(rows, runs.items(), strict=True):
-        finished = row[0] == arm
-        w = final_weights(path) if finished else None
-        row.append(f"{distance(w, delta):.3f}" if finished and arm != "codistill" else "-")
-        row.append(f"{distance(w, initial):.3f}" if finished else "-")
+    for arm, paths in runs.items():
+        losses, notes, to_delta, to_start = [], [], [], []
+        for seed, path in zip(seeds, paths, strict=True):
+            with open_run(path) as run:
+                m, status, last = run.metrics, run.status, int(run.steps[-1])
+            losses.append([tail(m, n) for n in names] + [tail(m, "probe_recon_mse", 1)])
+            if status != "finished":
+                notes.append(f"seed {seed} {status} at update {last}")
+                continue
+            # how far the final weights are from the delta rule's (codistill's) of the same
+            # seed, and from where that seed started (the same initial weights in every arm)
+            w = final_weights(path)
+            delta = final_weights(runs["codistill"][seeds.index(seed)])
+            seeded = arm_config(COMMON, PRESETS[args.preset], {"run.seed": seed},
+                                sets=args.overrides)  # fmt: skip
+            initial = {k: v for k, v in build_model(seeded).state_dict().items() if k in delta}
+            if arm != "codistill":
+                to_delta.append(distance(w, delta))
+            to_start.append(distance(w, initial))
+        cols = np.asarray(losses).T
+        label = arm + (f" ({'; '.join(notes)})" if notes else "")
+        rows.append([label, *(mean_sd(c, ".3f") for c in cols), mean_sd(to_delta, ".3f"),
+                     mean_sd(to_start, ".3f")])  # fmt: skip
     headers = [
         "arm",
         *(f"BU L{k}" for k in range(K)),
@@ -165,11 +191,11 @@ def main() -> int:
         "dist to codistill",
         "dist to W_0",
     ]
-    print(f"\ntemporal_vs_delta, preset {args.preset}: runs in {out}")
+    print(f"\ntemporal_vs_delta, preset {args.preset}, seeds {seeds} (mean ± sd): runs in {out}")
     print("final local losses (1/2 |prediction - consensus|^2, mean of the last 3 finite records)")
-    print("and how far each finished arm's final weights W are from the delta rule's (codistill),")
-    print("|W - W_delta| / |W_delta|, and from the initial weights, |W - W_0| / |W_0| (homeostatic")
-    print("statistics left out)")
+    print("and how far each finished arm's final weights W are from the delta rule's (codistill)")
+    print("of the same seed, |W - W_delta| / |W_delta|, and from the initial weights,")
+    print("|W - W_0| / |W_0| (homeostatic statistics left out); distances over finished seeds")
     print(markdown_table(headers, rows))
     if plot_curves(runs, K, out / "curves.png"):
         print(f"learning curves: {out / 'curves.png'}")

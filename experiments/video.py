@@ -2,7 +2,8 @@
 
 Results, table and discussion: docs/experiments/video.md
 
-    python experiments/video.py --preset quick|full [--seeds 0,1,2] [--out DIR] [--resume]
+    python experiments/video.py --preset quick|full [--seeds 0,1,2] [--jobs N] [--out DIR]
+        [--resume]
 
 §11: GLOM settles on video one frame per step, and its islands should follow the objects;
 footnote 7: between frames an object's embedding changes little inside it and much at its
@@ -48,13 +49,14 @@ from bioglom.baselines import colour_components, patch_vectors
 from bioglom.data import moving_scenes
 from bioglom.experiment import (
     QUICK,
+    Job,
     arm_config,
     experiment_parser,
     markdown_table,
     mean_sd,
-    run_arm,
     run_experiment,
     seeds_of,
+    train_jobs,
 )
 from bioglom.islands import extract_islands
 from bioglom.scores import changed_patches, column_labels, track_islands
@@ -194,17 +196,21 @@ def main() -> int:
     args = ap.parse_args()
     seeds = seeds_of(args, SEEDS)
     out = Path(args.out) / args.preset
-    results: dict[str, list[dict]] = {}
-    for arm, settings in ARMS.items():
-        results[arm] = []
-        for seed in seeds:
-            layers = (COMMON, PRESETS[args.preset], settings, {"run.seed": seed})
-            cfg = arm_config(*layers, sets=args.overrides)
-            path = out / f"{arm}_seed{seed}.h5"
-            status = run_arm(cfg, path, resume=args.resume, progress=not args.quiet)
-            if status != "finished":
-                raise RuntimeError(f"{arm} seed {seed}: the run {status}")
-            results[arm].append(measure(path.with_suffix(".pt")))
+    jobs = [
+        Job(
+            arm_config(
+                COMMON, PRESETS[args.preset], settings, {"run.seed": seed}, sets=args.overrides
+            ),  # fmt: skip
+            out / f"{arm}_seed{seed}.h5",
+        )
+        for arm, settings in ARMS.items()
+        for seed in seeds
+    ]
+    for name, status in train_jobs(jobs, args).items():
+        if status != "finished":
+            raise RuntimeError(f"{name}: the run {status}")
+    cfg = jobs[0].config
+    results = {arm: [measure(out / f"{arm}_seed{seed}.pt") for seed in seeds] for arm in ARMS}
     K = cfg.model.levels
     where = f"{VIDEOS} held-out videos of {FRAMES} frames, seeds {seeds}, mean ± sd"
 

@@ -16,7 +16,7 @@ from bioglom.baselines import BASELINES
 from bioglom.checkpoint import checkpoint_path
 from bioglom.cli import main as cli_main
 from bioglom.config import load_config
-from bioglom.experiment import arm_config
+from bioglom.experiment import arm_config, seed_list
 from bioglom.runs import open_run
 from bioglom.scores import column_labels
 from bioglom.splits import load_data
@@ -59,9 +59,7 @@ def test_quick_preset_writes_one_run_per_arm_and_a_table(script, arms, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for arm in arms:
         assert f"| {arm} |" in proc.stdout
-        seeded = script in ("islands.py", "shared_vs_codistilled.py")
-        name = f"{arm}_seed0.h5" if seeded else f"{arm}.h5"
-        with open_run(tmp_path / "quick" / name) as run:
+        with open_run(tmp_path / "quick" / f"{arm}_seed0.h5") as run:
             assert run.status == "finished"
             cfg = run.config
             assert cfg.data.seed == 7, (script, arm)
@@ -151,7 +149,9 @@ def test_islands_table_leads_with_the_controls_and_lists_every_baseline(tmp_path
     import islands as isl
 
     assert isl.HEADERS[2:4] == ["object FG-ARI delta", "part FG-ARI delta"]
-    assert len(isl.SEEDS) >= 3
+    assert all(len(seed_list(s)) >= 3 for s in isl.SEEDS.values()) and set(isl.SEEDS) == set(
+        isl.PRESETS
+    )
     assert set(isl.BASELINES) == {
         "fixed_blocks", "kmeans_position", "foreground_components", "colour_components",
         "kmeans_pixels",
