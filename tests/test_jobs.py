@@ -30,7 +30,10 @@ def jobs_in(folder: Path, updates: int = UPDATES) -> list[Job]:
     return [
         Job(
             small_config(
-                train__updates=updates, run__seed=seed, run__record_every=10, run__checkpoint_every=0
+                train__updates=updates,
+                run__seed=seed,
+                run__record_every=10,
+                run__checkpoint_every=0,
             ),
             folder / f"arm_seed{seed}.h5",
         )  # fmt: skip
