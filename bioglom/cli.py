@@ -1,4 +1,6 @@
-"""Command line: ``bioglom run CONFIG.toml [--set section.key=value ...] [--out PATH]``.
+"""Command line: ``bioglom run CONFIG.toml [--set section.key=value ...] [--out PATH]``,
+``bioglom info RUN.h5``, ``bioglom runs FOLDER [--sort METRIC]``, ``bioglom config``,
+``bioglom bench``.
 
 A bad configuration exits with status 2 and one line naming the field, the value and what is
 allowed -- no traceback.
@@ -49,6 +51,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     i = sub.add_parser("info", help="print a run's status, config summary and last metrics")
     i.add_argument("run", help="an .h5 run file")
+    t = sub.add_parser(
+        "runs",
+        help="one line per run of a folder: status, seed, the config fields that differ, "
+        "final metrics (needs pandas: the analysis extra)",
+    )
+    t.add_argument("folder", nargs="+", help="folders (searched with their sub-folders) or runs")
+    t.add_argument(
+        "--sort",
+        metavar="METRIC",
+        help="order by this metric's final value (or best_METRIC), best first where the metric "
+        "has a direction, else ascending; shown as a column",
+    )
+    t.add_argument(
+        "--columns",
+        default="",
+        metavar="A,B,...",
+        help="more columns to show: metrics, best_<metric> or config fields (section.key)",
+    )
+    t.add_argument("--csv", metavar="FILE", help="also write the whole table (every column)")
     c = sub.add_parser(
         "config", help="print a resolved, validated config with every field documented"
     )
@@ -209,6 +230,53 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+#: metrics shown by ``bioglom runs`` beside the config fields that differ, where present
+RUNS_COLUMNS = ("loss", "probe_recon_mse")
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from .frames import ANALYSIS_EXTRA, metric_goal, pandas
+
+    try:
+        pd = pandas()
+    except ImportError:
+        print(f"bioglom: error: `bioglom runs` needs pandas: {ANALYSIS_EXTRA}", file=sys.stderr)
+        return 2
+    from .frames import table
+
+    t = table(args.folder)
+    if t.empty:
+        print(f"no run files (*.h5) in {' '.join(args.folder)}")
+        return 0
+    if args.csv:
+        t.to_csv(args.csv, index=False)
+    config = [c for c in t.columns if "." in c and c not in ("run.seed", "run.out_dir")]
+    differ = [c for c in config if t[c].astype(str).nunique() > 1]
+    extra = [c for c in args.columns.split(",") if c]
+    wanted = [*extra, *([args.sort] if args.sort else [])]
+    unknown = [c for c in wanted if c not in t.columns]
+    if unknown:
+        metrics = sorted(c for c in t.columns if c not in config and not c.startswith("best_"))
+        print(
+            f"bioglom: error: no column {', '.join(map(repr, unknown))} in these runs; "
+            f"metrics: {', '.join(m for m in metrics if m not in ('run', 'path'))}",
+            file=sys.stderr,
+        )
+        return 2
+    base = ["run", "status", "seed", "update"]
+    shown = [c for c in base if c in t.columns] + differ
+    shown += [c for c in (*RUNS_COLUMNS, *wanted) if c in t.columns]
+    view = t[list(dict.fromkeys(shown))]
+    if args.sort:
+        goal = metric_goal(args.sort.removeprefix("best_"))
+        view = view.sort_values(args.sort, ascending=goal != "max", na_position="last")
+    with pd.option_context("display.width", 200, "display.max_columns", None,
+                           "display.max_colwidth", 40):  # fmt: skip
+        print(view.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"{len(t)} runs; config fields that differ: {', '.join(differ) or 'none'}")
+    return 0
+
+
 def _config(args: argparse.Namespace) -> int:
     from .config import documented_markdown, documented_toml
 
@@ -233,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = _parser().parse_args(argv)
-    commands = {"run": _run, "info": _info, "config": _config}
+    commands = {"run": _run, "info": _info, "runs": _runs, "config": _config}
     try:
         return commands[args.command](args)
     except ConfigError as err:

@@ -786,6 +786,14 @@ class Run:
         dss, n = self._record_datasets()
         return np.char.decode(dss["/phase"][:n], "utf-8")
 
+    def frame(self) -> Any:
+        """The records as a pandas DataFrame indexed by ``update``: one column per metric and
+        the ``phase`` of each record (needs pandas, the ``analysis`` extra;
+        :func:`bioglom.frames.run_frame`)."""
+        from .frames import run_frame
+
+        return run_frame(self)
+
     # ---- snapshots and probe ----
 
     def _snapshot_datasets(self) -> tuple[dict[str, h5py.Dataset], int]:
@@ -829,6 +837,19 @@ class Run:
             f"Run({str(self._path)!r}, status={self.status!r}, records={len(steps)}, "
             f"last_step={last})"
         )
+
+
+def table(paths_or_folder: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> Any:
+    """One row per run of a folder (sub-folders included), a run file or a list of either, as
+    a pandas DataFrame: file, status, seed, last update, the config flattened into
+    ``section.key`` columns, every metric's final value and ``best_<metric>`` (needs pandas,
+    the ``analysis`` extra; :func:`bioglom.frames.table`)::
+
+        table("runs/islands").groupby(["train.rule", "model.sharing"])["probe_recon_mse"].mean()
+    """
+    from .frames import table as _table
+
+    return _table(paths_or_folder)
 
 
 def open_run(path: str | os.PathLike[str]) -> Run:
