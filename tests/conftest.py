@@ -247,3 +247,22 @@ def update_of_added_term_at_weight_zero(base: dict, added: dict, images, truth=N
     for (name, p), q in zip(m1.named_parameters(), m2.parameters(), strict=True):
         assert torch.equal(p, q), name
     return metrics
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    """A folder of three tiny finished runs, named as the experiment scripts name theirs: an
+    unshared day-only arm with seeds 0 and 1 (``a_seed0.h5``, ``a_seed1.h5``: 4 updates,
+    a record every 2) and a shared arm with a night (``b_seed0.h5``: day 3, night 2, a record
+    every update). Shared by the table and notebook tests; do not write into it."""
+    from bioglom.train import train
+
+    folder = tmp_path_factory.mktemp("tiny_runs")
+    for seed in (0, 1):
+        config = small_config(train__updates=4, run__record_every=2, run__seed=seed)
+        train(config, folder / f"a_seed{seed}.h5", progress=False)
+    config = small_config(
+        model__sharing="shared", schedule__phases="day 3, night 2", run__record_every=1
+    )
+    train(config, folder / "b_seed0.h5", progress=False)
+    return folder

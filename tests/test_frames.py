@@ -5,40 +5,35 @@ against a minimum or maximum taken here."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import numpy as np
 import pytest
-from conftest import small_config
 
 from bioglom.cli import main as cli_main
 from bioglom.frames import metric_goal
 from bioglom.runs import open_run, table
-from bioglom.train import train
 
 pd = pytest.importorskip("pandas")
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    """Three tiny runs in a folder with a sub-folder: unshared seeds 0 and 1, and a shared run
-    with a night (so that records have two phases)."""
+def folder(tiny_runs, tmp_path_factory):
+    """conftest's tiny runs (a_seed0, a_seed1 unshared; b_seed0 shared with a night), b_seed0
+    copied into a sub-folder: ``a_seed0.h5``, ``a_seed1.h5``, ``sub/b_seed0.h5``."""
     root = tmp_path_factory.mktemp("runs")
     (root / "sub").mkdir()
-    for seed in (0, 1):
-        cfg = small_config(train__updates=4, run__record_every=2, run__seed=seed)
-        train(cfg, root / f"unshared_seed{seed}.h5", progress=False)
-    cfg = small_config(
-        model__sharing="shared", schedule__phases="day 3, night 2", run__record_every=1
-    )
-    train(cfg, root / "sub" / "shared_seed0.h5", progress=False)
+    for name in ("a_seed0.h5", "a_seed1.h5"):
+        shutil.copy(tiny_runs / name, root / name)
+    shutil.copy(tiny_runs / "b_seed0.h5", root / "sub" / "b_seed0.h5")
     return root
 
 
 def test_run_frame_is_the_records_indexed_by_update(folder):
     """Run.frame(): index = the records' updates (named update), one column per metric with
     the same values as Run.metrics, and the phase of each record."""
-    with open_run(folder / "sub" / "shared_seed0.h5") as run:
+    with open_run(folder / "sub" / "b_seed0.h5") as run:
         frame, metrics, phase = run.frame(), run.metrics, run.phase
     steps = metrics.pop("step")
     assert frame.index.name == "update"
@@ -56,7 +51,7 @@ def test_table_has_one_row_per_run_with_config_final_and_best(folder):
     status, seed, last update, each config field under section.key, each metric's last
     record and, where the metric has a direction, its best record."""
     t = table(folder)
-    assert sorted(t["run"]) == ["shared_seed0", "unshared_seed0", "unshared_seed1"]
+    assert sorted(t["run"]) == ["a_seed0", "a_seed1", "b_seed0"]
     for _, row in t.iterrows():
         with open_run(row["path"]) as run:
             metrics, config, status, seed = run.metrics, run.config, run.status, run.seed
@@ -85,8 +80,8 @@ def test_table_has_one_row_per_run_with_config_final_and_best(folder):
 def test_table_of_a_list_a_file_and_a_damaged_file(folder, tmp_path):
     """A list of files and folders reads each once in order; a file that is not a run is a row
     with status unreadable and the reason; a path that does not exist is an error naming it."""
-    one = table([folder / "unshared_seed0.h5", folder / "sub"])
-    assert list(one["run"]) == ["unshared_seed0", "shared_seed0"]
+    one = table([folder / "a_seed0.h5", folder / "sub"])
+    assert list(one["run"]) == ["a_seed0", "b_seed0"]
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not hdf5 at all")
     rows = table(tmp_path)
@@ -134,7 +129,7 @@ def test_without_pandas_the_error_names_the_extra(folder, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match=r"\[analysis\]"):
         table(folder)
-    with open_run(folder / "unshared_seed0.h5") as run, pytest.raises(ImportError, match="pandas"):
+    with open_run(folder / "a_seed0.h5") as run, pytest.raises(ImportError, match="pandas"):
         run.frame()
     assert cli_main(["runs", str(folder)]) == 2
     assert "analysis" in capsys.readouterr().err

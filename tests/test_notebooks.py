@@ -1,52 +1,135 @@
-"""The notebooks in analysis/ run headlessly against small runs made here, so they cannot rot.
+"""The notebooks in analysis/ run in a real Jupyter kernel (nbclient + ipykernel, the way
+Jupyter runs them) against small runs made here, so they cannot rot; they are committed without
+outputs. The live-follow notebook is run against a run that another process is still writing,
+and must see its new records.
 
 Single-run notebooks read ``BIOGLOM_RUN``; the experiment notebooks read every run in the
-folder ``BIOGLOM_RUNS`` (here: a day-only unshared run and a shared run with a night).
-
-Their code cells are executed in order in one namespace (matplotlib's Agg backend), which is
-what a kernel would do, without needing Jupyter installed.
+folder ``BIOGLOM_RUNS`` (conftest's tiny runs: an unshared day-only arm with two seeds and a
+shared arm with a night). The kernel inherits this process's environment.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from conftest import small_config
 
-from bioglom.train import train
+from bioglom.runs import open_run
 
-matplotlib = pytest.importorskip("matplotlib")
-matplotlib.use("Agg")
+nbclient = pytest.importorskip("nbclient")
+nbformat = pytest.importorskip("nbformat")
+pytest.importorskip("ipykernel")
+pytest.importorskip("pandas")
+pytest.importorskip("matplotlib")
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "analysis").glob("*.ipynb"))
+ANALYSIS = Path(__file__).resolve().parents[1] / "analysis"
+NOTEBOOKS = sorted(ANALYSIS.glob("*.ipynb"))
 
 
-@pytest.fixture(scope="module")
-def small_runs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("nb")
-    train(small_config(train__updates=2, run__record_every=1), folder / "a.h5", progress=False)
-    config = small_config(
-        model__sharing="shared", schedule__phases="day 2, night 1", run__record_every=1
+def execute(path: Path, timeout: int = 300):
+    """Run every cell of a notebook in a fresh python3 kernel started in its folder; a cell
+    that raises fails the test with the cell and its traceback (nbclient's
+    CellExecutionError). Returns the executed notebook."""
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(ANALYSIS)}}
     )
-    train(config, folder / "b.h5", progress=False)
-    return folder
+    client.execute()
+    return nb
 
 
+def text_of(nb) -> str:
+    """Every stream and text/plain output of an executed notebook, joined."""
+    out = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream":
+                out.append(o["text"])
+            elif "data" in o and "text/plain" in o["data"]:
+                out.append(o["data"]["text/plain"])
+    return "\n".join(out)
+
+
+def test_notebooks_are_committed_without_outputs():
+    """Every notebook's code cells have no outputs and no execution counts, and name the
+    python3 kernel; the live-follow notebook is among them."""
+    assert "follow_a_run.ipynb" in {p.name for p in NOTEBOOKS}
+    for path in NOTEBOOKS:
+        nb = json.loads(path.read_text())
+        assert nb["metadata"]["kernelspec"]["name"] == "python3", path.name
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                assert not cell.get("outputs") and cell.get("execution_count") is None, path.name
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs_and_has_no_outputs(notebook, small_runs, monkeypatch):
-    """Every code cell runs without error on a fresh run; the file is committed without outputs."""
-    import matplotlib.pyplot as plt
+def test_notebook_runs_in_a_kernel(notebook, tiny_runs, monkeypatch):
+    """Every code cell runs without error in a Jupyter kernel on the tiny runs."""
+    monkeypatch.setenv("BIOGLOM_RUN", str(tiny_runs / "b_seed0.h5"))
+    monkeypatch.setenv("BIOGLOM_RUNS", str(tiny_runs))
+    monkeypatch.setenv("BIOGLOM_FOLLOW_EVERY", "0.1")
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    nb = execute(notebook)
+    text = text_of(nb)
+    if notebook.name == "day_night.ipynb":  # the groupby table has both arms, mean and std
+        assert "a" in text and "mean" in text and "std" in text
+    if notebook.name == "follow_a_run.ipynb":  # a finished run: one read, then it stops
+        assert "status finished" in text
 
-    nb = json.loads(notebook.read_text())
-    cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in cells)
-    monkeypatch.setenv("BIOGLOM_RUN", str(small_runs / "a.h5"))
-    monkeypatch.setenv("BIOGLOM_RUNS", str(small_runs))
-    monkeypatch.chdir(notebook.parent)
-    namespace: dict = {"__name__": "__notebook__"}
-    for i, cell in enumerate(cells):
-        code = "".join(cell["source"])
-        exec(compile(code, f"{notebook.name}[cell {i}]", "exec"), namespace)
-    plt.close("all")
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from bioglom.runs import RunWriter
+path, stop, config = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+with RunWriter(path, config_text=config, seed=0, metrics=["loss", "probe_recon_mse"]) as w:
+    u = 0
+    while not stop.exists() and u < 2000:  # a record every 0.1 s until told to stop
+        w.record(u, {"loss": 1.0 / (u + 1), "probe_recon_mse": 0.5 / (u + 1)}, phase="day")
+        u += 1
+        time.sleep(0.1)
+    w.close(status="finished")
+"""
+
+
+@pytest.mark.slow
+def test_follow_notebook_sees_records_written_by_another_process(tmp_path, monkeypatch):
+    """A writer process appends a record every 0.1 s to a run it holds open; the live-follow
+    notebook, run in a kernel on that file while it grows, re-reads it at every redraw and
+    sees more records each time than the time before."""
+    path, stop = tmp_path / "live.h5", tmp_path / "stop"
+    config = small_config().to_toml()
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(stop), config])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the file exists and holds a record
+            if path.exists():
+                try:
+                    with open_run(path) as run:
+                        if run.n_records >= 1:
+                            break
+                except (OSError, ValueError):
+                    pass
+            time.sleep(0.1)
+        monkeypatch.setenv("BIOGLOM_RUN", str(path))
+        monkeypatch.setenv("BIOGLOM_FOLLOW_EVERY", "0.5")
+        monkeypatch.setenv("BIOGLOM_FOLLOW_TIMES", "5")
+        nb = execute(ANALYSIS / "follow_a_run.ipynb")
+    finally:
+        stop.touch()
+        writer.wait(timeout=60)
+    text = text_of(nb)
+    seen = re.search(r"records seen at each redraw: \[([\d, ]+)\]; status (\w+)", text)
+    assert seen is not None, text[-2000:]
+    counts = [int(v) for v in seen.group(1).split(",")]
+    assert len(counts) == 5 and seen.group(2) == "running"  # it was still being written
+    assert all(b > a for a, b in zip(counts, counts[1:], strict=False)), counts
+    with open_run(path) as run:
+        assert run.status == "finished" and run.n_records > counts[-1]
