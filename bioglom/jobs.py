@@ -155,7 +155,10 @@ def _job_main() -> int:
     last = [0.0]
 
     def say(**message: object) -> None:
-        print(_TAG + json.dumps(message), flush=True)
+        try:
+            print(_TAG + json.dumps(message), flush=True)
+        except (BrokenPipeError, OSError):  # the parent is gone: finish the run all the same
+            pass
 
     def on_update(u: int, total: int) -> None:
         now = time.monotonic()
