@@ -2,7 +2,8 @@
 
 Results, table and discussion: docs/experiments/islands.md (fourth and fifth rounds)
 
-    python experiments/common_fate.py --preset quick|full [--out DIR] [--weights DIR ...]
+    python experiments/common_fate.py --preset quick|full [--seeds 0,1,2] [--jobs N] [--out DIR]
+        [--weights DIR ...]
 
 The ``common_fate`` arm of the islands experiment ranks each column's neighbours by how alike
 their embeddings change over a settling step, ``cos(D(x), D(y))`` with

@@ -2,7 +2,8 @@
 
 Results, table and discussion: docs/experiments/consensus_schedule.md
 
-    python experiments/consensus_schedule.py --preset quick|full [--out DIR] [--resume]
+    python experiments/consensus_schedule.py --preset quick|full [--seeds 0,1,2] [--jobs N]
+        [--out DIR] [--resume]
 
 §9.1: "initially the bottom-up source should be by far the most reliable, but later, the
 top-down and lateral sources will improve". The consensus of each level is the weighted mean

@@ -2,7 +2,8 @@
 
 Results, table and discussion: docs/experiments/islands.md
 
-    python experiments/islands.py --preset quick|full|long [--out DIR] [--arms A,B] [--rescore]
+    python experiments/islands.py --preset quick|full|long [--seeds 0,1,2] [--jobs N] [--out DIR]
+        [--arms A,B] [--rescore]
 
 GLOM's claim is that islands of nearly identical embeddings are the parse tree: parts at a low
 level, objects at a higher one, each island inside one island of the level above, and islands

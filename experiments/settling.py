@@ -2,7 +2,8 @@
 
 Results, table and discussion: docs/experiments/settling.md
 
-    python experiments/settling.py --preset quick|full [--out DIR] [--weights PATTERN]
+    python experiments/settling.py --preset quick|full [--seeds 0,1,2] [--jobs N] [--out DIR]
+        [--weights PATTERN]
 
 Settling parameters change the islands as much as learning does, so they are studied here with
 the weights frozen. The script trains (or, with ``--weights runs/x_seed{seed}.pt``, reuses) the
