@@ -23,7 +23,7 @@ from bioglom.jobs import Job, JobsFailed, run_jobs, threads_per_job
 from bioglom.runs import open_run
 
 ROOT = Path(__file__).resolve().parents[1]
-UPDATES = 30  # long enough (seconds with two job processes) to be stopped mid-way
+UPDATES = 120  # so that a job stopped after its second record (update 10) is far from done
 
 
 def jobs_in(folder: Path, updates: int = UPDATES) -> list[Job]:
