@@ -165,7 +165,7 @@ def main() -> int:
         Job(
             arm_config(
                 islands.COMMON, preset, islands.ARMS[arm], {"run.seed": s}, sets=args.overrides
-            ),  # fmt: skip
+            ),
             Path(args.out) / args.preset / f"{arm}_seed{s}.h5",
         )
         for (arm, s), path in weights.items()

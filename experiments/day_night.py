@@ -211,7 +211,7 @@ def main() -> int:
                 {"schedule.phases": phases},
                 {"run.seed": seed},
                 sets=args.overrides,
-            ),  # fmt: skip
+            ),
             out / f"{arm}_seed{seed}.h5",
         )
         for arm, phases in schedules.items()

@@ -154,7 +154,7 @@ def main() -> int:
         Job(
             arm_config(
                 COMMON, PRESETS[args.preset], eye, settings, {"run.seed": seed}, sets=args.overrides
-            ),  # fmt: skip
+            ),
             out / f"{retina}_{arm}_seed{seed}.h5",
         )
         for retina, eye in RETINAS.items()

@@ -498,7 +498,7 @@ def main() -> int:
         Job(
             arm_config(
                 COMMON, PRESETS[args.preset], overrides, {"run.seed": seed}, sets=args.overrides
-            ),  # fmt: skip
+            ),
             run_path(out, arm, seed),
         )
         for seed in seeds

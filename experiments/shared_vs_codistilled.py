@@ -220,7 +220,7 @@ def main() -> int:
         Job(
             arm_config(
                 COMMON, PRESETS[args.preset], overrides, {"run.seed": seed}, sets=args.overrides
-            ),  # fmt: skip
+            ),
             out / f"{arm}_seed{seed}.h5",
         )
         for arm, overrides in ARMS.items()

@@ -140,7 +140,7 @@ def main() -> int:
         Job(
             arm_config(
                 COMMON, PRESETS[args.preset], overrides, {"run.seed": seed}, sets=args.overrides
-            ),  # fmt: skip
+            ),
             out / f"{arm}_seed{seed}.h5",
         )
         for seed in seeds  # seed by seed: a stopped experiment has whole seeds to show

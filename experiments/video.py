@@ -200,7 +200,7 @@ def main() -> int:
         Job(
             arm_config(
                 COMMON, PRESETS[args.preset], settings, {"run.seed": seed}, sets=args.overrides
-            ),  # fmt: skip
+            ),
             out / f"{arm}_seed{seed}.h5",
         )
         for arm, settings in ARMS.items()
