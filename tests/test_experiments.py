@@ -619,3 +619,25 @@ def test_seed_list_reads_seeds_and_names_a_bad_one():
     assert seeds_of(ap.parse_args(["--seeds", "5"]), {"quick": "0", "full": "0,1"}) == [5]
     with pytest.raises(SystemExit):
         ap.parse_args(["--seeds", "-1"])
+
+
+ARM_SCRIPTS = ("common_fate", "consensus_schedule", "day_night", "fovea", "islands", "settling",
+               "shared_vs_codistilled", "temporal_vs_delta", "video")  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ARM_SCRIPTS)
+def test_every_experiment_takes_seeds_and_jobs(name, monkeypatch, capsys):
+    """Every script that trains arms runs its full preset on at least 3 seeds by default and
+    offers `--seeds` and `--jobs` (its --help lists both)."""
+    from bioglom.experiment import seed_list
+
+    monkeypatch.syspath_prepend(str(ROOT / "experiments"))
+    module = __import__(name)
+    assert len(seed_list(module.SEEDS["full"])) >= 3, name
+    assert set(module.SEEDS) == set(module.PRESETS), name
+    monkeypatch.setattr(sys, "argv", [name, "--help"])
+    with pytest.raises(SystemExit) as done:
+        module.main()
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "--seeds" in text and "--jobs" in text, name
