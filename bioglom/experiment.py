@@ -15,6 +15,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "run_arm",
     "Job",
     "train_jobs",
+    "seeded_jobs",
     "seed_list",
     "seeds_of",
     "job_count",
@@ -217,10 +219,36 @@ def run_experiment(main: Callable[[], int | None]) -> int:
         return 130
 
 
-def train_jobs(jobs: Sequence[Job], args: argparse.Namespace) -> dict[str, str]:
+def seeded_jobs(
+    folder: str | os.PathLike,
+    arms: Mapping[str, Sequence[Mapping[str, Any]]],
+    seeds: Sequence[int],
+    sets: Sequence[str] = (),
+) -> list[Job]:
+    """One job per arm and seed, seed by seed (so that a stopped experiment has whole seeds to
+    show): arm ``name`` with config layers ``arms[name]`` (see :func:`arm_config`) and
+    ``run.seed = s`` writes ``folder/<name>_seed<s>.h5``; ``sets`` are the ``--set`` items."""
+    return [
+        Job(
+            arm_config(*layers, {"run.seed": seed}, sets=sets),
+            Path(folder) / f"{name}_seed{seed}.h5",
+        )
+        for seed in seeds
+        for name, layers in arms.items()
+    ]
+
+
+def train_jobs(
+    jobs: Sequence[Job], args: argparse.Namespace, *, require_finished: bool = False
+) -> dict[str, str]:
     """Train an experiment's jobs as its command line says (``--jobs``, ``--resume``,
-    ``--quiet``): :func:`bioglom.jobs.run_jobs`; returns ``{job label: status}``."""
-    return run_jobs(jobs, n_jobs=args.jobs, resume=args.resume, progress=not args.quiet)
+    ``--quiet``): :func:`bioglom.jobs.run_jobs`; returns ``{job label: status}``. With
+    ``require_finished`` a run that did not finish (diverged) raises RuntimeError naming it."""
+    statuses = run_jobs(jobs, n_jobs=args.jobs, resume=args.resume, progress=not args.quiet)
+    bad = {name: status for name, status in statuses.items() if status != "finished"}
+    if require_finished and bad:
+        raise RuntimeError(", ".join(f"{name}: the run {status}" for name, status in bad.items()))
+    return statuses
 
 
 def spread(values: Sequence[float]) -> tuple[float, float]:

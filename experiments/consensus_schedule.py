@@ -42,12 +42,11 @@ import torch
 import bioglom
 from bioglom.experiment import (
     QUICK,
-    Job,
-    arm_config,
     experiment_parser,
     markdown_table,
     mean_sd,
     run_experiment,
+    seeded_jobs,
     seeds_of,
     train_jobs,
 )
@@ -149,17 +148,8 @@ def main() -> int:
     seeds = seeds_of(args, SEEDS)
     preset = PRESETS[args.preset]
     folder = Path(args.out) / args.preset
-    jobs = [
-        Job(
-            arm_config(COMMON, preset, schedule, {"run.seed": seed}, sets=args.overrides),
-            folder / f"{arm}_seed{seed}.h5",
-        )
-        for arm, schedule in SCHEDULES.items()
-        for seed in seeds
-    ]
-    for name, status in train_jobs(jobs, args).items():
-        if status != "finished":
-            raise RuntimeError(f"{name}: the run {status}")
+    arms = {arm: (COMMON, preset, schedule) for arm, schedule in SCHEDULES.items()}
+    train_jobs(seeded_jobs(folder, arms, seeds, args.overrides), args, require_finished=True)
     weights = {arm: [folder / f"{arm}_seed{seed}.pt" for seed in seeds] for arm in SCHEDULES}
 
     model = bioglom.load_model(weights["rising"][0])

@@ -39,12 +39,11 @@ from pathlib import Path
 import numpy as np
 
 from bioglom.experiment import (
-    Job,
-    arm_config,
     experiment_parser,
     markdown_table,
     mean_sd,
     run_experiment,
+    seeded_jobs,
     seeds_of,
     train_jobs,
 )
@@ -202,21 +201,11 @@ def main() -> int:
 
     out = Path(args.out) / args.preset
     schedules = arms(preset["lengths"])
-    jobs = [
-        Job(
-            arm_config(
-                COMMON,
-                data,
-                preset["overrides"],
-                {"schedule.phases": phases},
-                {"run.seed": seed},
-                sets=args.overrides,
-            ),
-            out / f"{arm}_seed{seed}.h5",
-        )
+    layers = {
+        arm: (COMMON, data, preset["overrides"], {"schedule.phases": phases})
         for arm, phases in schedules.items()
-        for seed in seeds
-    ]
+    }
+    jobs = seeded_jobs(out, layers, seeds, args.overrides)
     train_jobs(jobs, args)
     config = jobs[0].config
     results: dict[str, list[dict]] = {arm: [] for arm in schedules}

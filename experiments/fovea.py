@@ -45,13 +45,12 @@ from bioglom.agreement import optic_agreement
 from bioglom.baselines import BASELINES
 from bioglom.experiment import (
     QUICK,
-    Job,
-    arm_config,
     experiment_parser,
     final_metrics,
     markdown_table,
     mean_sd,
     run_experiment,
+    seeded_jobs,
     seeds_of,
     train_jobs,
 )
@@ -150,20 +149,13 @@ def main() -> int:
     args = ap.parse_args()
     seeds = seeds_of(args, SEEDS)
     out = Path(args.out) / args.preset
-    jobs = [
-        Job(
-            arm_config(
-                COMMON, PRESETS[args.preset], eye, settings, {"run.seed": seed}, sets=args.overrides
-            ),
-            out / f"{retina}_{arm}_seed{seed}.h5",
-        )
+    arms = {
+        f"{retina}_{arm}": (COMMON, PRESETS[args.preset], eye, settings)
         for retina, eye in RETINAS.items()
         for arm, settings in ARMS.items()
-        for seed in seeds
-    ]
-    for name, status in train_jobs(jobs, args).items():
-        if status != "finished":
-            raise RuntimeError(f"{name}: the run {status}")
+    }
+    jobs = seeded_jobs(out, arms, seeds, args.overrides)
+    train_jobs(jobs, args, require_finished=True)
     config = jobs[0].config
     results = {
         (retina, arm): [measure(out / f"{retina}_{arm}_seed{seed}.h5") for seed in seeds]

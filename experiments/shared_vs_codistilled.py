@@ -37,13 +37,12 @@ import numpy as np
 
 from bioglom.experiment import (
     QUICK,
-    Job,
-    arm_config,
     experiment_parser,
     final_metrics,
     markdown_table,
     mean_sd,
     run_experiment,
+    seeded_jobs,
     seeds_of,
     train_jobs,
 )
@@ -216,16 +215,8 @@ def main() -> int:
     seeds = seeds_of(args, SEEDS)
 
     out = Path(args.out) / args.preset
-    jobs = [
-        Job(
-            arm_config(
-                COMMON, PRESETS[args.preset], overrides, {"run.seed": seed}, sets=args.overrides
-            ),
-            out / f"{arm}_seed{seed}.h5",
-        )
-        for arm, overrides in ARMS.items()
-        for seed in seeds
-    ]
+    arms = {arm: (COMMON, PRESETS[args.preset], overrides) for arm, overrides in ARMS.items()}
+    jobs = seeded_jobs(out, arms, seeds, args.overrides)
     train_jobs(jobs, args)
     config = jobs[0].config
     paths = {arm: [out / f"{arm}_seed{seed}.h5" for seed in seeds] for arm in ARMS}

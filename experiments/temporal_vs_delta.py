@@ -39,12 +39,12 @@ import torch
 from bioglom import build_model
 from bioglom.experiment import (
     QUICK,
-    Job,
     arm_config,
     experiment_parser,
     markdown_table,
     mean_sd,
     run_experiment,
+    seeded_jobs,
     seeds_of,
     train_jobs,
 )
@@ -136,16 +136,8 @@ def main() -> int:
     seeds = seeds_of(args, SEEDS)
 
     out = Path(args.out) / args.preset
-    jobs = [
-        Job(
-            arm_config(
-                COMMON, PRESETS[args.preset], overrides, {"run.seed": seed}, sets=args.overrides
-            ),
-            out / f"{arm}_seed{seed}.h5",
-        )
-        for seed in seeds  # seed by seed: a stopped experiment has whole seeds to show
-        for arm, overrides in ARMS.items()
-    ]
+    arms = {arm: (COMMON, PRESETS[args.preset], overrides) for arm, overrides in ARMS.items()}
+    jobs = seeded_jobs(out, arms, seeds, args.overrides)
     train_jobs(jobs, args)
     config = jobs[0].config
     runs = {arm: [out / f"{arm}_seed{seed}.h5" for seed in seeds] for arm in ARMS}

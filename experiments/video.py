@@ -49,12 +49,11 @@ from bioglom.baselines import colour_components, patch_vectors
 from bioglom.data import moving_scenes
 from bioglom.experiment import (
     QUICK,
-    Job,
-    arm_config,
     experiment_parser,
     markdown_table,
     mean_sd,
     run_experiment,
+    seeded_jobs,
     seeds_of,
     train_jobs,
 )
@@ -196,19 +195,9 @@ def main() -> int:
     args = ap.parse_args()
     seeds = seeds_of(args, SEEDS)
     out = Path(args.out) / args.preset
-    jobs = [
-        Job(
-            arm_config(
-                COMMON, PRESETS[args.preset], settings, {"run.seed": seed}, sets=args.overrides
-            ),
-            out / f"{arm}_seed{seed}.h5",
-        )
-        for arm, settings in ARMS.items()
-        for seed in seeds
-    ]
-    for name, status in train_jobs(jobs, args).items():
-        if status != "finished":
-            raise RuntimeError(f"{name}: the run {status}")
+    arms = {arm: (COMMON, PRESETS[args.preset], settings) for arm, settings in ARMS.items()}
+    jobs = seeded_jobs(out, arms, seeds, args.overrides)
+    train_jobs(jobs, args, require_finished=True)
     cfg = jobs[0].config
     results = {arm: [measure(out / f"{arm}_seed{seed}.pt") for seed in seeds] for arm in ARMS}
     K = cfg.model.levels
