@@ -37,6 +37,7 @@ __all__ = [
     "kmeans_pixels",
     "kmeans_position",
     "patch_vectors",
+    "score_baselines",
 ]
 
 #: pixel brightness (largest channel) above which a pixel is not background
@@ -231,3 +232,25 @@ BASELINES: dict[str, Baseline] = {
         lambda x, p, s, v: kmeans_pixels(x, p, v, s), "k", KMEANS_K, (2, 4, 6, 8)
     ),
 }
+
+
+def score_baselines(
+    images, masks: dict[str, np.ndarray], patch: int, names: tuple[str, ...] | None = None
+) -> dict[str, dict[str, float]]:
+    """Every baseline's partition of ``images`` at its default parameter, scored as one level
+    against the ground truth (``masks``: ``{"obj": [B, H, W], "part": ...}`` pixel masks,
+    taken to columns by majority): ``{name: {score: value}}`` with the scores of
+    :func:`bioglom.scores.score_islands` (``fgari_obj``, ``dfgari_obj`` -- its
+    mismatched-image control --, ``count``, ...), the bar a learned partition must clear
+    (docs/design.md §10)."""
+    from .scores import column_labels, score_islands
+
+    grid = _grid_of(images, patch)
+    truth = {k: column_labels(m, grid) for k, m in masks.items() if m is not None}
+    return {
+        name: {
+            k: float(v[0]) if len(v) else float("nan")  # scores between levels: none here
+            for k, v in score_islands(BASELINES[name](images, patch)[None], truth).items()
+        }
+        for name in (names or tuple(BASELINES))
+    }

@@ -141,9 +141,8 @@ def _print_summary(path: Path, status: str, metrics: dict[str, float], levels: i
 def _baseline_rows(path: Path) -> list[tuple[str, list[str]]]:
     """Object and part FG-ARI with their deltas, and island counts, of every baseline of
     :mod:`bioglom.baselines` on the run's probe images (none where it has no masks)."""
-    from .baselines import BASELINES
+    from .baselines import score_baselines
     from .runs import open_run
-    from .scores import column_labels, score_islands
 
     try:
         with open_run(path) as run:
@@ -154,20 +153,17 @@ def _baseline_rows(path: Path) -> list[tuple[str, list[str]]]:
     masks = {t: probe.get(f"{name}_masks") for t, name in (("obj", "object"), ("part", "part"))}
     if images is None or images.ndim != 4 or any(m is None for m in masks.values()):
         return []
-    grid = (images.shape[2] // patch, images.shape[3] // patch)
-    truth = {t: column_labels(m, grid) for t, m in masks.items()}
+    keys = ("dfgari_obj", "dfgari_part", "fgari_obj", "fgari_part", "count")
+    forms = ["{:+.3f}", "{:+.3f}", "{:.3f}", "{:.3f}", "{:.1f}"]
     rows = []
-    for name, fn in BASELINES.items():
-        sc = score_islands(fn(images, patch)[None], truth)
-        values = [sc["dfgari_obj"][0], sc["dfgari_part"][0], sc["fgari_obj"][0]]
-        values += [sc["fgari_part"][0], sc["count"][0]]
-        forms = ["{:+.3f}", "{:+.3f}", "{:.3f}", "{:.3f}", "{:.1f}"]
+    for name, sc in score_baselines(images, masks, patch).items():
+        cells = [sc[k] for k in keys]
         rows.append(
             (
                 name,
                 [
                     f.format(v) if math.isfinite(v) else "-"
-                    for f, v in zip(forms, values, strict=True)
+                    for f, v in zip(forms, cells, strict=True)
                 ],
             )
         )

@@ -42,7 +42,7 @@ import torch
 
 import bioglom
 from bioglom.agreement import optic_agreement
-from bioglom.baselines import BASELINES
+from bioglom.baselines import score_baselines
 from bioglom.experiment import (
     QUICK,
     experiment_parser,
@@ -54,7 +54,6 @@ from bioglom.experiment import (
     seeds_of,
     train_jobs,
 )
-from bioglom.scores import column_labels, score_islands
 from bioglom.splits import load_data
 
 # ---- configuration ------------------------------------------------------------------------
@@ -103,13 +102,10 @@ def measure(path: Path) -> dict[str, float]:
 def baseline_scores(config) -> dict[str, float]:
     """Object FG-ARI delta (mismatched-image control) of each pixel baseline on the probe."""
     probe = load_data(config).probe
-    grid = config.data.image_size // config.frontend.patch_size
-    truth = {"obj": column_labels(probe.object_masks, (grid, grid))}
-    p = config.frontend.patch_size
-    return {
-        name: float(score_islands(BASELINES[name](probe.images, p)[None], truth)["dfgari_obj"][0])
-        for name in PIXEL_BASELINES
-    }
+    scores = score_baselines(
+        probe.images, {"obj": probe.object_masks}, config.frontend.patch_size, PIXEL_BASELINES
+    )
+    return {name: s["dfgari_obj"] for name, s in scores.items()}
 
 
 def table(results: dict[tuple[str, str], list[dict[str, float]]], K: int) -> str:

@@ -163,3 +163,19 @@ def test_a_baseline_grid_keeps_only_the_values_that_fit_the_column_grid():
     for name, b in BASELINES.items():
         for v in b.values(small, 5):  # every offered value runs
             assert b(small, 5, 0, v).shape == (2, 7, 7), (name, v)
+
+
+def test_score_baselines_controls_are_zero_for_partitions_that_ignore_the_image():
+    """score_baselines (the bar the CLI and the experiments print): the partitions that ignore
+    the image (fixed blocks, k-means of position) score exactly the same against another
+    image's objects, so their delta is 0; it scores every baseline once."""
+    from bioglom.baselines import BASELINES, score_baselines
+    from bioglom.data import part_whole_scenes
+
+    scenes = part_whole_scenes(n=6, size=16, seed=fresh_seed())
+    masks = {"obj": scenes.object_masks, "part": scenes.part_masks}
+    scores = score_baselines(scenes.images, masks, 2)
+    assert set(scores) == set(BASELINES)
+    for name in ("fixed_blocks", "kmeans_position"):
+        assert scores[name]["dfgari_obj"] == 0.0 and scores[name]["dfgari_part"] == 0.0, name
+    assert scores["foreground_components"]["dfgari_obj"] > 0  # these scenes: objects on black
