@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bioglom.baselines import score_baselines
 from bioglom.experiment import (
     QUICK,
     experiment_parser,
@@ -47,6 +48,7 @@ from bioglom.experiment import (
     train_jobs,
 )
 from bioglom.runs import open_run
+from bioglom.splits import load_data
 
 # ---- configuration ------------------------------------------------------------------------
 COMMON = {
@@ -151,6 +153,8 @@ def final_table(results: dict[str, list[dict[str, float]]], K: int) -> str:
             cell(arm, "probe_ensemble", range(1, K), ".2f"),
             cell(arm, "probe_ensemble_others", range(1, K), ".2f"),
             cell(arm, "probe_islands", range(K), ".1f"),
+            cell(arm, "probe_dfgari_obj", range(K), "+.3f"),
+            cell(arm, "probe_fgari_obj", range(K), ".3f"),
             cell(arm, "probe_cos", range(K), ".2f"),
         ])  # fmt: skip
     headers = [
@@ -161,6 +165,8 @@ def final_table(results: dict[str, list[dict[str, float]]], K: int) -> str:
         f"ensemble ratio, islands vs consensus L1-{K - 1}",
         f"ensemble ratio, objects vs others L1-{K - 1}",
         f"islands/image L0-{K - 1}",
+        f"object FG-ARI delta L0-{K - 1}",
+        f"object FG-ARI L0-{K - 1}",
         f"within-image cosine L0-{K - 1}",
     ]
     return markdown_table(headers, rows)
@@ -186,16 +192,14 @@ def plot_curves(series: dict[str, list[dict[str, np.ndarray]]], path: Path) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from bioglom.plots import plot_band
+
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for arm, runs in series.items():
         for ax, name in zip(axes, ("agree", "others"), strict=True):
-            steps = runs[0]["step"]
-            keep = steps > 0
-            y = np.stack([c[name] for c in runs])[:, keep]
-            (line,) = ax.plot(steps[keep], np.nanmean(y, 0), label=arm)
-            ax.fill_between(
-                steps[keep], np.nanmin(y, 0), np.nanmax(y, 0), color=line.get_color(), alpha=0.2
-            )
+            keep = [c["step"] > 0 for c in runs]  # log axes: no update 0
+            steps = [c["step"][k] for c, k in zip(runs, keep, strict=True)]
+            plot_band(ax, steps, [c[name][k] for c, k in zip(runs, keep, strict=True)], label=arm)
     axes[0].set(xscale="log", yscale="log", xlabel="update", ylabel="agreement BU")
     axes[0].set_title("column agreement (1 = one function)", fontsize=9)
     axes[1].set(xscale="log", xlabel="update", ylabel="ensemble ratio")
@@ -227,6 +231,14 @@ def main() -> int:
         f"\nshared_vs_codistilled, preset {args.preset}, seeds {seeds} (mean ± sd): runs in {out}"
     )
     print(final_table(results, K))
+    probe = load_data(config).probe  # the same probe images in every arm and seed
+    pixels = score_baselines(probe.images, {"obj": probe.object_masks}, config.frontend.patch_size)
+    print("\npixel baselines that learn nothing, on the same probe images (one partition):")
+    rows = [[name, f"{s['dfgari_obj']:+.3f}", f"{s['fgari_obj']:.3f}", f"{s['count']:.1f}"]
+            for name, s in pixels.items()]  # fmt: skip
+    print(
+        markdown_table(["baseline", "object FG-ARI delta", "object FG-ARI", "islands/image"], rows)
+    )
     if args.preset == "long":
         series = {arm: [curves(p) for p in ps] for arm, ps in paths.items()}
         updates = config.train.updates
