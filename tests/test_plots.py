@@ -57,3 +57,26 @@ def test_curves_from_a_dict_skip_missing_names():
     ax = plots.plot_curves(metrics, ["a", "missing"])
     assert len(ax.lines) == 1
     plt.close("all")
+
+
+def test_plot_band_draws_the_seed_mean_between_the_lowest_and_highest_seed():
+    """Three seeds at updates 0, 10, 20, the third stopped after update 10 (a diverged run):
+    the line is the mean of the seeds present at each record and the band spans their min
+    and max, worked by hand; a record no seed has is dropped."""
+    _, ax = plt.subplots()
+    steps = [np.array([0, 10, 20]), np.array([0, 10, 20]), np.array([0, 10])]
+    values = [np.array([1.0, 2.0, 3.0]), np.array([3.0, 4.0, 5.0]), np.array([2.0, 9.0])]
+    line = plots.plot_band(ax, steps, values, label="arm")
+    np.testing.assert_array_equal(line.get_xdata(), [0, 10, 20])
+    np.testing.assert_allclose(line.get_ydata(), [2.0, 5.0, 4.0])  # (1+3+2)/3, (2+4+9)/3, 8/2
+    (band,) = ax.collections
+    vertices = band.get_paths()[0].vertices
+    for x, lo, hi in ((0, 1.0, 3.0), (10, 2.0, 9.0), (20, 3.0, 5.0)):
+        ys = vertices[np.isclose(vertices[:, 0], x), 1]
+        assert np.isclose(ys.min(), lo) and np.isclose(ys.max(), hi), (x, ys)
+    _, ax = plt.subplots()
+    gap = [np.array([1.0, np.nan, 3.0])]
+    line = plots.plot_band(ax, np.array([0, 10, 20]), gap)  # one seed: no band
+    np.testing.assert_array_equal(line.get_xdata(), [0, 20])
+    assert not ax.collections
+    plt.close("all")
