@@ -206,6 +206,7 @@ def lateral_attention(
     precision: Tensor | None = None,
     method: str = "auto",
     mask_bias: Tensor | None = None,
+    queries: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Attention-weighted average of neighbours at one level (§3.4, eq. 3.1).
 
@@ -232,14 +233,22 @@ def lateral_attention(
     mask_bias : for ``dense``, the mask as an additive ``[N, N]`` tensor (0 for a valid
         neighbour, ``-inf`` elsewhere), precomputed by a caller that reuses it; built from
         ``index`` and ``valid`` when None
+    queries : long ``[n]`` or None: evaluate the sum for these columns only, keys and values
+        from all ``N`` (``index``, ``valid`` then ``[n, M]``, rows in the order of
+        ``queries``); always by ``gather``. A rank that holds some of the columns uses it
+        (:mod:`bioglom.distributed`).
 
     Returns
     -------
-    (mean ``[N, B, d]``, precision ``[N, B, d]`` or None)
+    (mean ``[N, B, d]``, precision ``[N, B, d]`` or None); ``[n, B, d]`` with ``queries``
     """
-    n, b, d = e.shape
-    m = index.shape[1]
-    if method == "auto":
+    b, d = e.shape[1], e.shape[2]
+    n, m = index.shape
+    if queries is not None:
+        if method == "dense":
+            raise ValueError("method: 'dense' evaluates every column; queries needs 'gather'")
+        method = "gather"
+    elif method == "auto":
         method = "dense" if n <= max(256, 16 * m) else "gather"
     et = e.transpose(0, 1)  # [B, N, d]
     if method == "dense":
@@ -257,8 +266,9 @@ def lateral_attention(
     if method != "gather":
         raise ValueError(f"method: expected 'auto', 'dense' or 'gather', got {method!r}")
     flat = index.reshape(-1)
+    q = et if queries is None else et.index_select(1, queries)  # [B, n, d]
     nb = et.index_select(1, flat).view(b * n, m, d)  # neighbours of each (image, column)
-    logits = torch.bmm((et * beta).reshape(b * n, 1, d), nb.transpose(1, 2))  # [BN, 1, M]
+    logits = torch.bmm((q * beta).reshape(b * n, 1, d), nb.transpose(1, 2))  # [BN, 1, M]
     logits = logits.masked_fill_(~valid.repeat(b, 1).unsqueeze(1), float("-inf"))
     w = torch.softmax(logits, dim=-1)
     if precision is None:
@@ -279,6 +289,7 @@ def attract_repel_attention(
     attract_above: float = 0.5,
     repel_below: float = 0.0,
     repel_weight: float = 0.5,
+    queries: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Lateral term with attraction and repulsion (issue 14; an option beside eq. 3.1).
 
@@ -308,22 +319,25 @@ def attract_repel_attention(
     precision : ``[N, B, d]`` or None
     attract_above, repel_below : cosine thresholds, ``repel_below <= attract_above``
     repel_weight : ``gamma >= 0``
+    queries : long ``[n]`` or None: only these columns' terms (``index``, ``valid`` ``[n, M]``),
+        as in :func:`lateral_attention`
 
     Returns
     -------
-    (mean ``[N, B, d]``, precision ``[N, B, d]`` or None)
+    (mean ``[N, B, d]``, precision ``[N, B, d]`` or None); ``[n, B, d]`` with ``queries``
     """
     if repel_below > attract_above:
         raise ValueError(
             f"repel_below ({repel_below}) must not exceed attract_above ({attract_above})"
         )
-    n, b, d = e.shape
-    m = index.shape[1]
+    b, d = e.shape[1], e.shape[2]
+    n, m = index.shape
     et = e.transpose(0, 1)  # [B, N, d]
+    q = et if queries is None else et.index_select(1, queries)  # [B, n, d]
     flat = index.reshape(-1)
     nb = et.index_select(1, flat).view(b, n, m, d)  # neighbours of each (image, column)
-    dots = torch.einsum("bnd,bnmd->bnm", et, nb)
-    norms = et.norm(dim=-1).clamp_min(1e-12)
+    dots = torch.einsum("bnd,bnmd->bnm", q, nb)
+    norms = q.norm(dim=-1).clamp_min(1e-12)
     cos = dots / (norms[..., None] * nb.norm(dim=-1).clamp_min(1e-12))
     ok = valid[None]  # [1, N, M]
     attract = ok & (cos >= attract_above)
@@ -335,14 +349,15 @@ def attract_repel_attention(
     r = torch.einsum("bnm,bnmd->bnd", repel, nb) / count.clamp_min(1)
     if precision is None:
         a = torch.einsum("bnm,bnmd->bnd", w, nb)
-        a = torch.where(empty, et, a)
+        a = torch.where(empty, q, a)
         return (a - repel_weight * r).transpose(0, 1), None
     pt = precision.transpose(0, 1)
+    pq = pt if queries is None else pt.index_select(1, queries)
     pnb = pt.index_select(1, flat).view(b, n, m, d)
     tau = torch.einsum("bnm,bnmd->bnd", w, pnb)
     mu = torch.einsum("bnm,bnmd->bnd", w, pnb * nb) / tau.clamp_min(1e-30)
-    mu = torch.where(empty, et, mu)
-    tau = torch.where(empty, pt, tau)
+    mu = torch.where(empty, q, mu)
+    tau = torch.where(empty, pq, tau)
     return (mu - repel_weight * r).transpose(0, 1), tau.transpose(0, 1)
 
 

@@ -40,6 +40,7 @@ from .functional import (
 
 if TYPE_CHECKING:
     from .config import AttentionConfig
+    from .distributed import ColumnShard
 
 __all__ = ["LateralAttention", "NEIGHBOURHOOD_SEED_OFFSET"]
 
@@ -63,6 +64,10 @@ class LateralAttention(nn.Module):
         ``seed + NEIGHBOURHOOD_SEED_OFFSET``
     isolated : the control in which nothing moves between columns: the contribution is zeros
         (precision ones), the neighbourhoods are still built and checked
+    shard : this rank's band of rows (:mod:`bioglom.distributed`), or None. Neighbourhoods
+        are still those of the whole grid; a window is evaluated on the band grown by a halo
+        of ``r_l`` rows from the neighbouring ranks, a Gaussian neighbourhood on the
+        all-gathered level, each for this rank's columns only
 
     Raises
     ------
@@ -80,7 +85,9 @@ class LateralAttention(nn.Module):
 
     Buffers ``neighbour_index_{l}``, ``neighbour_valid_{l}`` (``[N, M]``) and ``mask_bias_{l}``
     (the plan's cached mask, None for Gaussian neighbourhoods) are not persistent: they are
-    rebuilt from the config, never loaded from saved weights.
+    rebuilt from the config, never loaded from saved weights. A sharded window level plans on
+    its halo-grown band (``halo_grid``), whose neighbourhoods are ``halo_index_{l}``,
+    ``halo_valid_{l}``.
     """
 
     def __init__(
@@ -91,10 +98,15 @@ class LateralAttention(nn.Module):
         dim: int,
         seed: int,
         isolated: bool = False,
+        shard: ColumnShard | None = None,
     ):
         super().__init__()
         att = attention
         self.grid, self.isolated, self.include_self = grid, isolated, att.include_self
+        self.shard = shard if shard is not None and shard.world > 1 else None
+        self.window = att.neighbourhood == "window"
+        #: per level: (halo rows above this rank's band, the halo-grown band's grid) or None
+        self.halo_grid: list[tuple[int, tuple[int, int]] | None] = []
         self.attract_repel = att.lateral == "attract_repel"
         self.thresholds = (att.attract_above, att.repel_below, att.repel_weight)
         n = grid[0] * grid[1]
@@ -126,14 +138,23 @@ class LateralAttention(nn.Module):
                 )
             self.register_buffer(f"neighbour_index_{k}", idx, persistent=False)
             self.register_buffer(f"neighbour_valid_{k}", valid, persistent=False)
-            plan, bias = ("gather_or_dense", 0), None
-            if att.neighbourhood == "window":
-                plan = window_plan(grid, self.radius[k], dim)
+            plan, bias, halo = ("gather_or_dense", 0), None, None
+            if self.window:
+                g, gi, gv = grid, idx, valid
+                if self.shard is not None:  # plan on the band grown by the halo
+                    above, below = self.shard.extended_rows(self.radius[k])
+                    g = (above + self.shard.local_grid[0] + below, grid[1])
+                    gi, gv = window_neighbours(g, self.radius[k], att.include_self)
+                    halo = (above, g)
+                    self.register_buffer(f"halo_index_{k}", gi, persistent=False)
+                    self.register_buffer(f"halo_valid_{k}", gv, persistent=False)
+                plan = window_plan(g, self.radius[k], dim)
                 if plan[0] == "dense":
-                    bias = dense_mask_bias(idx, valid)
+                    bias = dense_mask_bias(gi, gv)
                 else:
-                    bias = window_tile_bias(grid, self.radius[k], plan[1], att.include_self)
+                    bias = window_tile_bias(g, self.radius[k], plan[1], att.include_self)
             self.plan.append(plan)
+            self.halo_grid.append(halo)
             self.register_buffer(f"mask_bias_{k}", bias, persistent=False)
 
     def neighbours(self, level: int) -> tuple[Tensor, Tensor]:
@@ -159,32 +180,73 @@ class LateralAttention(nn.Module):
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Eq. 3.1 at one level: ``e [N, B, d]`` -> (mean, precision or None), by its plan
-        (or the attraction-repulsion term with ``attention.lateral = "attract_repel"``)."""
+        (or the attraction-repulsion term with ``attention.lateral = "attract_repel"``).
+        Sharded, ``e`` holds this rank's columns and so does the result."""
+        if self.shard is None:
+            idx, valid = self._neighbourhood(level, generator, e.device)
+            return self._evaluate(level, e, beta, precision, self.grid, idx, valid)
+        shard = self.shard
+        if self.window:  # this rank's band grown by the halo; keep its own rows
+            r = self.radius[level]
+            above, grid = self.halo_grid[level]
+            ee = shard.halo(e, r)
+            pe = None if precision is None else shard.halo(precision, r)
+            idx = getattr(self, f"halo_index_{level}")
+            valid = getattr(self, f"halo_valid_{level}")
+            mu, tau = self._evaluate(level, ee, beta, pe, grid, idx, valid)
+            own = slice(above * grid[1], above * grid[1] + shard.n)
+            return mu[own], (None if tau is None else tau[own])
+        # Gaussian: neighbours anywhere on the grid; the whole level, this rank's queries
+        ef = shard.gather_columns(e)
+        pf = None if precision is None else shard.gather_columns(precision)
+        idx, valid = self._neighbourhood(level, generator, e.device)
+        c0, c1 = shard.columns
+        queries = torch.arange(c0, c1, device=e.device)
+        idx, valid = idx[c0:c1], valid[c0:c1]
         if self.attract_repel:
-            if self.resample:
-                idx, valid = self.resampled(level, generator, e.device)
-            else:
-                idx, valid = self.neighbours(level)
-            above, below, gamma = self.thresholds
-            return attract_repel_attention(
-                e,
-                idx,
-                valid,
-                beta,
-                precision,
-                attract_above=above,
-                repel_below=below,
-                repel_weight=gamma,
-            )
+            return self._attract_repel(ef, idx, valid, beta, pf, queries)
+        return lateral_attention(ef, idx, valid, beta, pf, queries=queries)
+
+    def _neighbourhood(
+        self, level: int, generator: torch.Generator | None, device: torch.device
+    ) -> tuple[Tensor, Tensor]:
+        """The level's neighbourhood on the whole grid: fixed, or drawn afresh."""
+        if self.resample:
+            return self.resampled(level, generator, device)
+        return self.neighbours(level)
+
+    def _attract_repel(self, e, idx, valid, beta, precision, queries=None):
+        above, below, gamma = self.thresholds
+        return attract_repel_attention(
+            e,
+            idx,
+            valid,
+            beta,
+            precision,
+            attract_above=above,
+            repel_below=below,
+            repel_weight=gamma,
+            queries=queries,
+        )
+
+    def _evaluate(
+        self,
+        level: int,
+        e: Tensor,
+        beta: Tensor,
+        precision: Tensor | None,
+        grid: tuple[int, int],
+        idx: Tensor,
+        valid: Tensor,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Eq. 3.1 on ``e`` laid out on ``grid`` (every column its own query), by the plan."""
+        if self.attract_repel:
+            return self._attract_repel(e, idx, valid, beta, precision)
         method, tile = self.plan[level]
         bias = getattr(self, f"mask_bias_{level}")
         if method == "tiles":
             r = self.radius[level]
-            return window_attention(e, self.grid, r, beta, precision, tile=tile, bias=bias)
-        if self.resample:
-            idx, valid = self.resampled(level, generator, e.device)
-        else:
-            idx, valid = self.neighbours(level)
+            return window_attention(e, grid, r, beta, precision, tile=tile, bias=bias)
         return lateral_attention(
             e, idx, valid, beta, precision, method=_METHOD[method], mask_bias=bias
         )

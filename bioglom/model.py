@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from .columns import ColumnMLP
 from .config import CONTRIBUTIONS, Config, ConfigError, per_level, saved_config
+from .distributed import ColumnShard, check_shardable, column_slices
 from .frontend import CnnFrontend, PatchDecoder, PatchFrontend, retina_fields
 from .functional import (
     consensus_gaussian,
@@ -106,9 +107,21 @@ class Glom(nn.Module):
     Build with :func:`build_model`. The only difference between the sharing modes is the
     column dimension ``C`` of every weight (``N`` or ``1``); ``isolated`` is ``unshared`` with
     the lateral contribution's weight set to 0.
+
+    With a ``shard`` (:class:`~bioglom.distributed.ColumnShard`) the model holds one band of
+    the grid's rows: ``N`` is then the number of columns it holds, :attr:`grid` stays the
+    whole grid, its front end and decoder read and write the band's pixel rows
+    (:meth:`own_pixels`), and lateral attention and pooled statistics exchange what they
+    need with the other ranks (:mod:`bioglom.distributed`).
     """
 
-    def __init__(self, config: Config, channels: int, image_size: tuple[int, int]):
+    def __init__(
+        self,
+        config: Config,
+        channels: int,
+        image_size: tuple[int, int],
+        shard: ColumnShard | None = None,
+    ):
         super().__init__()
         m, fe, td, att = config.model, config.frontend, config.topdown, config.attention
         self.config = config
@@ -121,7 +134,13 @@ class Glom(nn.Module):
         self.channels, self.image_size, self.patch = channels, (h, w), p
         self._grid = (h // p, w // p)
         self.K, self.d = m.levels, m.dim
-        self.N = self._grid[0] * self._grid[1]
+        #: the columns of the whole grid
+        self.columns_total = self._grid[0] * self._grid[1]
+        self.shard = shard if shard is not None and shard.world > 1 else None
+        if self.shard is not None and tuple(self.shard.grid) != self._grid:
+            raise ValueError(f"shard: made for grid {self.shard.grid}, the model's is {self._grid}")
+        #: the columns this model holds (all of them unless sharded)
+        self.N = self.columns_total if self.shard is None else self.shard.n
         self.columns = 1 if m.sharing == "shared" else self.N
         self.isolated = m.sharing == "isolated"
         self.gaussian = config.consensus.mode == "gaussian"
@@ -148,24 +167,27 @@ class Glom(nn.Module):
             K - 1, C, d, m.hidden, out, m.hidden_layers, m.activation,
             extra_in=loc_dim, siren=td.siren, w0=td.siren_w0, hidden_learning=hl,
         )  # fmt: skip
-        self.decoder = PatchDecoder(channels, p, (h, w), C, d, fe.hidden, m.activation, hl)
+        own_size = (h, w) if self.shard is None else (self.shard.local_grid[0] * p, w)
+        self.decoder = PatchDecoder(channels, p, own_size, C, d, fe.hidden, m.activation, hl)
         per_column = m.homeostatic_stats == "columns" or (
             m.homeostatic_stats == "auto" and m.sharing != "shared"
         )
         self.norm = StateNorm(
-            m.state_norm, K, self.N if per_column else 1, d, m.homeostatic_momentum
-        )
+            m.state_norm, K, self.N if per_column else 1, d, m.homeostatic_momentum,
+            shard=self.shard,
+        )  # fmt: skip
         self.normalise_predictions = config.consensus.normalise_predictions
         self.ramp_steps = config.settle.ramp_steps
-        loc = location_encoding(self._grid, td.location_freqs)[None, :, None, :].repeat(
-            K - 1, 1, 1, 1
-        )
+        loc = location_encoding(self._grid, td.location_freqs)
+        if self.shard is not None:
+            loc = loc[slice(*self.shard.columns)]
+        loc = loc[None, :, None, :].repeat(K - 1, 1, 1, 1)
         self.register_buffer("location", loc if loc_dim else None, persistent=False)
         self.register_buffer("bu_location", loc if bu_loc_dim else None, persistent=False)
 
         # eq. 3.1 on each level's neighbourhood (its buffers are not saved either)
         self.lateral_attention = LateralAttention(
-            att, self._grid, K, d, seed=config.run.seed, isolated=self.isolated
+            att, self._grid, K, d, seed=config.run.seed, isolated=self.isolated, shard=self.shard
         )
         # the settling schedule is the config's, never the saved weights' (not in state_dict)
         beta = {n: per_level(getattr(att, n), K) for n in ("beta_start", "beta_end")}
@@ -221,8 +243,23 @@ class Glom(nn.Module):
 
     @property
     def grid(self) -> tuple[int, int]:
-        """``(H_g, W_g)``; column ``n`` is at grid row ``n // W_g``, grid column ``n % W_g``."""
+        """``(H_g, W_g)``; column ``n`` is at grid row ``n // W_g``, grid column ``n % W_g``
+        (of the whole grid, also when the model holds one band of it)."""
         return self._grid
+
+    def own_pixels(self, images: Tensor) -> Tensor:
+        """The pixel rows this model's columns read, ``[..., C, H, W] -> [..., C, h, W]``:
+        all of them unless sharded (:mod:`bioglom.distributed`)."""
+        if self.shard is None:
+            return images
+        return images[..., self.shard.pixel_rows(self.patch), :]
+
+    def column_sum(self, x: Tensor) -> Tensor:
+        """``x`` summed over all ranks' columns: ``x`` itself unless sharded (then an
+        all-reduce of the per-rank sums; no gradient passes)."""
+        if self.shard is None:
+            return x
+        return self.shard.all_reduce(x.detach().clone())
 
     @property
     def device(self) -> torch.device:
@@ -279,10 +316,13 @@ class Glom(nn.Module):
             e = torch.zeros(shape, device=frame.device)
         elif init == "noise":
             gen_device = generator.device if generator is not None else frame.device
-            e = torch.randn(shape, device=gen_device, generator=generator).to(frame.device)
+            full = (self.K, self.columns_total, B, self.d)  # the same draw on every rank
+            e = torch.randn(full, device=gen_device, generator=generator).to(frame.device)
+            if self.shard is not None:
+                e = e[:, slice(*self.shard.columns)]
         else:
             mus, taus = [], []
-            mu, tau = self.split_prediction(self.frontend(frame))
+            mu, tau = self.split_prediction(self.frontend(self.own_pixels(frame)))
             for k in range(self.K):
                 if k > 0:
                     loc = None if self.bu_location is None else self.bu_location[k - 1 : k]
@@ -347,7 +387,11 @@ class Glom(nn.Module):
         """
         # BU_l(e_{l-1}) (and the location, with model.bottom_up_location)
         bu_out = torch.cat(
-            [self.frontend(frame), self.bottom_up(e[:-1], extra=self.bu_location)], 0
+            [
+                self.frontend(self.own_pixels(frame)),
+                self.bottom_up(e[:-1], extra=self.bu_location),
+            ],
+            0,
         )
         td_out = self.top_down(e[1:], extra=self.location)  # TD_l(e_{l+1}, location)
         bu_mu, bu_tau = self.split_prediction(bu_out)
@@ -448,7 +492,8 @@ class Glom(nn.Module):
         )
 
     def decode(self, state: Tensor) -> Tensor:
-        """Images ``[B, C, H, W]`` reconstructed from level 0 of a state ``[K, N, B, d]``."""
+        """Images ``[B, C, H, W]`` reconstructed from level 0 of a state ``[K, N, B, d]``
+        (a sharded model: its band's rows, ``[B, C, h, W]``)."""
         return self.decoder(state[0])
 
 
@@ -508,6 +553,7 @@ def build_model(
     channels: int | None = None,
     image_size: tuple[int, int] | None = None,
     device: str | torch.device | None = None,
+    shard: ColumnShard | None = None,
 ) -> Glom:
     """Build a :class:`Glom` for ``config``.
 
@@ -516,6 +562,10 @@ def build_model(
     model; with ``model.column_init = "copies"`` every unshared column starts with column 0's
     weights. ``device`` overrides ``run.device``. The model comes in eval mode: settling it does
     not move homeostatic statistics; the trainer switches it to train mode.
+
+    With a ``shard`` the model holds that band of columns, with exactly the initial weights
+    those columns have in the unsharded model (the whole model is drawn on the CPU, then cut:
+    the host holds every weight once while building; :mod:`bioglom.distributed`).
     """
     if channels is None or image_size is None:
         c, hw = image_geometry(config)
@@ -528,6 +578,13 @@ def build_model(
             for p in model.parameters():
                 if p.dim() >= 2 and p.shape[1] == model.columns:
                     p.copy_(p[:, :1].expand_as(p))
+    if shard is not None and shard.world > 1:
+        check_shardable(config, model.grid, shard.world)
+        whole = model
+        model = Glom(config, channels, tuple(image_size), shard=shard)
+        own = column_slices(shard, whole.state_dict(), model.state_dict())
+        model.load_state_dict(own)
+        del whole, own
     model.eval()  # settling does not adapt homeostatic statistics until train() is called
     return model.to(resolve_device(device if device is not None else config.run.device))
 

@@ -19,9 +19,14 @@ options, logged with every run as ``model.state_norm``:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from .distributed import ColumnShard
 
 __all__ = ["StateNorm", "standardise"]
 
@@ -53,6 +58,10 @@ class StateNorm(nn.Module):
     with ``rho`` the momentum and the mean over images (and columns when shared); measuring the
     variance around the running mean keeps it meaningful at batch size 1. Then
     ``r = 1 / sqrt(v + eps)``. The statistics carry no gradient; in eval mode they stay fixed.
+
+    With a ``shard`` (:mod:`bioglom.distributed`) a mean over columns (``batch``, ``image``,
+    homeostatic statistics shared by all columns) is over the columns of every rank: the
+    ranks all-reduce their sums, and no gradient passes between them.
     """
 
     def __init__(
@@ -63,11 +72,13 @@ class StateNorm(nn.Module):
         dim: int,
         momentum: float = 0.05,
         eps: float = 1e-5,
+        shard: ColumnShard | None = None,
     ):
         super().__init__()
         if kind not in ("none", "layer", "batch", "homeostatic", "image"):
             raise ValueError(f"unknown state normalisation {kind!r}")
         self.kind, self.momentum, self.eps, self.dim = kind, momentum, eps, dim
+        self.columns, self.shard = columns, shard
         if kind == "homeostatic":
             self.register_buffer("running_mean", torch.zeros(levels, columns, 1, dim))
             self.register_buffer("running_var", torch.ones(levels, columns, 1, dim))
@@ -82,21 +93,31 @@ class StateNorm(nn.Module):
             out, r = standardise(e, self.eps, with_scale=precision is not None)
         elif self.kind in ("batch", "image"):
             dims = (1, 2) if self.kind == "batch" else (1,)  # columns and images, or columns
-            c = e - e.mean(dim=dims, keepdim=True)
-            r = torch.rsqrt((c * c).mean(dim=dims, keepdim=True) + self.eps)
+            c = e - self._mean(e, dims)
+            r = torch.rsqrt(self._mean(c * c, dims) + self.eps)
             out = c * r
         else:
             sl = slice(None) if level is None else slice(level, level + 1)
             rm, rv = self.running_mean[sl], self.running_var[sl]
             if self.training:
                 with torch.no_grad():
-                    dims = (2,) if rm.shape[1] == e.shape[1] else (1, 2)
+                    pooled = rm.shape[1] != e.shape[1] or (self.shard and self.columns == 1)
+                    dims = (1, 2) if pooled else (2,)
                     x = e.detach()
-                    rm += self.momentum * (x.mean(dim=dims, keepdim=True) - rm)
-                    rv += self.momentum * (((x - rm) ** 2).mean(dim=dims, keepdim=True) - rv)
+                    rm += self.momentum * (self._mean(x, dims) - rm)
+                    rv += self.momentum * (self._mean((x - rm) ** 2, dims) - rv)
             r = torch.rsqrt(rv + self.eps)
             out = (e - rm) * r
         return out if precision is None else (out, precision / (r * r))
+
+    def _mean(self, x: Tensor, dims: tuple[int, ...]) -> Tensor:
+        """``x.mean(dims, keepdim=True)``; over the columns of every rank when sharded."""
+        m = x.mean(dim=dims, keepdim=True)
+        if self.shard is None or 1 not in dims:
+            return m
+        with torch.no_grad():  # the ranks' means weighted by their columns
+            total = self.shard.all_reduce(m.detach() * x.shape[1])
+        return total / self.shard.total
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}"

@@ -116,15 +116,18 @@ class LocalRule(LearningRule):
             loss, out, e, tau = self.step_losses(e, tau, frame, t, steps, generator)
             loss.backward()
             with torch.no_grad():
-                bu_err += _half_sq(out.bottom_up, e).mean(1)
-                td_err += _half_sq(out.top_down, e[:-1]).mean(1)
+                bu_err += _half_sq(out.bottom_up, e).sum(1)
+                td_err += _half_sq(out.top_down, e[:-1]).sum(1)
         self.last_state = e
-        last = images[-1] if video else images
+        last = model.own_pixels(images[-1] if video else images)
         dec = 0.5 * ((model.decode(e) - last) ** 2).mean()
         # summed over columns like every other local loss: dec is a mean over all N patches
         (self.config.local.decoder_weight * model.N * dec).backward()
         norms = self._step_and_measure()
-        bu_err, td_err = bu_err / steps, td_err / steps
+        # means per column over every rank's columns (a sharded model holds N of them)
+        sums = model.column_sum(torch.cat([bu_err, td_err, (dec * model.N).detach()[None]]))
+        sums = sums / model.columns_total
+        bu_err, td_err, dec = sums[:K] / steps, sums[K:-1] / steps, sums[-1]
         metrics = {"loss": bu_err.sum() + td_err.sum() + dec.detach()}
         metrics.update({f"loss_bu_L{k}": bu_err[k] for k in range(K)})
         metrics.update({f"loss_td_L{k}": td_err[k] for k in range(K - 1)})
@@ -133,15 +136,28 @@ class LocalRule(LearningRule):
         return metrics
 
     def _step_and_measure(self) -> dict[str, Tensor]:
-        """Apply the optimiser step; return the L2 norm of each net's weight change."""
+        """Apply the optimiser step; return the L2 norm of each net's weight change.
+
+        Sharded (:mod:`bioglom.distributed`): shared weights first sum their gradients over
+        the ranks, so that every rank applies the unsharded update to its copy; the change
+        of unshared weights is measured over every rank's columns."""
+        model = self.model
         if self._meter is None:
             self._meter = ChangeMeter(
-                {
-                    n: [p for p in getattr(self.model, n).parameters() if p.requires_grad]
-                    for n in NETS
-                }
+                {n: [p for p in getattr(model, n).parameters() if p.requires_grad] for n in NETS}
             )
-        return self._meter.step(self.optimizer)
+        shard = model.shard
+        if shard is not None and model.columns == 1:
+            for group in self.optimizer.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        shard.all_reduce(p.grad)
+        norms = self._meter.step(self.optimizer)
+        if shard is not None and model.columns > 1:
+            names = list(norms)
+            sq = shard.all_reduce(torch.stack([norms[n] for n in names]) ** 2)
+            norms = dict(zip(names, sq.sqrt(), strict=True))
+        return norms
 
 
 class Codistill(LocalRule):

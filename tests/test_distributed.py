@@ -1,0 +1,212 @@
+"""Columns sharded over 2 gloo processes compute what one process computes (issue 17).
+
+The independent fact: sharding is a way of evaluating the same model, so one settle and one
+local-learning update on P = 2 ranks must give the unsharded state, metrics, weights and
+homeostatic statistics, to float32 tolerance (only the order of some sums differs). Each worker
+builds both the whole model and its shard from the same seed, runs both on the same fresh
+random images and checks its own columns against the whole model's; a failure on any rank
+fails the test with that rank's traceback.
+"""
+
+from __future__ import annotations
+
+import datetime
+import traceback
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from conftest import fresh_seed, small_config
+
+from bioglom import build_model
+from bioglom.config import ConfigError
+from bioglom.distributed import ColumnShard, band_rows, check_shardable, column_slices
+from bioglom.rules import make_rule
+
+WORLD = 2
+
+#: (name, image side, overrides): window and Gaussian neighbourhoods, shared and unshared
+#: weights, every normalisation that pools over columns, both local rules
+CASES = [
+    ("window unshared, codistill, radius 1-2-3", 16, {"attention.radius": [1, 2, 3]}),
+    (
+        "window shared, batch norm, temporal",
+        16,
+        {"model.sharing": "shared", "model.state_norm": "batch", "train.rule": "temporal"},
+    ),
+    (
+        "gaussian fixed, unshared, gaussian consensus",
+        16,
+        {
+            "attention.neighbourhood": "gaussian",
+            "attention.samples": 6,
+            "attention.sigma": 2.0,
+            "consensus.mode": "gaussian",
+        },
+    ),
+    (
+        "gaussian resampled, shared, shared homeostasis, noise init",
+        16,
+        {
+            "model.sharing": "shared",
+            "model.homeostatic_stats": "shared",
+            "model.init": "noise",
+            "attention.neighbourhood": "gaussian",
+            "attention.samples": 5,
+            "attention.resample": True,
+        },
+    ),
+    (
+        "window attract-repel, image norm, gaussian consensus",
+        16,
+        {
+            "attention.lateral": "attract_repel",
+            "model.state_norm": "image",
+            "attention.radius": 2,
+            "consensus.mode": "gaussian",
+        },
+    ),
+    ("window tiles (34 x 34 columns)", 68, {"model.dim": 4, "model.hidden": 8}),
+]
+
+
+def _worker(rank: int, rendezvous: str, seed: int, errors: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{rendezvous}",
+        rank=rank,
+        world_size=WORLD,
+        timeout=datetime.timedelta(seconds=120),  # a rank that fails does not hang the other
+    )
+    try:
+        for name, side, overrides in CASES:
+            try:
+                _check_case(side, overrides, seed)
+            except Exception as err:
+                raise AssertionError(f"case {name!r} on rank {rank}") from err
+    except Exception:
+        with open(f"{errors}.{rank}", "w") as f:
+            f.write(traceback.format_exc())
+        raise
+    finally:
+        dist.destroy_process_group()
+
+
+def _check_case(side: int, overrides: dict, seed: int) -> None:
+    config = small_config(**{k.replace(".", "__"): v for k, v in overrides.items()})
+    size = (side, side)
+    whole = build_model(config, channels=3, image_size=size)
+    shard = ColumnShard.of(whole.grid)
+    part = build_model(config, channels=3, image_size=size, shard=shard)
+    c0, c1 = shard.columns
+    assert part.N == c1 - c0 < whole.N
+    if side == 68:  # the tiled evaluation of windows, on the whole grid and on each band
+        assert whole.lateral_plan[0][0] == part.lateral_plan[0][0] == "tiles"
+
+    def own(x: torch.Tensor) -> torch.Tensor:  # this rank's columns of a [K, N, ...] tensor
+        return x[:, c0:c1]
+
+    # the initial weights are the whole model's, cut to this rank's columns
+    for (n, a), b in zip(whole.state_dict().items(), part.state_dict().values(), strict=True):
+        expected = own(a) if a.shape != b.shape else a
+        assert torch.equal(expected, b), n
+
+    images = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(seed))
+    settled_a = whole.settle(images, generator=torch.Generator().manual_seed(seed + 1))
+    settled_b = part.settle(images, generator=torch.Generator().manual_seed(seed + 1))
+    torch.testing.assert_close(settled_b.state, own(settled_a.state), rtol=1e-4, atol=1e-5)
+    if settled_a.precision is not None:
+        torch.testing.assert_close(
+            settled_b.precision, own(settled_a.precision), rtol=1e-4, atol=1e-5
+        )
+
+    # one local-learning update (training mode: homeostatic statistics move too)
+    whole.train()
+    part.train()
+    rule_a, rule_b = make_rule(whole, config), make_rule(part, config)
+    metrics_a = rule_a.update(images, torch.Generator().manual_seed(seed + 2))
+    metrics_b = rule_b.update(images, torch.Generator().manual_seed(seed + 2))
+    assert set(metrics_a) == set(metrics_b)
+    for key, value in metrics_a.items():
+        torch.testing.assert_close(metrics_b[key], value, rtol=1e-4, atol=1e-6, msg=key)
+    after_b = part.state_dict()
+    for n, a in whole.state_dict().items():
+        b = after_b[n]
+        expected = own(a) if a.shape != b.shape else a
+        torch.testing.assert_close(b, expected, rtol=1e-4, atol=1e-5, msg=n)
+    # the gathered state is the whole state, in the unsharded column order
+    full = shard.gather_columns(rule_b.last_state, dim=1)
+    torch.testing.assert_close(full, rule_a.last_state, rtol=1e-4, atol=1e-5)
+
+
+def test_two_ranks_settle_and_learn_as_one(tmp_path):
+    """One settle and one update on 2 gloo ranks equal the unsharded model's (6 configs)."""
+    seed = fresh_seed()
+    print(f"seed {seed}")
+    errors = str(tmp_path / "error")
+    try:
+        mp.spawn(_worker, args=(str(tmp_path / "rendezvous"), seed, errors), nprocs=WORLD)
+    except Exception as err:
+        found = [p for p in tmp_path.iterdir() if p.name.startswith("error.")]
+        details = "\n".join(p.read_text() for p in found)
+        pytest.fail(f"a rank failed ({type(err).__name__}):\n{details}")
+
+
+def test_band_rows_cover_the_grid_in_order():
+    """Bands are contiguous, ordered, cover every row once and differ by at most one row."""
+    for rows in range(1, 12):
+        for world in range(1, rows + 1):
+            bands = band_rows(rows, world)
+            assert bands[0][0] == 0 and bands[-1][1] == rows
+            assert all(a[1] == b[0] for a, b in zip(bands, bands[1:], strict=False))
+            sizes = [b - a for a, b in bands]
+            assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+    with pytest.raises(ValueError, match="world"):
+        band_rows(3, 4)
+
+
+def test_shard_geometry():
+    """Rank 1 of 2 on a 5 x 3 grid: rows 2-4, columns 6-14, pixel rows 2p-5p, halo clipped at
+    the grid's edge."""
+    shard = ColumnShard.of((5, 3), rank=1, world=2)
+    assert shard.rows == (2, 5) and shard.columns == (6, 15) and shard.n == 9
+    assert shard.local_grid == (3, 3) and shard.pixel_rows(4) == slice(8, 20)
+    assert shard.extended_rows(2) == (2, 0)
+
+
+def test_column_slices_cuts_the_column_axis_only():
+    """Per-column tensors are cut on axis 1, shared ones copied; a wrong shape is refused."""
+    shard = ColumnShard.of((2, 2), rank=1, world=2)  # columns 2, 3 of 4
+    full = {"w": torch.arange(24.0).view(2, 4, 3), "s": torch.arange(3.0).view(1, 1, 3)}
+    own = {"w": torch.zeros(2, 2, 3), "s": torch.zeros(1, 1, 3)}
+    out = column_slices(shard, full, own)
+    assert torch.equal(out["w"], full["w"][:, 2:4]) and torch.equal(out["s"], full["s"])
+    with pytest.raises(ValueError, match="w: shape"):
+        column_slices(shard, {"w": torch.zeros(2, 5, 3), "s": full["s"]}, own)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"frontend__kind": "cnn", "model__sharing": "shared"}, "frontend.kind"),
+        ({"frontend__retina": "foveated"}, "frontend.retina"),
+        ({"train__rule": "end_to_end"}, "train.rule"),
+        ({"train__rule": "temporal", "temporal__spiking": True}, "temporal.spiking"),
+        ({"schedule__phases": "day 2, night 2"}, "schedule.phases"),
+        ({"attention__radius": 3}, "nproc"),
+    ],
+)
+def test_what_sharding_refuses_is_named(overrides, field):
+    """A config that sharding does not cover fails with an error naming the field."""
+    config = small_config(**overrides)
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        check_shardable(config, (4, 4), 2)
+
+
+def test_one_process_needs_no_process_group():
+    """world = 1 is the unsharded model: no shard is kept, nothing is exchanged."""
+    config = small_config()
+    model = build_model(config, shard=ColumnShard.of((4, 4), rank=0, world=1))
+    assert model.shard is None and model.N == 16
