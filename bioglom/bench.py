@@ -19,6 +19,10 @@ the same (shared, noisy) machine at the same time: medians over repeated runs af
    ".[peers]"``): its forward settling at the matching configuration (16x16 columns, 5 levels,
    d = 64, hidden 256, full attention, 8 steps, batch 1 and 32), next to bioglom's shared and
    unshared steps at that configuration.
+5. Columns sharded over processes (``--nproc P``, default 2; CPU, gloo;
+   :mod:`bioglom.bench_distributed`): weak and strong scaling of the learning step, and the
+   bytes each rank sends per settling step against its state, for window attention (halos)
+   and Gaussian neighbourhoods (all-gathers).
 
 Writes every number to a JSON file and prints the tables with the targets of issue 7.
 """
@@ -39,6 +43,7 @@ import torch
 
 from . import build_model, load_config
 from .allocator import keep_freed_memory
+from .bench_distributed import report_rows, scaling
 from .config import Config
 from .experiment import REFERENCE, markdown_table
 from .model import Glom
@@ -62,6 +67,7 @@ PRESETS = {
         "memory_steps": [2, 4],
         "memory_columns": 64,
         "peer_batches": [1],
+        "dist_grid": (10, 8),  # 2 bands of 5 rows: the reference's widest halo
     },
     # the numbers of docs/performance.md
     "full": {
@@ -77,6 +83,7 @@ PRESETS = {
         "memory_steps": [4, 16, 64],
         "memory_columns": 4096,
         "peer_batches": [1, 32],
+        "dist_grid": (16, 16),
     },
 }
 MODES = ("shared", "unshared")
@@ -327,6 +334,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--bf16", action="store_true", help="autocast to bfloat16 (the matmul rate too)"
     )
+    ap.add_argument(
+        "--nproc",
+        type=int,
+        default=2,
+        metavar="P",
+        help="ranks of the distributed section (CPU, gloo; 1 leaves it out)",
+    )
     ap.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rule", default="codistill", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=8, help=argparse.SUPPRESS)
@@ -420,6 +434,16 @@ def timings(result: dict, p: dict, device: torch.device, args: argparse.Namespac
         for m, t in zip(MODES, ours, strict=True):
             peer[b][m] = t["step_ms"]
     result["peer"] = peer
+    # 5. sharded over processes
+    if args.nproc > 1:
+        cfgs = {
+            "window": config_for(p["columns"], **{"model.sharing": "unshared"}),
+            "gaussian": config_for(
+                p["columns"],
+                **{"model.sharing": "unshared", "attention.neighbourhood": "gaussian"},
+            ),
+        }
+        result["distributed"] = scaling(cfgs, p, args.nproc)
 
 
 def report(r: dict, p: dict) -> None:
@@ -494,6 +518,15 @@ def report(r: dict, p: dict) -> None:
              for k, v in mem.items()]  # fmt: skip
     print("\nmemory of one update (MiB above the process's baseline; CPU: peak resident set)\n")
     print(markdown_table(["rule_steps", "peak", "weights + optimiser + state"], mrows))
+    if "distributed" in r:
+        w = next(iter(r["distributed"].values()))["world"]
+        print(f"\ncolumns sharded over {w} processes (CPU, gloo, 1 thread per rank; learning "
+              f"step ms, batch {p['batch']}; weak: {w} ranks of N/{w} columns over one "
+              f"process of N/{w}; strong: one process of N over {w} ranks)\n")  # fmt: skip
+        print(markdown_table(["attention", "grid", f"1 rank, N/{w} ms", f"{w} ranks, N ms",
+                              "weak (1.0 ideal)", "strong vs 1 thread",
+                              f"strong vs {w} threads", "KiB sent / rank / step",
+                              "sent / rank's state"], report_rows(r["distributed"])))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -40,9 +40,11 @@ __all__ = [
 FORMAT = "bioglom-checkpoint/1"
 
 
-def checkpoint_path(run_path: str | os.PathLike[str]) -> Path:
-    """``<run>.ckpt`` beside the run file."""
-    return Path(run_path).with_suffix(".ckpt")
+def checkpoint_path(run_path: str | os.PathLike[str], rank: int = 0) -> Path:
+    """``<run>.ckpt`` beside the run file; rank ``r > 0`` of a sharded run keeps its shard in
+    ``<run>.rank<r>.ckpt``."""
+    suffix = ".ckpt" if rank == 0 else f".rank{rank}.ckpt"
+    return Path(run_path).with_suffix(suffix)
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
@@ -132,11 +134,14 @@ def config_differences(saved: Config, given: Config) -> list[str]:
     ]
 
 
-def load_resume(config: Config, out: str | os.PathLike[str]) -> dict[str, Any]:
+def load_resume(
+    config: Config, out: str | os.PathLike[str], rank: int = 0, world: int = 1
+) -> dict[str, Any]:
     """The checkpoint of the run in ``out``, checked against ``config``: refused (with the
     reason) when there is no run, the run diverged or finished, or ``config`` differs from the
     run's own in any field but ``run.device`` (:class:`~bioglom.config.ConfigError` naming the
-    first such field)."""
+    first such field). Rank ``rank`` of ``world`` reads its own shard's checkpoint; a run
+    checkpointed on another number of processes is refused (``ConfigError`` on ``nproc``)."""
     out = Path(out)
     if not out.exists():
         raise FileNotFoundError(f"no run {str(out)!r} to resume")
@@ -148,10 +153,17 @@ def load_resume(config: Config, out: str | os.PathLike[str]) -> dict[str, Any]:
             f"({attrs.get('diverged_tensor')}): resuming would repeat it; change the config and "
             "train afresh"
         )
-    ckpt_path = checkpoint_path(out)
+    ckpt_path = checkpoint_path(out, rank)
     if not ckpt_path.exists() and status == "finished":
         raise FileNotFoundError(f"run {str(out)!r} has finished: nothing to resume")
     ckpt = load_checkpoint(ckpt_path)
+    if ckpt.get("world", 1) != world:
+        raise ConfigError(
+            "nproc",
+            world,
+            f"the {ckpt.get('world', 1)} process(es) run {str(out)!r} was checkpointed with, "
+            "to resume it (each holds its own columns' weights and optimiser state)",
+        )
     saved = saved_config(ckpt["config"])
     differ = config_differences(saved, config)
     given, saved = config.to_dict(), saved.to_dict()

@@ -43,6 +43,15 @@ def _parser() -> argparse.ArgumentParser:
         help="continue the run in --out from its checkpoint (<run>.ckpt), appending to it",
     )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="P",
+        help="shard the columns over P processes by bands of grid rows (torch.distributed: "
+        "gloo on the CPU, NCCL on GPUs; docs/distributed.md); also launched by "
+        "torchrun --nproc-per-node P -m bioglom run CONFIG",
+    )
     sub.add_parser(
         "bench",
         help="time a settling step, shared vs unshared, against the machine's matmul rate "
@@ -191,9 +200,114 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from .distributed import init_from_env
+
+    if args.nproc < 1:
+        raise ConfigError("nproc", args.nproc, "expected an integer >= 1")
+    from .model import resolve_device
+
+    backend = "nccl" if resolve_device(config.run.device).type == "cuda" else "gloo"
+    if init_from_env(backend):  # launched by torchrun: this process is one rank
+        return _run_rank(config, out, args)
+    if args.nproc > 1:
+        return _launch(config, out, args)
     result = train(
         config, out, overwrite=args.overwrite, progress=not args.quiet, resume=args.resume
     )
+    return _report(result, config)
+
+
+def _run_rank(config, out: Path, args: argparse.Namespace) -> int:
+    """Train this rank's band of columns (the process group is initialised); rank 0 reports."""
+    import torch.distributed as dist
+
+    from .distributed import ColumnShard, check_shardable
+    from .model import image_geometry
+    from .train import train
+
+    _, (h, w) = image_geometry(config)
+    p = config.frontend.patch_size
+    grid = (h // p, w // p)
+    check_shardable(config, grid, dist.get_world_size())
+    shard = ColumnShard.of(grid)
+    result = train(
+        config,
+        out,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        resume=args.resume,
+        shard=shard,
+    )
+    if shard.rank != 0:
+        return 0 if result.status == "finished" else 3
+    return _report(result, config)
+
+
+def _rank_main(rank: int, world: int, rendezvous: str, config_text: str, out: str, args) -> None:
+    """One process of ``bioglom run --nproc P`` (started by :func:`_launch`)."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from .config import config_from_toml
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    from .model import resolve_device
+
+    config = config_from_toml(config_text)
+    backend = "nccl" if resolve_device(config.run.device).type == "cuda" else "gloo"
+    dist.init_process_group(
+        backend, init_method=f"file://{rendezvous}", rank=rank, world_size=world
+    )
+    try:
+        code = _run_rank(config, Path(out), args)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"bioglom: rank {rank}: error: {err}", file=sys.stderr)
+        code = 2
+    finally:
+        dist.destroy_process_group()
+    sys.exit(code)
+
+
+def _launch(config, out: Path, args: argparse.Namespace) -> int:
+    """Start ``args.nproc`` ranks on this machine and wait for them; returns rank 0's exit
+    status. Ctrl-C reaches every rank (one terminal process group): each stops after its
+    current update with a checkpoint, as one process does."""
+    import signal
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    from .distributed import check_shardable
+    from .model import image_geometry
+
+    _, (h, w) = image_geometry(config)
+    p = config.frontend.patch_size
+    check_shardable(config, (h // p, w // p), args.nproc)
+    with tempfile.TemporaryDirectory(prefix="bioglom-rendezvous-") as tmp:
+        context = mp.start_processes(
+            _rank_main,
+            args=(args.nproc, f"{tmp}/group", config.to_toml(), str(out), args),
+            nprocs=args.nproc,
+            join=False,
+            start_method="spawn",
+        )
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the ranks handle Ctrl-C
+        try:
+            for process in context.processes:
+                process.join()
+        finally:
+            signal.signal(signal.SIGINT, old)
+        codes = [process.exitcode for process in context.processes]
+    if any(c not in (0, None) for c in codes[1:]) and codes[0] == 0:
+        print(f"bioglom: a rank failed (exit codes {codes})", file=sys.stderr)
+        return 3
+    return codes[0] if codes[0] is not None else 3
+
+
+def _report(result, config) -> int:
+    """Print a run's summary; the exit status of ``bioglom run``."""
     _print_summary(result.path, result.status, result.summary, config.model.levels)
     if result.status == "interrupted":
         print(f"bioglom: run interrupted: {result.reason}", file=sys.stderr)

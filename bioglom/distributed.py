@@ -26,7 +26,7 @@ in the unsharded order, and pixel rows ``[r0 p, r1 p)`` of every image.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +41,20 @@ __all__ = [
     "ColumnShard",
     "band_rows",
     "check_shardable",
+    "column_slices",
+    "gather_state",
     "halo_width",
+    "init_from_env",
+    "SENT",
 ]
+
+#: Bytes this process has sent to other ranks, by kind: ``halo`` (the point-to-point rows of
+#: window attention), ``gather`` (its part of an all-gather, counted once per receiving rank:
+#: Gaussian neighbourhoods, and the probe's gathered weights) and ``all_reduce`` (``2 (P - 1) /
+#: P`` times the tensor, what each rank sends in a ring all-reduce: shared gradients, pooled
+#: statistics). The one-number collectives (:meth:`ColumnShard.any`) are left out. The
+#: benchmark reads and clears it (``SENT.clear()``).
+SENT: Counter[str] = Counter()
 
 
 def band_rows(rows: int, world: int) -> list[tuple[int, int]]:
@@ -159,6 +171,7 @@ class ColumnShard:
     # -- collectives -----------------------------------------------------------------------
     def all_reduce(self, x: Tensor) -> Tensor:
         """Sum ``x`` over the ranks, in place; returns it."""
+        SENT["all_reduce"] += x.numel() * x.element_size() * 2 * (self.world - 1) // self.world
         dist.all_reduce(x, op=dist.ReduceOp.SUM, group=self.group)
         return x
 
@@ -179,24 +192,65 @@ class ColumnShard:
             recv_down = torch.empty((below * wg, *e.shape[1:]), dtype=e.dtype, device=e.device)
             ops.append(dist.P2POp(dist.isend, e[-below * wg :].contiguous(), self.rank + 1))
             ops.append(dist.P2POp(dist.irecv, recv_down, self.rank + 1))
+        SENT["halo"] += sum(op.tensor.numel() * op.tensor.element_size() for op in ops[::2])
         for req in dist.batch_isend_irecv(ops):
             req.wait()
         parts = [p for p in (recv_up, e, recv_down) if p is not None]
         return torch.cat(parts, 0)
 
-    def gather_columns(self, x: Tensor, dim: int = 0) -> Tensor:
-        """All ranks' columns of ``x`` (this rank's along ``dim``) in the unsharded order."""
+    def gather_columns(self, x: Tensor, dim: int = 0, to: int | None = None) -> Tensor | None:
+        """All ranks' columns of ``x`` (this rank's along ``dim``) in the unsharded order: on
+        every rank, or only on rank ``to`` (the others get None)."""
         if self.world == 1:
             return x
-        x = x.movedim(dim, 0).contiguous()
+        x = x.detach().movedim(dim, 0).contiguous()
         counts = [(b - a) * self.grid[1] for a, b in band_rows(self.grid[0], self.world)]
         most = max(counts)
         pad = torch.zeros((most, *x.shape[1:]), dtype=x.dtype, device=x.device)
         pad[: x.shape[0]] = x
-        parts = [torch.empty_like(pad) for _ in counts]
-        dist.all_gather(parts, pad, group=self.group)
+        sent = pad.numel() * pad.element_size()
+        SENT["gather"] += sent * (self.world - 1) if to is None else sent * (self.rank != to)
+        if to is None:
+            parts = [torch.empty_like(pad) for _ in counts]
+            dist.all_gather(parts, pad, group=self.group)
+        else:
+            parts = [torch.empty_like(pad) for _ in counts] if self.rank == to else None
+            dist.gather(pad, parts, dst=to, group=self.group)
+            if parts is None:
+                return None
         full = torch.cat([p[:c] for p, c in zip(parts, counts, strict=True)], 0)
         return full.movedim(0, dim)
+
+    def any(self, *flags: bool) -> list[bool]:
+        """Each flag or-ed over the ranks (one small all-reduce)."""
+        x = torch.tensor([float(f) for f in flags], dtype=torch.float64)
+        dist.all_reduce(x, op=dist.ReduceOp.MAX, group=self.group)
+        return [bool(v) for v in x]
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` (picklable), in rank order, on every rank."""
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj, group=self.group)
+        return out
+
+
+def gather_state(model: Any, to: int = 0) -> dict[str, Tensor] | None:
+    """The whole model's ``state_dict`` on rank ``to`` (None on the others), gathered from
+    every rank's shard of a sharded :class:`~bioglom.model.Glom`: column-wise entries
+    (:meth:`~bioglom.model.Glom.column_wise`) concatenated on their column axis, the rest
+    (shared weights, pooled statistics: the same on every rank) taken from rank ``to``.
+    Every rank must call it."""
+    shard = model.shard
+    state = model.state_dict()
+    if shard is None:
+        return state
+    wise = model.column_wise()
+    out = {}
+    for name, value in state.items():
+        if name in wise:
+            value = shard.gather_columns(value, dim=1, to=to)
+        out[name] = value
+    return out if shard.rank == to else None
 
 
 def column_slices(shard: ColumnShard, full: dict[str, Tensor], own: dict[str, Tensor]):
@@ -231,12 +285,3 @@ def init_from_env(backend: str | None = None) -> bool:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend)
     return dist.get_world_size() > 1
-
-
-def same_on_all(values: Sequence[float], shard: ColumnShard) -> bool:
-    """Whether every rank holds the same ``values`` (a cheap consistency check)."""
-    x = torch.tensor(list(values), dtype=torch.float64)
-    lo, hi = x.clone(), x.clone()
-    dist.all_reduce(lo, op=dist.ReduceOp.MIN, group=shard.group)
-    dist.all_reduce(hi, op=dist.ReduceOp.MAX, group=shard.group)
-    return bool(torch.equal(lo, hi))

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .columns import ColumnMLP
+from .columns import ColumnLinear, ColumnMLP
 from .config import CONTRIBUTIONS, Config, ConfigError, per_level, saved_config
 from .distributed import ColumnShard, check_shardable, column_slices
 from .frontend import CnnFrontend, PatchDecoder, PatchFrontend, retina_fields
@@ -172,6 +172,7 @@ class Glom(nn.Module):
         per_column = m.homeostatic_stats == "columns" or (
             m.homeostatic_stats == "auto" and m.sharing != "shared"
         )
+        self._per_column_stats = per_column
         self.norm = StateNorm(
             m.state_norm, K, self.N if per_column else 1, d, m.homeostatic_momentum,
             shard=self.shard,
@@ -246,6 +247,21 @@ class Glom(nn.Module):
         """``(H_g, W_g)``; column ``n`` is at grid row ``n // W_g``, grid column ``n % W_g``
         (of the whole grid, also when the model holds one band of it)."""
         return self._grid
+
+    def column_wise(self) -> set[str]:
+        """The :meth:`state_dict` entries with one slice per column on axis 1 (``[K', N, ...]``):
+        unshared weights and per-column homeostatic statistics; what a sharded model holds
+        its own part of (:mod:`bioglom.distributed`)."""
+        names = set()
+        if self.config.model.sharing != "shared":
+            for prefix, module in self.named_modules():
+                if isinstance(module, ColumnLinear):
+                    for n in ("weight", "bias", "feedback"):
+                        if getattr(module, n) is not None:
+                            names.add(f"{prefix}.{n}")
+        if self._per_column_stats and self.norm.kind == "homeostatic":
+            names |= {"norm.running_mean", "norm.running_var"}
+        return names
 
     def own_pixels(self, images: Tensor) -> Tensor:
         """The pixel rows this model's columns read, ``[..., C, H, W] -> [..., C, h, W]``:

@@ -28,10 +28,11 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .allocator import keep_freed_memory
-from .checkpoint import Learner, checkpoint_path, load_resume, save_checkpoint
+from .checkpoint import Learner, ResumeError, checkpoint_path, load_resume, save_checkpoint
 from .config import Config, ConfigError
 from .data import ImageSet, VideoSet
-from .model import Glom, build_model
+from .distributed import ColumnShard, gather_state
+from .model import Glom, build_model, resolve_device
 from .probe import Probe, probe_metric_names, probe_truth
 from .rules import make_rule
 from .rules.sleep import NIGHT_METRICS, Sleep
@@ -125,6 +126,7 @@ def train(
     progress: bool = True,
     resume: bool = False,
     on_update: Callable[[int, int], None] | None = None,
+    shard: ColumnShard | None = None,
 ) -> TrainResult:
     """Train a model as ``config`` says and write the run to ``out`` (an ``.h5`` file).
 
@@ -151,12 +153,32 @@ def train(
 
     ``on_update(u, total)``, when given, is called after every update ``u`` of ``total`` (a
     parent process's progress bar, :func:`bioglom.jobs.run_jobs`).
+
+    With a ``shard`` (one of several ranks of an initialised process group,
+    :mod:`bioglom.distributed`) this rank holds and trains its band of columns; every rank
+    must call ``train`` with the same arguments. Rank 0 alone writes the run file, the
+    progress bar and the final weights (gathered: the same ``<out>.pt`` as an unsharded run);
+    the probe is evaluated on rank 0 on the model gathered from every rank. Each rank
+    checkpoints its own shard (``<out>.ckpt``, ``<out>.rank<r>.ckpt``); a NaN on any rank and
+    a Ctrl-C on any rank stop all of them at the same update.
     """
     keep_freed_memory()  # unshared updates reuse their large gradient blocks (allocator.py)
+    shard = shard if shard is not None and shard.world > 1 else None
+    lead = shard is None or shard.rank == 0
+    progress = progress and lead
     out = Path(out) if out is not None else default_run_path(config)
-    ckpt = load_resume(config, out) if resume else None
+    ckpt = _resume(config, out, shard) if resume else None
     data = load_data(config)
-    model = build_model(config, channels=data.train.channels, image_size=data.train.size)
+    device = None
+    if shard is not None and resolve_device(config.run.device).type == "cuda":  # one GPU a rank
+        device = torch.device("cuda", shard.rank % torch.cuda.device_count())
+    model = build_model(
+        config,
+        channels=data.train.channels,
+        image_size=data.train.size,
+        device=device,
+        shard=shard,
+    )
     kinds = schedule_of(config)
     learner = Learner(
         model,
@@ -170,7 +192,9 @@ def train(
     probe = _probe(config, data, model)
     if ckpt is not None:
         learner.load_state_dict(ckpt)
-    writer = _open_run_file(config, out, learner, probe, data.probe, ckpt, overwrite)
+    writer = None
+    if lead:
+        writer = _open_run_file(config, out, learner, probe, data.probe, ckpt, overwrite)
     log = _Log(writer, probe, model, ckpt)
     done, updates, every = (ckpt or {}).get("update", 0), len(kinds), config.run
     params = dict(model.named_parameters())
@@ -193,11 +217,13 @@ def train(
             if on_update is not None:
                 on_update(u, updates)
             bad = first_nonfinite({**metrics, "state": state, **params})
+            stopping = stop.flag  # read once: a Ctrl-C arriving later waits for the next update
+            if shard is not None:  # every rank stops at the same update
+                bad, stopping = _agree(shard, bad, stopping)
             if bad is not None:
                 reason = f"non-finite {bad} at update {u}"
                 log.record(u, phase=kind, snapshot=False, with_probe=False)
                 break
-            stopping = stop.flag  # read once: a Ctrl-C arriving later waits for the next update
             snap = u % every.snapshot_every == 0 or u == updates
             ck = every.checkpoint_every > 0 and u % every.checkpoint_every == 0
             boundary = u < updates and kinds[u] != kind  # the last update of a phase
@@ -205,9 +231,13 @@ def train(
                 log.record(u, phase=kind, snapshot=snap)
                 bar.set_postfix(**log.headline(), refresh=False)
             if u < updates and (ck or stopping):
-                writer.sync()  # the records the checkpoint counts are on disk before it is
+                if writer is not None:
+                    writer.sync()  # the records the checkpoint counts are on disk before it is
                 state_now = {"update": u, "config": config.to_toml(), **learner.state_dict()}
-                save_checkpoint(checkpoint_path(out), {**state_now, **log.state_dict()})
+                if shard is not None:
+                    state_now.update(world=shard.world, rank=shard.rank)
+                path = checkpoint_path(out, 0 if shard is None else shard.rank)
+                save_checkpoint(path, {**state_now, **log.state_dict()})
             if stopping and u < updates:
                 reason = f"interrupted (Ctrl-C) after update {u}; continue with --resume"
                 break
@@ -222,11 +252,51 @@ def train(
         summary = {k: v for k, v in log.last.items() if np.isfinite(v)}
         summary["updates"] = float(u)
         attrs = {"diverged_at": u, "diverged_tensor": bad} if status == "diverged" else {}
-        writer.close(status=status, summary=summary, attrs=attrs)
-        _save_weights(out.with_suffix(".pt"), model, config, status)
-        if status == "finished":
-            checkpoint_path(out).unlink(missing_ok=True)  # nothing left to resume
+        if writer is not None:
+            writer.close(status=status, summary=summary, attrs=attrs)
+        # a sharded run that raised may have left its ranks at different points: gathering
+        # its weights could wait forever, and its checkpoint is what resumes it
+        if shard is None or status != "failed":
+            weights = gather_state(model)
+            if lead:
+                _save_weights(out.with_suffix(".pt"), weights, model, config, status)
+        if status == "finished":  # nothing left to resume
+            checkpoint_path(out, 0 if shard is None else shard.rank).unlink(missing_ok=True)
     return TrainResult(out, out.with_suffix(".pt"), status, summary, model, reason)
+
+
+def _resume(config: Config, out: Path, shard: ColumnShard | None) -> dict:
+    """:func:`load_resume` for this rank; on a sharded run every rank learns whether all of
+    them could resume, and all resume from the same update or none does."""
+    if shard is None:
+        return load_resume(config, out)
+    try:
+        ckpt, failed = load_resume(config, out, shard.rank, shard.world), None
+    except Exception as err:  # noqa: BLE001 - re-raised below, after the other ranks know
+        ckpt, failed = None, err
+    (any_failed,) = shard.any(failed is not None)
+    if failed is not None:
+        raise failed
+    if any_failed:
+        raise ResumeError(f"another rank of {shard.world} could not resume {str(out)!r}")
+    updates = shard.gather_objects(ckpt["update"])
+    if len(set(updates)) > 1:
+        raise ResumeError(
+            f"the ranks' checkpoints of {str(out)!r} are from different updates {updates} "
+            "(a crash while they were written); train afresh"
+        )
+    return ckpt
+
+
+def _agree(shard: ColumnShard, bad: str | None, stopping: bool) -> tuple[str | None, bool]:
+    """What every rank does after an update: stop at a NaN or Ctrl-C on any rank. Returns
+    the first bad tensor's name (with its rank) and whether to stop."""
+    any_bad, stopping = shard.any(bad is not None, stopping)
+    if any_bad:
+        names = shard.gather_objects(bad)
+        rank = next(r for r, n in enumerate(names) if n is not None)
+        bad = f"{names[rank]} (rank {rank})"
+    return bad, stopping
 
 
 def _update(
@@ -286,10 +356,18 @@ def _training_truth(config: Config, data: DataSplits, model: Glom) -> dict[str, 
 class _Log:
     """The metrics between two records (running sums and counts), the last record written,
     and the clock; :meth:`record` writes the means (and the probe, and a snapshot) to the run.
-    Resumed from a checkpoint, it continues the sums in progress and the clock."""
+    Resumed from a checkpoint, it continues the sums in progress and the clock.
 
-    def __init__(self, writer: RunWriter, probe: Probe, model: Glom, ckpt: dict | None):
+    A sharded model's probe runs on rank 0 on a whole model (:attr:`whole`) loaded with the
+    weights gathered from every rank at each record; the other ranks have no writer."""
+
+    def __init__(self, writer: RunWriter | None, probe: Probe, model: Glom, ckpt: dict | None):
         self.writer, self.probe, self.model = writer, probe, model
+        self.whole: Glom | None = None
+        if model.shard is not None and model.shard.rank == 0:
+            with torch.random.fork_rng(devices=[]):  # the loop's draws stay the unsharded ones
+                self.whole = Glom(model.config, model.channels, model.image_size)
+            self.whole.to(model.device).eval()
         ckpt = ckpt or {"sums": {}, "counts": {}, "last": {}, "elapsed_s": 0.0}
         self.sums = {k: v.to(model.device) for k, v in ckpt["sums"].items()}
         self.counts: dict[str, int] = dict(ckpt["counts"])
@@ -305,12 +383,19 @@ class _Log:
     def record(self, step: int, phase: str, snapshot: bool, with_probe: bool = True) -> None:
         """Write one record (and a snapshot) of the means since the previous record."""
         values = {k: float(v) / self.counts[k] for k, v in self.sums.items()}
-        if with_probe:
-            pm, snap = self.probe.evaluate(self.model)
+        model = self.model
+        if with_probe and model.shard is not None:
+            weights = gather_state(model)  # every rank takes part
+            if self.whole is not None:
+                self.whole.load_state_dict(weights)
+                model = self.whole
+        if with_probe and self.writer is not None:
+            pm, snap = self.probe.evaluate(model)
             values.update(pm)
         values["elapsed_s"] = time.perf_counter() - self.start
-        self.writer.record(step, values, phase=phase)  # without the probe: NaN in the file
-        if snapshot and with_probe:
+        if self.writer is not None:
+            self.writer.record(step, values, phase=phase)  # without the probe: NaN in the file
+        if snapshot and with_probe and self.writer is not None:
             self.writer.snapshot(step, snap)
         if not with_probe:  # a diverged update: the summary keeps the last probe measured
             values = {**{k: v for k, v in self.last.items() if k.startswith("probe_")}, **values}
@@ -321,14 +406,14 @@ class _Log:
         """The last record's loss and probe reconstruction error, for the progress bar."""
         return {
             "loss": f"{self.last.get('loss', float('nan')):.4f}",
-            "probe_mse": f"{self.last['probe_recon_mse']:.4f}",
+            "probe_mse": f"{self.last.get('probe_recon_mse', float('nan')):.4f}",
         }
 
     def state_dict(self) -> dict:
         """The checkpoint's entries for the run file and the means in progress."""
         return {
-            "n_records": self.writer.n_records,
-            "n_snapshots": self.writer.n_snapshots,
+            "n_records": 0 if self.writer is None else self.writer.n_records,
+            "n_snapshots": 0 if self.writer is None else self.writer.n_snapshots,
             "elapsed_s": time.perf_counter() - self.start,
             "last": self.last,
             "sums": self.sums,  # means in progress since the last record
@@ -374,7 +459,7 @@ def _open_run_file(
     )
     if ckpt is not None:
         return RunWriter.reopen(out, ckpt["n_records"], ckpt["n_snapshots"], metric_names)
-    K, N, Bp, d = model.K, model.N, len(probe_set), model.d
+    K, N, Bp, d = model.K, model.columns_total, len(probe_set), model.d
     probe_arrays = {"images": probe_set.images}
     for key in ("part_masks", "object_masks", "part_to_object", "labels"):
         value = getattr(probe_set, key)
@@ -411,12 +496,14 @@ def _open_run_file(
     return writer
 
 
-def _save_weights(path: Path, model: Glom, config: Config, status: str) -> None:
-    """The final weights beside the run (``<run>.pt``), read back by
-    :func:`bioglom.load_model`."""
+def _save_weights(
+    path: Path, weights: dict[str, torch.Tensor], model: Glom, config: Config, status: str
+) -> None:
+    """The final weights (``model``'s state dict, gathered from every rank when sharded)
+    beside the run (``<run>.pt``), read back by :func:`bioglom.load_model`."""
     torch.save(
         {
-            "model": model.state_dict(),
+            "model": weights,
             "config": config.to_toml(),
             "status": status,
             "channels": model.channels,

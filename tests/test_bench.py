@@ -14,7 +14,8 @@ def test_bench_quick_preset_writes_every_number(tmp_path):
 
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "bioglom.cli", "bench", "--preset", "quick", "--out", str(out)],
+        [sys.executable, "-m", "bioglom.cli", "bench", "--preset", "quick", "--nproc", "1",
+         "--out", str(out)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -26,6 +27,7 @@ def test_bench_quick_preset_writes_every_number(tmp_path):
     assert {"codistill_2", "codistill_4", "end_to_end_2", "end_to_end_4"} <= set(r["memory"])
     assert "targets (ratios measured in this run)" in proc.stdout
     assert r["memory"]["codistill_big"]["grads"] > 0
+    assert "distributed" not in r  # --nproc 1: section 5 left out (tested below)
     assert {"layers_gflops", "lateral_plan"} <= set(r["reference"]["unshared"])
 
 
@@ -45,3 +47,31 @@ def test_bench_memory_probe_in_bfloat16():
     assert m["peak"] > 0
     assert m["matmul_dtype"] == "torch.bfloat16"
     assert m["optimizer"] >= 2 * m["grads"] > 0
+
+
+def test_bench_distributed_section_counts_the_exchanges():
+    """Section 5 of the bench on 2 gloo ranks: weak and strong scaling are measured, and the
+    bytes each rank sends per settling step are what the geometry says. Window attention of
+    radius r_l sends r_l grid rows of W columns, B images and d numbers of 4 bytes per level
+    to the one neighbour a rank has; Gaussian neighbourhoods all-gather each level, so a rank
+    sends its whole state [K, N/2, B, d] once to the other. No timing is asserted."""
+    from bioglom.bench import PRESETS, config_for
+    from bioglom.bench_distributed import _measure, scaling
+
+    p = dict(PRESETS["quick"])
+    rows, cols = p["dist_grid"]
+    window = config_for(64, **{"model.sharing": "unshared"})
+    r = scaling({"window": window}, p, 2)["window"]
+    assert r["weak"] > 0 and r["strong_vs_1_thread"] > 0 and r["strong_vs_2_threads"] > 0
+    K, B, d = window.model.levels, p["batch"], window.model.dim
+    radii = [window.attention.radius["first"] + i * window.attention.radius["step"]
+             for i in range(K)]  # fmt: skip
+    assert r["sent_by_kind"]["halo"] == sum(radii) * cols * B * d * 4
+    assert r["state_bytes"] == K * (rows // 2) * cols * B * d * 4
+
+    gaussian = config_for(
+        64, **{"model.sharing": "unshared", "attention.neighbourhood": "gaussian"}
+    )
+    g = _measure(gaussian, (rows, cols), 2, 1, p)
+    assert "halo" not in g["sent_by_kind"]
+    assert g["sent_by_kind"]["gather"] == g["state_bytes"] == K * (rows // 2) * cols * B * d * 4

@@ -11,6 +11,7 @@ fails the test with that rank's traceback.
 from __future__ import annotations
 
 import datetime
+import os
 import traceback
 
 import pytest
@@ -210,3 +211,163 @@ def test_one_process_needs_no_process_group():
     config = small_config()
     model = build_model(config, shard=ColumnShard.of((4, 4), rank=0, world=1))
     assert model.shard is None and model.N == 16
+
+
+# ---- training: the run, its checkpoints and its stops, on 2 ranks -----------------------------
+TRAIN = {
+    "train__updates": 4,
+    "run__record_every": 2,
+    "run__snapshot_every": 4,
+    "run__checkpoint_every": 2,
+}
+
+
+def _init(rank: int, rendezvous: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{rendezvous}",
+        rank=rank,
+        world_size=WORLD,
+        timeout=datetime.timedelta(seconds=120),
+    )
+
+
+def _train_worker(rank: int, rendezvous: str, out: str, mode: str, errors: str) -> None:
+    """Train the small config sharded; ``mode``: "whole" (4 updates), "interrupt" (Ctrl-C
+    at update 3, after the checkpoint of update 2), "resume", "nan" (rank 1's state turns NaN
+    at update 2)."""
+    import bioglom.train as trainer
+    from bioglom.train import train
+
+    _init(rank, rendezvous)
+    try:
+        config = small_config(**TRAIN)
+        shard = ColumnShard.of((4, 4))
+        on_update = None
+        if mode == "interrupt":
+
+            def on_update(u, total):
+                if u == 3:
+                    raise KeyboardInterrupt
+
+        if mode == "nan":
+            original, calls = trainer._update, []
+
+            def poisoned(*args):
+                metrics, state = original(*args)
+                calls.append(1)
+                if rank == 1 and len(calls) == 2:
+                    state = torch.full_like(state, float("nan"))
+                return metrics, state
+
+            trainer._update = poisoned
+        try:
+            result = train(
+                config,
+                out,
+                progress=False,
+                resume=mode == "resume",
+                on_update=on_update,
+                shard=shard,
+            )
+            assert result.status == ("diverged" if mode == "nan" else "finished"), result.status
+            assert mode != "nan" or result.summary["updates"] == 2
+        except KeyboardInterrupt:
+            assert mode == "interrupt"
+    except Exception:
+        with open(f"{errors}.{rank}", "w") as f:
+            f.write(traceback.format_exc())
+        raise
+    finally:
+        dist.destroy_process_group()
+
+
+def _spawn(tmp_path, name: str, fn, *args) -> None:
+    errors = str(tmp_path / f"error-{name}")
+    try:
+        mp.spawn(fn, args=(str(tmp_path / f"rendezvous-{name}"), *args, errors), nprocs=WORLD)
+    except Exception as err:
+        found = [p for p in tmp_path.iterdir() if p.name.startswith(f"error-{name}.")]
+        details = "\n".join(p.read_text() for p in found)
+        pytest.fail(f"a rank failed ({type(err).__name__}):\n{details}")
+
+
+def test_sharded_run_matches_and_resumes_like_one_process(tmp_path):
+    """A 2-rank run writes the run and weights an unsharded run writes (to float32
+    tolerance); interrupted after its checkpoint and resumed on 2 ranks it ends there too;
+    resuming it on 1 process is refused naming nproc; a NaN on rank 1 stops both ranks at
+    that update and names the rank."""
+    from bioglom.runs import open_run
+    from bioglom.train import train
+
+    config = small_config(**TRAIN)
+    one = train(config, tmp_path / "one.h5", progress=False)
+    assert one.status == "finished"
+    reference = torch.load(one.weights, weights_only=True)["model"]
+
+    def check_against_one(path):
+        weights = torch.load(path.with_suffix(".pt"), weights_only=True)["model"]
+        assert set(weights) == set(reference)
+        for name, value in reference.items():
+            torch.testing.assert_close(weights[name], value, rtol=1e-4, atol=1e-5, msg=name)
+        with open_run(one.path) as a, open_run(path) as b:
+            assert b.status == "finished"
+            assert list(b.metrics["step"]) == list(a.metrics["step"])
+            for key in ("loss", "loss_bu_L0", "loss_decoder", "probe_recon_mse"):
+                np_a, np_b = a.metrics[key], b.metrics[key]
+                torch.testing.assert_close(
+                    torch.as_tensor(np_b),
+                    torch.as_tensor(np_a),
+                    rtol=1e-3,
+                    atol=1e-6,
+                    equal_nan=True,
+                    msg=key,
+                )
+        assert not path.with_suffix(".ckpt").exists()
+        assert not path.with_suffix(".rank1.ckpt").exists()
+
+    whole = tmp_path / "two.h5"
+    _spawn(tmp_path, "whole", _train_worker, str(whole), "whole")
+    check_against_one(whole)
+
+    stopped = tmp_path / "stopped.h5"
+    _spawn(tmp_path, "interrupt", _train_worker, str(stopped), "interrupt")
+    assert stopped.with_suffix(".ckpt").exists() and stopped.with_suffix(".rank1.ckpt").exists()
+    with pytest.raises(ConfigError, match="nproc"):
+        train(config, stopped, progress=False, resume=True)
+    _spawn(tmp_path, "resume", _train_worker, str(stopped), "resume")
+    check_against_one(stopped)
+
+    poisoned = tmp_path / "nan.h5"
+    _spawn(tmp_path, "nan", _train_worker, str(poisoned), "nan")
+    with open_run(poisoned) as run:
+        assert run.status == "diverged"
+        assert run.attrs["diverged_at"] == 2 and run.attrs["diverged_tensor"] == "state (rank 1)"
+
+
+@pytest.mark.parametrize("launcher", ["nproc", "torchrun"])
+def test_command_line_runs_sharded(tmp_path, launcher):
+    """``bioglom run CONFIG --nproc 2`` and ``torchrun --standalone --nproc-per-node 2 -m
+    bioglom run CONFIG`` write one finished run and its weights, and print the summary once."""
+    import subprocess
+    import sys
+
+    from bioglom.runs import open_run
+
+    config = tmp_path / "small.toml"
+    config.write_text(small_config(**TRAIN).to_toml())
+    out = tmp_path / "run.h5"
+    tail = ["run", str(config), "--out", str(out), "--quiet"]
+    if launcher == "nproc":
+        command = [sys.executable, "-m", "bioglom", *tail, "--nproc", "2"]
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        command += ["--nproc-per-node", "2", "-m", "bioglom", *tail]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count(str(out)) == 1, done.stdout
+    with open_run(out) as run:
+        assert run.status == "finished" and run.metrics["step"][-1] == 4
+    assert out.with_suffix(".pt").exists() and not out.with_suffix(".rank1.ckpt").exists()
