@@ -239,7 +239,7 @@ def _run_rank(config, out: Path, args: argparse.Namespace) -> int:
         shard=shard,
     )
     if shard.rank != 0:
-        return 0 if result.status == "finished" else 3
+        return {"finished": 0, "interrupted": 130}.get(result.status, 3)
     return _report(result, config)
 
 
@@ -295,15 +295,42 @@ def _launch(config, out: Path, args: argparse.Namespace) -> int:
         )
         old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the ranks handle Ctrl-C
         try:
-            for process in context.processes:
-                process.join()
+            _watch(context.processes)
         finally:
             signal.signal(signal.SIGINT, old)
         codes = [process.exitcode for process in context.processes]
     if any(c not in (0, None) for c in codes[1:]) and codes[0] == 0:
         print(f"bioglom: a rank failed (exit codes {codes})", file=sys.stderr)
         return 3
-    return codes[0] if codes[0] is not None else 3
+    return codes[0] if codes[0] is not None and codes[0] >= 0 else 1
+
+
+#: exit statuses of a rank that ended as a run ends (finished, diverged, interrupted)
+_RUN_ENDED = (0, 3, 130)
+
+
+def _watch(processes: list, grace_s: float = 10.0) -> None:
+    """Wait for every rank. A rank that fails (an exception, a config error, a signal) would
+    leave the others waiting on their next exchange: they are given ``grace_s`` seconds to
+    end as well, then terminated (their checkpoints from the last ``run.checkpoint_every``
+    resume the run)."""
+    import time
+
+    deadline = None
+    while any(p.is_alive() for p in processes):
+        failed = [(r, p.exitcode) for r, p in enumerate(processes) if p.exitcode is not None
+                  and p.exitcode not in _RUN_ENDED]  # fmt: skip
+        if failed and deadline is None:
+            deadline = time.monotonic() + grace_s
+            print(f"bioglom: rank {failed[0][0]} failed (exit code {failed[0][1]}); stopping "
+                  "the other ranks", file=sys.stderr)  # fmt: skip
+        if deadline is not None and time.monotonic() > deadline:
+            for p in processes:
+                if p.is_alive():
+                    p.terminate()
+        alive = [p for p in processes if p.is_alive()]
+        if alive:
+            alive[0].join(timeout=0.5)
 
 
 def _report(result, config) -> int:

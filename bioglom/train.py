@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import signal
 import sys
@@ -171,7 +172,8 @@ def train(
     data = load_data(config)
     device = None
     if shard is not None and resolve_device(config.run.device).type == "cuda":  # one GPU a rank
-        device = torch.device("cuda", shard.rank % torch.cuda.device_count())
+        local = int(os.environ.get("LOCAL_RANK", shard.rank))  # torchrun's rank on this node
+        device = torch.device("cuda", local % torch.cuda.device_count())
     model = build_model(
         config,
         channels=data.train.channels,

@@ -371,3 +371,37 @@ def test_command_line_runs_sharded(tmp_path, launcher):
     with open_run(out) as run:
         assert run.status == "finished" and run.metrics["step"][-1] == 4
     assert out.with_suffix(".pt").exists() and not out.with_suffix(".rank1.ckpt").exists()
+
+
+def _sleep_then_exit(seconds: float, code: int) -> None:
+    import sys
+    import time
+
+    time.sleep(seconds)
+    sys.exit(code)
+
+
+def test_a_failed_rank_stops_the_others():
+    """``bioglom run --nproc`` does not wait forever on ranks blocked in an exchange with a
+    rank that failed: after the grace period the others are terminated. A rank that ends as a
+    run ends (exit 0, 3 or 130) stops nothing."""
+    import multiprocessing
+    import time
+
+    from bioglom.cli import _watch
+
+    ctx = multiprocessing.get_context("spawn")
+    failing = ctx.Process(target=_sleep_then_exit, args=(0.0, 1))
+    blocked = ctx.Process(target=_sleep_then_exit, args=(120.0, 0))
+    for p in (failing, blocked):
+        p.start()
+    t0 = time.monotonic()
+    _watch([failing, blocked], grace_s=1.0)
+    assert time.monotonic() - t0 < 60
+    assert failing.exitcode == 1 and blocked.exitcode is not None and blocked.exitcode < 0
+
+    ended = [ctx.Process(target=_sleep_then_exit, args=(s, c)) for s, c in ((0.0, 130), (2.0, 0))]
+    for p in ended:
+        p.start()
+    _watch(ended, grace_s=0.1)
+    assert [p.exitcode for p in ended] == [130, 0]
