@@ -152,10 +152,10 @@ def experiment_parser(
 ) -> argparse.ArgumentParser:
     """The options every experiment script shares: ``--preset``, ``--out`` (folder for the
     runs, default ``out``), ``--quiet``, ``--resume``, ``--set`` (a config override for every
-    arm, as ``bioglom run --set``; pass ``args.overrides`` to :func:`arm_config`) and
-    ``--jobs N`` (arms and seeds as N processes, :func:`train_jobs`); with ``seeds`` (preset ->
-    default seeds, ``"0,1,2"``) also ``--seeds`` (read the list with :func:`seeds_of`); a
-    script adds its own."""
+    arm, as ``bioglom run --set``; pass ``args.overrides`` to :func:`arm_config`), ``--jobs N``
+    (arms and seeds as N processes, :func:`train_jobs`) and ``--ray ADDRESS`` (the same jobs as
+    Ray tasks on a cluster, N at once); with ``seeds`` (preset -> default seeds, ``"0,1,2"``)
+    also ``--seeds`` (read the list with :func:`seeds_of`); a script adds its own."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     if seeds is not None:
         defaults = ", ".join(f"{p}: {s}" for p, s in seeds.items())
@@ -172,7 +172,17 @@ def experiment_parser(
         default=1,
         metavar="N",
         help="train up to N arms and seeds at once, each in its own process with "
-        "cores/N threads (default 1: one after another in this process)",
+        "cores/N threads (default 1: one after another in this process); with --ray, N "
+        "tasks at once with the cluster's cores/N threads each",
+    )
+    ap.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="run the jobs as Ray tasks on the cluster at ADDRESS (host:6379, or "
+        "ray://host:10001 with ray[client]); 'auto' for the Ray instance running here, else a "
+        "new local one; the run files go to --out, which every node and this machine must "
+        'see (a shared folder). Needs pip install -e ".[ray]"',
     )
     ap.add_argument("--preset", choices=sorted(presets), default="quick")
     ap.add_argument("--out", default=out, help="folder for the runs")
@@ -241,10 +251,17 @@ def seeded_jobs(
 def train_jobs(
     jobs: Sequence[Job], args: argparse.Namespace, *, require_finished: bool = False
 ) -> dict[str, str]:
-    """Train an experiment's jobs as its command line says (``--jobs``, ``--resume``,
-    ``--quiet``): :func:`bioglom.jobs.run_jobs`; returns ``{job label: status}``. With
-    ``require_finished`` a run that did not finish (diverged) raises RuntimeError naming it."""
-    statuses = run_jobs(jobs, n_jobs=args.jobs, resume=args.resume, progress=not args.quiet)
+    """Train an experiment's jobs as its command line says (``--jobs``, ``--ray``,
+    ``--resume``, ``--quiet``): :func:`bioglom.jobs.run_jobs`; returns ``{job label: status}``.
+    With ``require_finished`` a run that did not finish (diverged) raises RuntimeError naming
+    it."""
+    statuses = run_jobs(
+        jobs,
+        n_jobs=args.jobs,
+        resume=args.resume,
+        progress=not args.quiet,
+        ray=getattr(args, "ray", None),
+    )
     bad = {name: status for name, status in statuses.items() if status != "finished"}
     if require_finished and bad:
         raise RuntimeError(", ".join(f"{name}: the run {status}" for name, status in bad.items()))

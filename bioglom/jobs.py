@@ -10,6 +10,9 @@ process group); the parent passes it on once to every running job, which stops a
 its update with a checkpoint (a second Ctrl-C stops them at once, as in
 :func:`bioglom.train.train`), starts no more jobs, and raises KeyboardInterrupt; the same
 command with ``--resume`` continues every job where it stopped.
+
+With ``ray=ADDRESS`` (``--ray``) the jobs run as Ray tasks on a cluster instead (the ``ray``
+extra: ``pip install -e ".[ray]"``); see :func:`run_jobs`.
 """
 
 from __future__ import annotations
@@ -114,6 +117,7 @@ def run_jobs(
     n_jobs: int = 1,
     resume: bool = False,
     progress: bool = True,
+    ray: str | None = None,
 ) -> dict[str, str]:
     """Train every job; returns ``{job label: status}`` in the jobs' order.
 
@@ -123,12 +127,35 @@ def run_jobs(
     progress and Ctrl-C). A job that raises does not stop the others already running, but no
     new job starts; :class:`JobsFailed` is raised at the end naming it. Raises
     KeyboardInterrupt after Ctrl-C once every running job has written its checkpoint.
+
+    ``ray`` runs every job as a Ray task instead (even with one job or ``n_jobs = 1``), on the
+    cluster at that address: ``"host:6379"`` (a cluster this machine belongs to) or
+    ``"ray://host:10001"`` (Ray Client, which needs ``pip install "ray[client]"``); ``"auto"``
+    connects to the Ray instance this machine already runs (``$RAY_ADDRESS``, else the last
+    ``ray start`` here) and starts a local one when there is none. A driver already connected
+    (:func:`ray.init` called before) is used as it is, whatever ``ray`` says; only a
+    connection made here is closed (:func:`ray.shutdown`) at the end. ``n_jobs`` still says
+    how many jobs run at once, each a task that reserves ``threads`` CPUs (``num_cpus``) and
+    trains on as many torch threads, where ``threads`` is the cluster's CPUs // ``n_jobs``
+    (:func:`threads_per_job`), at least 1 and at most the largest node's CPUs. Each task
+    writes its run file (and checkpoint) to the job's ``out`` itself (made absolute against
+    this process's working directory), so ``out`` must be a path that every node sees as the
+    same folder (a shared file system); every node needs bioglom (the same version)
+    installed. One line per job as it ends and a bar over the jobs show progress; a job that
+    raises does not stop those running, but no new one starts (:class:`JobsFailed`, with its
+    traceback); Ctrl-C cancels every job not yet ended (a running one stops at the end of its
+    update with a checkpoint; a second Ctrl-C kills them) and raises KeyboardInterrupt;
+    ``resume`` is as above.
     """
     if n_jobs < 1:
         raise ValueError(f"n_jobs = {n_jobs}: must be at least 1")
     labels = [job.label() for job in jobs]
     if len(set(labels)) != len(labels):
         raise ValueError(f"job names must differ: {labels}")
+    if ray is not None:
+        if not ray.strip():
+            raise ValueError("ray: an empty address (use 'auto' for a local Ray instance)")
+        return _RayPool(jobs, n_jobs, resume, progress, ray.strip()).run()
     if n_jobs == 1 or len(jobs) <= 1:
         return {
             job.label(): run_arm(job.config, job.out, resume=resume, progress=progress)
@@ -303,6 +330,157 @@ class _Pool:
         if self.errors:
             text = "\n\n".join(f"{self.jobs[i].label()}:\n{e}" for i, e in self.errors.items())
             raise JobsFailed(f"{len(self.errors)} of {len(self.jobs)} jobs failed\n\n{text}")
+        if (self.stops and self.pending) or "interrupted" in self.status.values():
+            stopped = [self.jobs[i].label() for i, s in self.status.items() if s == "interrupted"]
+            raise KeyboardInterrupt(
+                f"stopped {len(stopped)} running job(s) with their checkpoints "
+                f"({', '.join(stopped)}); {len(self.pending)} not started"
+            )
+        return {self.jobs[i].label(): self.status[i] for i in range(len(self.jobs))}
+
+
+def _import_ray() -> Any:
+    """The ``ray`` module, or ImportError naming the extra that installs it."""
+    try:
+        import ray
+    except ImportError as missing:
+        raise ImportError(
+            'running jobs on Ray (--ray) needs Ray: pip install -e ".[ray]" '
+            '(or pip install "ray>=2.9")'
+        ) from missing
+    return ray
+
+
+def _ray_job(config_toml: str, out: str, resume: bool, threads: int) -> tuple[str, str, float]:
+    """One job in a Ray worker: trains it with :func:`run_arm` on ``threads`` torch threads
+    into ``out`` (on the shared folder); returns ``(status, traceback or "", seconds)``."""
+    import torch
+
+    from .config import config_from_toml
+
+    start = time.monotonic()
+    torch.set_num_threads(threads)
+    try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        status = run_arm(config_from_toml(config_toml), out, resume=resume, progress=False)
+        return status, "", time.monotonic() - start
+    except KeyboardInterrupt:  # ray.cancel: the run stopped with its checkpoint
+        return "interrupted", "", time.monotonic() - start
+    except Exception:  # noqa: BLE001 - reported to the driver, which raises JobsFailed
+        return "failed", traceback.format_exc(), time.monotonic() - start
+
+
+class _RayPool:
+    """The driver's side of :func:`run_jobs` with ``ray``: up to ``n_jobs`` Ray tasks at
+    once, one per job; Ctrl-C only sets a flag, which the loop acts on (ray.cancel)."""
+
+    def __init__(
+        self, jobs: Sequence[Job], n_jobs: int, resume: bool, progress: bool, address: str
+    ) -> None:
+        self.jobs, self.n_jobs, self.resume, self.progress = list(jobs), n_jobs, resume, progress
+        self.address = address
+        self.status: dict[int, str] = {}
+        self.errors: dict[int, str] = {}
+        self.running: dict[Any, int] = {}  # ObjectRef -> job index
+        self.pending: list[int] = []
+        self.stops = 0
+        self.acted = 0  # Ctrl-Cs already acted on
+        self.threads = 1
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self.stops += 1
+
+    def _connect(self, ray: Any) -> bool:
+        """Connect unless this process already is; True when this call connected."""
+        if ray.is_initialized():
+            return False
+        if self.address == "auto":  # RAY_ADDRESS, else the last `ray start` here, else start one
+            ray.init(address=None, include_dashboard=False)
+        else:
+            ray.init(address=self.address)
+        return True
+
+    def _threads(self, ray: Any) -> int:
+        total = int(ray.cluster_resources().get("CPU", 0))
+        largest = max(
+            (int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")),
+            default=0,
+        )
+        return max(1, min(threads_per_job(self.n_jobs, cores=max(total, 1)), largest or 1))
+
+    def _describe(self, bar: Any) -> None:
+        n = len(self.jobs)
+        what = "stopping" if self.stops else f"{len(self.running)} running"
+        bar.set_description(f"{n} jobs x {self.threads} thread(s) on Ray: {what}, "
+                            f"{len(self.status)}/{n} done", refresh=True)  # fmt: skip
+
+    def _take(self, ray: Any, ref: Any, bar: Any) -> None:
+        i = self.running.pop(ref)
+        took = None
+        try:
+            status, error, took = ray.get(ref)
+        except ray.exceptions.TaskCancelledError:
+            status, error = "interrupted", ""
+        except ray.exceptions.RayError as failure:  # a worker or node died, ...
+            if self.stops > 1:  # killed by the second Ctrl-C (ray.cancel(force=True))
+                status, error = "interrupted", ""
+            else:
+                status, error = "failed", f"{type(failure).__name__}: {failure}"
+        self.status[i] = status
+        if error:
+            self.errors[i] = error
+        when = f" ({took:.0f} s)" if took is not None else ""
+        tqdm.write(f"{self.jobs[i].label()}: {status}{when}")
+        bar.update(1)
+
+    def run(self) -> dict[str, str]:
+        ray = _import_ray()
+        connected = self._connect(ray)
+        main = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGINT, self._on_sigint) if main else None
+        bar = tqdm(total=len(self.jobs), unit="job", disable=not self.progress,
+                   dynamic_ncols=True)  # fmt: skip
+        self.pending = list(range(len(self.jobs)))
+        try:
+            self.threads = self._threads(ray)
+            task = ray.remote(_ray_job)
+            while self.pending or self.running:
+                while (self.pending and len(self.running) < self.n_jobs
+                       and not (self.stops or self.errors)):  # fmt: skip
+                    i = self.pending.pop(0)
+                    job = self.jobs[i]
+                    ref = task.options(num_cpus=self.threads, name=job.label()).remote(
+                        job.config.to_toml(),
+                        str(Path(job.out).absolute()),
+                        self.resume,
+                        self.threads,
+                    )
+                    self.running[ref] = i
+                    self._describe(bar)
+                if not self.running:
+                    break  # stopping or failed: the pending jobs are not started
+                if self.stops > self.acted:  # Ctrl-C: the first stops, the second kills
+                    self.acted = self.stops
+                    for ref in self.running:
+                        ray.cancel(ref, force=self.stops > 1)
+                    self._describe(bar)
+                done, _ = ray.wait(list(self.running), num_returns=1, timeout=0.2)
+                for ref in done:
+                    self._take(ray, ref, bar)
+                    self._describe(bar)
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGINT, old)
+            for ref in self.running:  # only when this loop itself raised
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            bar.close()
+            if connected:
+                ray.shutdown()
+        if self.errors:
+            text = "\n\n".join(f"{self.jobs[i].label()}:\n{e}" for i, e in self.errors.items())
+            raise JobsFailed(f"{len(self.errors)} of {len(self.jobs)} jobs failed "
+                             f"({len(self.pending)} not started)\n\n{text}")  # fmt: skip
         if (self.stops and self.pending) or "interrupted" in self.status.values():
             stopped = [self.jobs[i].label() for i, s in self.status.items() if s == "interrupted"]
             raise KeyboardInterrupt(
