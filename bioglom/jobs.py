@@ -327,16 +327,7 @@ class _Pool:
             for p in self.running.values():  # only when this loop itself raised
                 p.kill()
             self.bar.close()
-        if self.errors:
-            text = "\n\n".join(f"{self.jobs[i].label()}:\n{e}" for i, e in self.errors.items())
-            raise JobsFailed(f"{len(self.errors)} of {len(self.jobs)} jobs failed\n\n{text}")
-        if (self.stops and self.pending) or "interrupted" in self.status.values():
-            stopped = [self.jobs[i].label() for i, s in self.status.items() if s == "interrupted"]
-            raise KeyboardInterrupt(
-                f"stopped {len(stopped)} running job(s) with their checkpoints "
-                f"({', '.join(stopped)}); {len(self.pending)} not started"
-            )
-        return {self.jobs[i].label(): self.status[i] for i in range(len(self.jobs))}
+        return _outcome(self.jobs, self.status, self.errors, self.stops, self.pending)
 
 
 def _import_ray() -> Any:
@@ -477,17 +468,31 @@ class _RayPool:
             bar.close()
             if connected:
                 ray.shutdown()
-        if self.errors:
-            text = "\n\n".join(f"{self.jobs[i].label()}:\n{e}" for i, e in self.errors.items())
-            raise JobsFailed(f"{len(self.errors)} of {len(self.jobs)} jobs failed "
-                             f"({len(self.pending)} not started)\n\n{text}")  # fmt: skip
-        if (self.stops and self.pending) or "interrupted" in self.status.values():
-            stopped = [self.jobs[i].label() for i, s in self.status.items() if s == "interrupted"]
-            raise KeyboardInterrupt(
-                f"stopped {len(stopped)} running job(s) with their checkpoints "
-                f"({', '.join(stopped)}); {len(self.pending)} not started"
-            )
-        return {self.jobs[i].label(): self.status[i] for i in range(len(self.jobs))}
+        return _outcome(self.jobs, self.status, self.errors, self.stops, self.pending)
+
+
+def _outcome(
+    jobs: Sequence[Job],
+    status: dict[int, str],
+    errors: dict[int, str],
+    stops: int,
+    pending: Sequence[int],
+) -> dict[str, str]:
+    """How a pool of jobs ended: :class:`JobsFailed` naming every job that raised (with its
+    traceback), KeyboardInterrupt after a Ctrl-C that stopped jobs or left some unstarted,
+    else ``{job label: status}`` in the jobs' order."""
+    if errors:
+        text = "\n\n".join(f"{jobs[i].label()}:\n{e}" for i, e in errors.items())
+        raise JobsFailed(
+            f"{len(errors)} of {len(jobs)} jobs failed ({len(pending)} not started)\n\n{text}"
+        )
+    if (stops and pending) or "interrupted" in status.values():
+        stopped = [jobs[i].label() for i, s in status.items() if s == "interrupted"]
+        raise KeyboardInterrupt(
+            f"stopped {len(stopped)} running job(s) with their checkpoints "
+            f"({', '.join(stopped)}); {len(pending)} not started"
+        )
+    return {jobs[i].label(): status[i] for i in range(len(jobs))}
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ fails the test with that rank's traceback.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import traceback
@@ -72,7 +73,10 @@ CASES = [
 ]
 
 
-def _worker(rank: int, rendezvous: str, seed: int, errors: str) -> None:
+@contextlib.contextmanager
+def _rank(rank: int, rendezvous: str, errors: str):
+    """This process as rank ``rank`` of a gloo group; a failure's traceback goes to
+    ``<errors>.<rank>`` for the test to show."""
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo",
@@ -82,17 +86,22 @@ def _worker(rank: int, rendezvous: str, seed: int, errors: str) -> None:
         timeout=datetime.timedelta(seconds=120),  # a rank that fails does not hang the other
     )
     try:
-        for name, side, overrides in CASES:
-            try:
-                _check_case(side, overrides, seed)
-            except Exception as err:
-                raise AssertionError(f"case {name!r} on rank {rank}") from err
+        yield
     except Exception:
         with open(f"{errors}.{rank}", "w") as f:
             f.write(traceback.format_exc())
         raise
     finally:
         dist.destroy_process_group()
+
+
+def _worker(rank: int, rendezvous: str, seed: int, errors: str) -> None:
+    with _rank(rank, rendezvous, errors):
+        for name, side, overrides in CASES:
+            try:
+                _check_case(side, overrides, seed)
+            except Exception as err:
+                raise AssertionError(f"case {name!r} on rank {rank}") from err
 
 
 def _check_case(side: int, overrides: dict, seed: int) -> None:
@@ -222,17 +231,6 @@ TRAIN = {
 }
 
 
-def _init(rank: int, rendezvous: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{rendezvous}",
-        rank=rank,
-        world_size=WORLD,
-        timeout=datetime.timedelta(seconds=120),
-    )
-
-
 def _train_worker(rank: int, rendezvous: str, out: str, mode: str, errors: str) -> None:
     """Train the small config sharded; ``mode``: "whole" (4 updates), "interrupt" (Ctrl-C
     at update 3, after the checkpoint of update 2), "resume", "nan" (rank 1's state turns NaN
@@ -240,8 +238,7 @@ def _train_worker(rank: int, rendezvous: str, out: str, mode: str, errors: str) 
     import bioglom.train as trainer
     from bioglom.train import train
 
-    _init(rank, rendezvous)
-    try:
+    with _rank(rank, rendezvous, errors):
         config = small_config(**TRAIN)
         shard = ColumnShard.of((4, 4))
         on_update = None
@@ -275,12 +272,6 @@ def _train_worker(rank: int, rendezvous: str, out: str, mode: str, errors: str) 
             assert mode != "nan" or result.summary["updates"] == 2
         except KeyboardInterrupt:
             assert mode == "interrupt"
-    except Exception:
-        with open(f"{errors}.{rank}", "w") as f:
-            f.write(traceback.format_exc())
-        raise
-    finally:
-        dist.destroy_process_group()
 
 
 def _spawn(tmp_path, name: str, fn, *args) -> None:
