@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import signal
 import traceback
 
 import pytest
@@ -232,9 +233,8 @@ TRAIN = {
 
 
 def _train_worker(rank: int, rendezvous: str, out: str, mode: str, errors: str) -> None:
-    """Train the small config sharded; ``mode``: "whole" (4 updates), "interrupt" (Ctrl-C
-    at update 3, after the checkpoint of update 2), "resume", "nan" (rank 1's state turns NaN
-    at update 2)."""
+    """Train the small config sharded; ``mode``: "whole" (4 updates), "interrupt" (a SIGINT
+    to rank 1 alone during update 3), "resume", "nan" (rank 1's state turns NaN at update 2)."""
     import bioglom.train as trainer
     from bioglom.train import train
 
@@ -242,11 +242,11 @@ def _train_worker(rank: int, rendezvous: str, out: str, mode: str, errors: str) 
         config = small_config(**TRAIN)
         shard = ColumnShard.of((4, 4))
         on_update = None
-        if mode == "interrupt":
+        if mode == "interrupt":  # Ctrl-C reaches rank 1 alone, during update 3
 
             def on_update(u, total):
-                if u == 3:
-                    raise KeyboardInterrupt
+                if u == 3 and rank == 1:
+                    os.kill(os.getpid(), signal.SIGINT)
 
         if mode == "nan":
             original, calls = trainer._update, []
@@ -259,19 +259,18 @@ def _train_worker(rank: int, rendezvous: str, out: str, mode: str, errors: str) 
                 return metrics, state
 
             trainer._update = poisoned
-        try:
-            result = train(
-                config,
-                out,
-                progress=False,
-                resume=mode == "resume",
-                on_update=on_update,
-                shard=shard,
-            )
-            assert result.status == ("diverged" if mode == "nan" else "finished"), result.status
-            assert mode != "nan" or result.summary["updates"] == 2
-        except KeyboardInterrupt:
-            assert mode == "interrupt"
+        result = train(
+            config,
+            out,
+            progress=False,
+            resume=mode == "resume",
+            on_update=on_update,
+            shard=shard,
+        )
+        expected = {"nan": "diverged", "interrupt": "interrupted"}.get(mode, "finished")
+        assert result.status == expected, result.status
+        assert mode != "nan" or result.summary["updates"] == 2
+        assert mode != "interrupt" or result.summary["updates"] == 3  # both ranks stop there
 
 
 def _spawn(tmp_path, name: str, fn, *args) -> None:
@@ -286,7 +285,8 @@ def _spawn(tmp_path, name: str, fn, *args) -> None:
 
 def test_sharded_run_matches_and_resumes_like_one_process(tmp_path):
     """A 2-rank run writes the run and weights an unsharded run writes (to float32
-    tolerance); interrupted after its checkpoint and resumed on 2 ranks it ends there too;
+    tolerance); a Ctrl-C that reaches one rank stops both at the same update with their
+    checkpoints, and resumed on 2 ranks the run ends where the unsharded one does;
     resuming it on 1 process is refused naming nproc; a NaN on rank 1 stops both ranks at
     that update and names the rank."""
     from bioglom.runs import open_run
@@ -324,7 +324,10 @@ def test_sharded_run_matches_and_resumes_like_one_process(tmp_path):
 
     stopped = tmp_path / "stopped.h5"
     _spawn(tmp_path, "interrupt", _train_worker, str(stopped), "interrupt")
-    assert stopped.with_suffix(".ckpt").exists() and stopped.with_suffix(".rank1.ckpt").exists()
+    for ckpt in (stopped.with_suffix(".ckpt"), stopped.with_suffix(".rank1.ckpt")):
+        assert torch.load(ckpt, weights_only=False)["update"] == 3, ckpt  # every rank's
+    with open_run(stopped) as run:
+        assert run.status == "interrupted"
     with pytest.raises(ConfigError, match="nproc"):
         train(config, stopped, progress=False, resume=True)
     _spawn(tmp_path, "resume", _train_worker, str(stopped), "resume")
