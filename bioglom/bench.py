@@ -23,6 +23,9 @@ the same (shared, noisy) machine at the same time: medians over repeated runs af
    :mod:`bioglom.bench_distributed`): weak and strong scaling of the learning step, and the
    bytes each rank sends per settling step against its state, for window attention (halos)
    and Gaussian neighbourhoods (all-gathers).
+6. The mechanisms added for islands (:mod:`bioglom.bench_mechanisms`): same-image and
+   cross-image negatives, the prototype assignment, the supervised group contrast and the
+   attraction-repulsion lateral term, each as its share of a learning step at the reference.
 
 Writes every number to a JSON file and prints the tables with the targets of issue 7.
 """
@@ -44,6 +47,7 @@ import torch
 from . import build_model, load_config
 from .allocator import keep_freed_memory
 from .bench_distributed import report_rows, scaling
+from .bench_mechanisms import mechanism_arms, update_fn
 from .config import Config
 from .experiment import REFERENCE, markdown_table
 from .model import Glom
@@ -434,6 +438,13 @@ def timings(result: dict, p: dict, device: torch.device, args: argparse.Namespac
         for m, t in zip(MODES, ours, strict=True):
             peer[b][m] = t["step_ms"]
     result["peer"] = peer
+    # 6. the mechanisms for islands, beside co-distillation in the same repeats
+    arms = mechanism_arms(lambda **o: config_for(n0, **o))
+    ms = interleaved_ms(
+        [update_fn(c, B, device) for c in arms.values()], device, p["repeats"], p["warmup"]
+    )
+    steps = arms["codistill"].settle.steps
+    result["mechanisms"] = {name: t / steps for name, t in zip(arms, ms, strict=True)}
     # 5. sharded over processes
     if args.nproc > 1:
         cfgs = {
@@ -518,6 +529,12 @@ def report(r: dict, p: dict) -> None:
              for k, v in mem.items()]  # fmt: skip
     print("\nmemory of one update (MiB above the process's baseline; CPU: peak resident set)\n")
     print(markdown_table(["rule_steps", "peak", "weights + optimiser + state"], mrows))
+    if "mechanisms" in r:
+        base = r["mechanisms"]["codistill"]
+        rows = [[name, t, t / base, 1 - base / t] for name, t in r["mechanisms"].items()]
+        print(f"\nthe mechanisms for islands (unshared, {side}x{side} columns, batch "
+              f"{p['batch']}; learning step ms; share: 1 - codistill / arm)\n")  # fmt: skip
+        print(markdown_table(["arm", "learn step ms", "/ codistill", "share of the step"], rows))
     if "distributed" in r:
         w = next(iter(r["distributed"].values()))["world"]
         print(f"\ncolumns sharded over {w} processes (CPU, gloo, 1 thread per rank; learning "

@@ -27,7 +27,10 @@ def test_bench_quick_preset_writes_every_number(tmp_path):
     assert {"codistill_2", "codistill_4", "end_to_end_2", "end_to_end_4"} <= set(r["memory"])
     assert "targets (ratios measured in this run)" in proc.stdout
     assert r["memory"]["codistill_big"]["grads"] > 0
-    assert "distributed" not in r  # --nproc 1: section 5 left out (tested below)
+    assert "distributed" not in r  # --nproc 1: section 5 left out (test_bench_distributed.py)
+    from bioglom.bench_mechanisms import ARMS
+
+    assert set(r["mechanisms"]) == set(ARMS) and min(r["mechanisms"].values()) > 0
     assert {"layers_gflops", "lateral_plan"} <= set(r["reference"]["unshared"])
 
 
@@ -47,31 +50,3 @@ def test_bench_memory_probe_in_bfloat16():
     assert m["peak"] > 0
     assert m["matmul_dtype"] == "torch.bfloat16"
     assert m["optimizer"] >= 2 * m["grads"] > 0
-
-
-def test_bench_distributed_section_counts_the_exchanges():
-    """Section 5 of the bench on 2 gloo ranks: weak and strong scaling are measured, and the
-    bytes each rank sends per settling step are what the geometry says. Window attention of
-    radius r_l sends r_l grid rows of W columns, B images and d numbers of 4 bytes per level
-    to the one neighbour a rank has; Gaussian neighbourhoods all-gather each level, so a rank
-    sends its whole state [K, N/2, B, d] once to the other. No timing is asserted."""
-    from bioglom.bench import PRESETS, config_for
-    from bioglom.bench_distributed import _measure, scaling
-
-    p = dict(PRESETS["quick"])
-    rows, cols = p["dist_grid"]
-    window = config_for(64, **{"model.sharing": "unshared"})
-    r = scaling({"window": window}, p, 2)["window"]
-    assert r["weak"] > 0 and r["strong_vs_1_thread"] > 0 and r["strong_vs_2_threads"] > 0
-    K, B, d = window.model.levels, p["batch"], window.model.dim
-    radii = [window.attention.radius["first"] + i * window.attention.radius["step"]
-             for i in range(K)]  # fmt: skip
-    assert r["sent_by_kind"]["halo"] == sum(radii) * cols * B * d * 4
-    assert r["state_bytes"] == K * (rows // 2) * cols * B * d * 4
-
-    gaussian = config_for(
-        64, **{"model.sharing": "unshared", "attention.neighbourhood": "gaussian"}
-    )
-    g = _measure(gaussian, (rows, cols), 2, 1, p)
-    assert "halo" not in g["sent_by_kind"]
-    assert g["sent_by_kind"]["gather"] == g["state_bytes"] == K * (rows // 2) * cols * B * d * 4
