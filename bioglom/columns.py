@@ -17,7 +17,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .functional import column_linear, column_linear_fa
+from .functional import column_linear, column_linear_fa, column_linear_into_grad, grads_in_gemm
 
 __all__ = ["ColumnLinear", "ColumnMLP", "activation"]
 
@@ -84,6 +84,8 @@ class ColumnLinear(nn.Module):
             return y if add is None else y + add
         if add is not None:
             bias = add if bias is None else bias + add
+        if level is None and grads_in_gemm() and weight.requires_grad and torch.is_grad_enabled():
+            return column_linear_into_grad(x, weight, bias)  # inside a local rule's update
         return column_linear(x, weight, bias)
 
     def extra_repr(self) -> str:

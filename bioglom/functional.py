@@ -21,6 +21,8 @@ from torch import Tensor
 __all__ = [
     "column_linear",
     "column_linear_fa",
+    "column_linear_into_grad",
+    "weight_grads_in_gemm",
     "consensus_mean",
     "consensus_gaussian",
     "normalise_weights",
@@ -651,6 +653,76 @@ class _FeedbackAlignment(torch.autograd.Function):
             if ctx.columns == 1:
                 gb = gb.view(gb.shape[0], 1, 1, -1)
         return gx, gw, gb, None
+
+
+class _IntoGrad(torch.autograd.Function):
+    """:func:`column_linear` whose backward adds the weight gradient ``x^T dy`` straight into
+    ``weight.grad`` inside the GEMM (``baddbmm_``: ``grad <- grad + x^T dy``) instead of
+    returning it for autograd to add: one pass over the weights per backward instead of three
+    (write a fresh gradient, read it and the sum, write the sum), and no fresh gradient held.
+    ``dx = dy W^T`` and the bias gradient are returned as usual."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.param = weight  # the leaf itself: its .grad is written in backward
+        ctx.bias_columns = None if bias is None else bias.shape[1]
+        return column_linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, weight = ctx.saved_tensors
+        k, n, b, d_in = x.shape
+        c, d_out = weight.shape[1], weight.shape[3]
+        rows = n * b if c == 1 else b
+        # in the weight's dtype (a copy only under autocast)
+        gys = gy.reshape(k * c, rows, d_out).to(weight.dtype)
+        gx = None
+        if ctx.needs_input_grad[0]:
+            wt = weight.reshape(k * c, d_in, d_out).transpose(1, 2)  # a view: no copy
+            gx = torch.bmm(gys, wt).view(k, n, b, d_in)
+        param = ctx.param
+        xt = x.reshape(k * c, rows, d_in).transpose(1, 2).to(weight.dtype)
+        if param.grad is None:
+            param.grad = torch.bmm(xt, gys).view(param.shape)
+        else:
+            param.grad.view(k * c, d_in, d_out).baddbmm_(xt, gys)
+        gb = None
+        if ctx.bias_columns is not None:
+            gb = gy.sum(dim=(2,) if ctx.bias_columns == n else (1, 2), keepdim=True)
+        return gx, None, gb
+
+
+def column_linear_into_grad(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """:func:`column_linear` whose backward accumulates ``dL/dW = x^T dy`` into
+    ``weight.grad`` inside the weight-gradient GEMM (``weight`` must be a leaf: a
+    parameter). The same sums as autograd's accumulation, one pass instead of three; but
+    only ``.backward()`` sees the weight's gradient (``torch.autograd.grad`` gets none), so
+    the local rules use it inside their updates only (:func:`weight_grads_in_gemm`)."""
+    return _IntoGrad.apply(x, weight, bias)
+
+
+_IN_GEMM = [False]
+
+
+class weight_grads_in_gemm:  # noqa: N801 - used as a context manager, like torch.no_grad
+    """Within this context :class:`~bioglom.columns.ColumnLinear` layers accumulate their
+    weight gradients in the GEMM (:func:`column_linear_into_grad`). Set by the local rules
+    around their per-step ``backward`` calls (not thread-safe; one update at a time)."""
+
+    def __enter__(self):
+        self._before = _IN_GEMM[0]
+        _IN_GEMM[0] = True
+        return self
+
+    def __exit__(self, *exc):
+        _IN_GEMM[0] = self._before
+        return False
+
+
+def grads_in_gemm() -> bool:
+    """Whether :class:`weight_grads_in_gemm` is active."""
+    return _IN_GEMM[0]
 
 
 def column_linear_fa(x: Tensor, weight: Tensor, bias: Tensor | None, feedback: Tensor) -> Tensor:

@@ -14,6 +14,7 @@ from bioglom.functional import (
     attract_repel_attention,
     column_linear,
     column_linear_fa,
+    column_linear_into_grad,
     consensus_gaussian,
     consensus_mean,
     gaussian_neighbours,
@@ -524,3 +525,31 @@ def test_attract_repel_refuses_crossed_thresholds():
     idx, valid = window_neighbours((2, 2), 1, True)
     with pytest.raises(ValueError, match="repel_below"):
         attract_repel_attention(e, idx, valid, 1.0, attract_above=0.1, repel_below=0.5)
+
+
+# column_linear_into_grad
+
+
+@pytest.mark.parametrize("columns", ["unshared", "shared", "shared + per-column bias"])
+def test_weight_gradient_summed_in_the_gemm_equals_autograds_sum(columns):
+    """Two backward passes through the layer that adds ``x^T dy`` into ``weight.grad`` in the
+    GEMM leave the sum autograd leaves for plain :func:`column_linear`; the input's and the
+    bias's gradients are autograd's too. ``torch.autograd.grad`` sees no weight gradient."""
+    k, n, b, d_in, d_out = 2, 5, 3, 4, 6
+    c = n if columns == "unshared" else 1
+    w0, b0 = fresh(k, c, d_in, d_out), fresh(k, n if "per-column" in columns else c, 1, d_out)
+    xs, gys = [fresh(k, n, b, d_in) for _ in range(2)], [fresh(k, n, b, d_out) for _ in range(2)]
+    grads = []
+    for layer in (column_linear, column_linear_into_grad):
+        w, bias = w0.clone().requires_grad_(), b0.clone().requires_grad_()
+        gx = []
+        for x, gy in zip(xs, gys, strict=True):
+            x = x.clone().requires_grad_()
+            layer(x, w, bias).backward(gy)
+            gx.append(x.grad)
+        grads.append((w.grad, bias.grad, *gx))
+    for want, got in zip(*grads, strict=True):
+        torch.testing.assert_close(got, want)
+    w = w0.clone().requires_grad_()
+    y = column_linear_into_grad(xs[0], w, None)
+    assert torch.autograd.grad(y.sum(), w, allow_unused=True) == (None,)

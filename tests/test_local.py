@@ -460,3 +460,32 @@ def test_step_t_sees_frame_t_and_the_decoder_learns_the_last_frame(rng):
     assert abs(float(back) - float(want)) > 1e-4
     with pytest.raises(ValueError, match="a video of 2 frames, expected settle.steps = 3"):
         rule.update(video[:2], torch.Generator().manual_seed(g))
+
+
+@pytest.mark.parametrize("sharing", ["unshared", "shared"])
+def test_weight_gradients_summed_in_the_gemm_give_autograds_update(sharing, monkeypatch, rng):
+    """The local rules sum each step's weight gradients inside the GEMMs
+    (``functional.weight_grads_in_gemm``); two SGD updates move every weight as autograd's
+    own accumulation of the same gradients does (to float32 rounding)."""
+    import bioglom.columns
+
+    kw = {"train__optimizer": "sgd", "train__lr": 0.05, "model__sharing": sharing}
+    x = rand_images(3, gen=rng)
+    _, fast, rule_fast = setup(**kw)
+    _, plain, rule_plain = setup(**kw)
+    calls = []
+
+    def counted(*args):
+        calls.append(1)
+        return into_grad(*args)
+
+    into_grad = bioglom.columns.column_linear_into_grad
+    monkeypatch.setattr(bioglom.columns, "column_linear_into_grad", counted)
+    for _ in range(2):
+        rule_fast.update(x, torch.Generator().manual_seed(1))
+    assert calls  # the update took the in-GEMM path
+    monkeypatch.setattr(bioglom.columns, "grads_in_gemm", lambda: False)
+    for _ in range(2):
+        rule_plain.update(x, torch.Generator().manual_seed(1))
+    for (name, p), q in zip(fast.named_parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from ..config import Config, ConfigError
+from ..functional import weight_grads_in_gemm
 from ..model import Glom, StepOutput
 from ..spikes import spiking_derivative
 from .base import ChangeMeter, LearningRule
@@ -113,8 +114,9 @@ class LocalRule(LearningRule):
         td_err = torch.zeros(K - 1, device=images.device)
         for t in range(steps):
             frame = images[t] if video else images
-            loss, out, e, tau = self.step_losses(e, tau, frame, t, steps, generator)
-            loss.backward()
+            with weight_grads_in_gemm():  # each step's weight gradients summed in its GEMMs
+                loss, out, e, tau = self.step_losses(e, tau, frame, t, steps, generator)
+                loss.backward()
             with torch.no_grad():
                 bu_err += _half_sq(out.bottom_up, e).sum(1)
                 td_err += _half_sq(out.top_down, e[:-1]).sum(1)
