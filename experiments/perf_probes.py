@@ -1,6 +1,6 @@
-"""The micro-benchmarks behind docs/performance-notes.md, entries 6-8, 10 and 11.
+"""The micro-benchmarks behind docs/performance-notes.md, entries 6-8, 10, 11 and 13.
 
-    python experiments/perf_probes.py attention|optimizer|allocator|profile|learning|all
+    python experiments/perf_probes.py attention|optimizer|allocator|profile|learning|memory|all
                                       [--quick]
 
 * ``attention`` (entries 8 and 10): one level of eq. 3.1 on square windows, B = 32, d = 64,
@@ -17,6 +17,11 @@
   configuration (unshared, eval), grouped by operator and input shape.
 * ``learning``: a co-distillation step of the reference, shared and unshared, with and
   without the update norms (``ChangeMeter``), all in turn within each repeat.
+* ``memory`` (docs/performance.md, peak memory): every tensor one co-distillation update of
+  the unshared reference creates, followed from its creation to the release of its storage
+  (:class:`TensorPeak`), and what is alive at the peak, against the weights ``W``: the floor
+  ``weights + Adam + summed gradient + one step's activations`` that a rule updating once per
+  batch cannot go below.
 
 Timings are medians after warm-up, in milliseconds, on whatever machine runs this; compare
 numbers within one table only. ``--quick`` shrinks every size (seconds; run by the tests).
@@ -29,9 +34,11 @@ import os
 import resource
 import subprocess
 import sys
+import weakref
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from bioglom import build_model
 from bioglom.allocator import keep_freed_memory
@@ -198,8 +205,70 @@ def profile(p: dict) -> None:
         max_shapes_column_width=64))  # fmt: skip
 
 
+class TensorPeak(TorchDispatchMode):
+    """Bytes of the tensor storages created by operations within this mode and still alive:
+    :attr:`peak` and, at the peak, :attr:`at_peak` (``(bytes, op, shape)``, largest first).
+    Storages in ``exclude`` (data pointers: weights, optimiser state) are not counted."""
+
+    def __init__(self, exclude: set[int] = frozenset()) -> None:
+        super().__init__()
+        self.exclude, self.alive, self.live, self.peak = set(exclude), {}, 0, 0
+        self.at_peak: list[tuple[int, str, tuple]] = []
+
+    def _release(self, key: int) -> None:
+        n, _, _ = self.alive.pop(key)
+        self.live -= n
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, tuple | list) else [out]:
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            key, n = storage.data_ptr(), storage.nbytes()
+            if n == 0 or key in self.alive or key in self.exclude:
+                continue
+            self.alive[key] = (n, str(func), tuple(t.shape))
+            self.live += n
+            weakref.finalize(storage, self._release, key)
+        if self.live > self.peak:
+            self.peak = self.live
+            self.at_peak = sorted(self.alive.values(), key=lambda v: -v[0])
+        return out
+
+
+def memory(p: dict) -> None:
+    from bioglom.rules import make_rule
+
+    cfg = config_for(p["columns"] * 4, **{"model.sharing": "unshared"})
+    model = build_model(cfg)
+    rule = make_rule(model, cfg)
+    model.train()
+    side = cfg.data.image_size
+    x = torch.rand(p["batch"], 3, side, side)
+    rule.update(x)  # Adam's state exists from here on
+    held = [*model.parameters(), *model.buffers()]
+    held += [v for s in rule.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+    weights = sum(q.numel() * q.element_size() for q in model.parameters())
+    with TensorPeak({q.untyped_storage().data_ptr() for q in held}) as probe:
+        rule.update(x)
+    # a weight's gradient: [K' C, d_in, d_out], made by the weight-gradient GEMM
+    shapes = {(q.shape[0] * q.shape[1], *q.shape[2:]) for q in model.parameters() if q.dim() == 4}
+    grads = sum(n for n, op, shape in probe.at_peak if shape in shapes)
+    rows = [["weight gradients", grads / weights],
+            ["everything else alive (one step's activations, ...)",
+             (probe.peak - grads) / weights],
+            ["created tensors alive at the peak", probe.peak / weights]]  # fmt: skip
+    print(f"\nmemory: tensors an update creates, alive at its peak, in units of the weights W "
+          f"({model.N} columns, batch {p['batch']}; W = {weights / 2**20:.1f} MiB)\n")  # fmt: skip
+    print(markdown_table(["what", "/ W"], rows))
+    print("\nlargest at the peak\n")
+    top = [[n / 2**20, op, str(list(shape))] for n, op, shape in probe.at_peak[:8]]
+    print(markdown_table(["MiB", "made by", "shape"], top))
+
+
 PROBES = {"attention": attention, "optimizer": optimizer, "allocator": allocator,
-          "profile": profile, "learning": learning}  # fmt: skip
+          "profile": profile, "learning": learning, "memory": memory}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -243,9 +243,32 @@ def test_perf_probes_quick_prints_every_table():
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     for heading in ("attention: one level", "optimizer: one step", "allocator: bmm",
-                    "profile: 5 settling steps", "learning: a co-distillation step"):  # fmt: skip
+                    "profile: 5 settling steps", "learning: a co-distillation step",
+                    "memory: tensors an update creates"):  # fmt: skip
         assert heading in proc.stdout
     assert "tiles T=4" in proc.stdout and "ChangeMeter" in proc.stdout
+
+
+def test_tensor_peak_counts_what_is_alive_at_the_peak():
+    """perf_probes.TensorPeak, behind the memory floor of docs/performance.md: tensors of 4, 8
+    and 2 KiB made in turn, the 4 KiB one released before the 2 KiB one is made, peak at
+    4 + 8 = 12 KiB; a view adds nothing, an excluded storage is not counted, and everything
+    released leaves 0 alive."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import perf_probes
+
+    held = torch.zeros(4096)
+    with perf_probes.TensorPeak({held.untyped_storage().data_ptr()}) as probe:
+        a = torch.zeros(1024)  # 4 KiB
+        b = torch.ones(2048)  # 8 KiB
+        _ = b.view(2, 1024)  # a view of b's storage
+        _ = held.view(-1)  # excluded
+        del a
+        c = torch.ones(512)  # 2 KiB
+        assert probe.live == (2048 + 512) * 4
+        del b, c, _
+    assert probe.peak == (1024 + 2048) * 4 and probe.live == 0
+    assert sorted(n for n, _, _ in probe.at_peak) == [4096, 8192]
 
 
 def test_experiment_arms_keep_finished_runs_and_resume_stopped_ones(tmp_path, monkeypatch):
