@@ -671,6 +671,13 @@ class _IntoGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gy):
+        # under autocast the GEMMs would run (and give the gradient) in bfloat16; the sum
+        # lives in the weight's dtype, so they run in it
+        with torch.autocast(gy.device.type, enabled=False):
+            return _IntoGrad._backward(ctx, gy)
+
+    @staticmethod
+    def _backward(ctx, gy):
         x, weight = ctx.saved_tensors
         k, n, b, d_in = x.shape
         c, d_out = weight.shape[1], weight.shape[3]

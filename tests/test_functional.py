@@ -553,3 +553,20 @@ def test_weight_gradient_summed_in_the_gemm_equals_autograds_sum(columns):
     w = w0.clone().requires_grad_()
     y = column_linear_into_grad(xs[0], w, None)
     assert torch.autograd.grad(y.sum(), w, allow_unused=True) == (None,)
+
+
+def test_weight_gradient_summed_in_the_gemm_under_bfloat16_autocast():
+    """Under autocast the summed gradient stays in the weight's dtype (float32) and equals
+    autograd's to bfloat16 precision."""
+    k, n, b, d_in, d_out = 2, 5, 3, 4, 6
+    shapes = ((k, n, d_in, d_out), (k, n, b, d_in), (k, n, b, d_out))
+    w0, x, gy = (fresh(*s).float() for s in shapes)
+    grads = []
+    for layer in (column_linear, column_linear_into_grad):
+        w = w0.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = layer(x, w, None)
+            y.backward(gy.to(y.dtype))
+        grads.append(w.grad)
+    assert grads[1].dtype == torch.float32
+    torch.testing.assert_close(grads[1], grads[0], rtol=2e-2, atol=2e-2)
