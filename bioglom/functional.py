@@ -292,6 +292,7 @@ def attract_repel_attention(
     repel_below: float = 0.0,
     repel_weight: float = 0.5,
     queries: Tensor | None = None,
+    method: str = "gather",
 ) -> tuple[Tensor, Tensor | None]:
     """Lateral term with attraction and repulsion (issue 14; an option beside eq. 3.1).
 
@@ -323,6 +324,10 @@ def attract_repel_attention(
     repel_weight : ``gamma >= 0``
     queries : long ``[n]`` or None: only these columns' terms (``index``, ``valid`` ``[n, M]``),
         as in :func:`lateral_attention`
+    method : ``"gather"`` (each column's ``M`` neighbours copied out, ``[B, n, M, d]``: for
+        large grids and sampled neighbourhoods) or ``"dense"`` (all ``n x N`` dot products by
+        one matmul, masked to the neighbourhood, and the sums as matmuls: cheaper while the
+        neighbourhood covers much of a small grid); the same sums either way
 
     Returns
     -------
@@ -332,6 +337,8 @@ def attract_repel_attention(
         raise ValueError(
             f"repel_below ({repel_below}) must not exceed attract_above ({attract_above})"
         )
+    if method not in ("gather", "dense"):
+        raise ValueError(f"method: expected 'gather' or 'dense', got {method!r}")
     b, d = e.shape[1], e.shape[2]
     n, m = index.shape
     et = e.transpose(0, 1)  # [B, N, d]
@@ -339,19 +346,30 @@ def attract_repel_attention(
     lengths = et.norm(dim=-1).clamp_min(1e-12)  # [B, N]
     ql = lengths if queries is None else lengths.index_select(1, queries)
     flat = index.reshape(-1)
-    nb = et.index_select(1, flat).view(b, n, m, d)  # neighbours of each (image, column)
-    dots = torch.einsum("bnd,bnmd->bnm", q, nb)
-    nl = lengths.index_select(1, flat).view(b, n, m)  # their lengths, taken once per column
+    if method == "dense":  # neighbour j of column x is column j of the grid
+        ok = torch.zeros(n, et.shape[1], dtype=torch.bool, device=e.device)
+        rows = torch.arange(n, device=e.device)[:, None].expand(n, m)
+        ok[rows[valid], index[valid]] = True
+        nb = None
+        dots = torch.bmm(q, et.transpose(1, 2))  # [B, n, N]
+        nl = lengths[:, None, :]
+    else:
+        ok = valid
+        nb = et.index_select(1, flat).view(b, n, m, d)  # neighbours of each (image, column)
+        dots = torch.einsum("bnd,bnmd->bnm", q, nb)
+        nl = lengths.index_select(1, flat).view(b, n, m)
 
     def weighted(coef: Tensor, x: Tensor, gathered: Tensor | None = None) -> Tensor:
         """``sum_y coef[x, y] x_y``, ``[B, n, d]`` (``gathered``: ``x``'s neighbours)."""
+        if method == "dense":
+            return torch.bmm(coef, x)
         if gathered is None:
             gathered = x.index_select(1, flat).view(b, n, m, d)
         return torch.einsum("bnm,bnmd->bnd", coef, gathered)
 
     cos = dots / (ql[..., None] * nl)
-    attract = valid[None] & (cos >= attract_above)
-    repel = (valid[None] & (cos < repel_below)).to(e.dtype)
+    attract = ok[None] & (cos >= attract_above)
+    repel = (ok[None] & (cos < repel_below)).to(e.dtype)
     logits = (beta * dots).masked_fill(~attract, float("-inf"))
     empty = ~attract.any(-1, keepdim=True)  # [B, n, 1]
     w = torch.softmax(logits.masked_fill(empty, 0.0), dim=-1) * attract  # 0 rows when empty

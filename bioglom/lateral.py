@@ -215,7 +215,7 @@ class LateralAttention(nn.Module):
             return self.resampled(level, generator, device)
         return self.neighbours(level)
 
-    def _attract_repel(self, e, idx, valid, beta, precision, queries=None):
+    def _attract_repel(self, e, idx, valid, beta, precision, queries=None, method="gather"):
         above, below, gamma = self.thresholds
         return attract_repel_attention(
             e,
@@ -227,6 +227,7 @@ class LateralAttention(nn.Module):
             repel_below=below,
             repel_weight=gamma,
             queries=queries,
+            method=method,
         )
 
     def _evaluate(
@@ -240,9 +241,10 @@ class LateralAttention(nn.Module):
         valid: Tensor,
     ) -> tuple[Tensor, Tensor | None]:
         """Eq. 3.1 on ``e`` laid out on ``grid`` (every column its own query), by the plan."""
-        if self.attract_repel:
-            return self._attract_repel(e, idx, valid, beta, precision)
         method, tile = self.plan[level]
+        if self.attract_repel:  # dense where eq. 3.1 would be; else the gathered neighbours
+            form = "dense" if method == "dense" else "gather"
+            return self._attract_repel(e, idx, valid, beta, precision, method=form)
         bias = getattr(self, f"mask_bias_{level}")
         if method == "tiles":
             r = self.radius[level]

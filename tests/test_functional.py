@@ -435,12 +435,14 @@ def test_feedback_alignment_backward_is_what_it_says():
 # attract_repel_attention
 
 
+@pytest.mark.parametrize("method", ["gather", "dense"])
 @pytest.mark.parametrize("gaussian", [False, True])
 @pytest.mark.parametrize("include_self", [True, False])
-def test_attract_repel_equals_its_definition_by_loops(gaussian, include_self):
+def test_attract_repel_equals_its_definition_by_loops(gaussian, include_self, method):
     """Each column's term written out by loops over its window: softmax of beta e.e over the
     neighbours with cosine >= the upper threshold, minus gamma times the plain mean of those
-    below the lower one (0 when none; the column's own vector when nobody attracts)."""
+    below the lower one (0 when none; the column's own vector when nobody attracts); the
+    gathered and the dense evaluation alike."""
     grid, r, b, d = (4, 5), 1, 3, 4
     e = fresh(20, b, d)
     tau = fresh(20, b, d).abs() + 0.1 if gaussian else None
@@ -455,6 +457,7 @@ def test_attract_repel_equals_its_definition_by_loops(gaussian, include_self):
         attract_above=above,
         repel_below=below,
         repel_weight=gamma,
+        method=method,
     )
     for x in range(20):
         for i in range(b):
@@ -477,7 +480,8 @@ def test_attract_repel_equals_its_definition_by_loops(gaussian, include_self):
                 torch.testing.assert_close(lt[x, i], t)
 
 
-def test_attract_repel_with_open_thresholds_is_eq_3_1():
+@pytest.mark.parametrize("method", ["gather", "dense"])
+def test_attract_repel_with_open_thresholds_is_eq_3_1(method):
     """attract_above = -1 (everyone attracts) and gamma = 0 give eq. 3.1 exactly."""
     e, tau = fresh(30, 2, 5), fresh(30, 2, 5).abs() + 0.1
     idx, valid = window_neighbours((5, 6), 2, True)
@@ -491,6 +495,7 @@ def test_attract_repel_with_open_thresholds_is_eq_3_1():
             attract_above=-1.0,
             repel_below=-1.0,
             repel_weight=0.0,
+            method=method,
         )
         want = lateral_attention(e, idx, valid, 0.8, p, method="gather")
         torch.testing.assert_close(got[0], want[0])
