@@ -151,9 +151,11 @@ def time_configs(
     cfgs: list[Config], batch: int, device, p: dict, learn: bool = True, extra: tuple = ()
 ) -> list:
     """Milliseconds of one settling step, its column MLPs, their linear layers alone, its
-    lateral attention, and one settling step with the co-distillation update (an update of
-    ``settle.steps`` steps, divided by them), for each configuration; all of them timed in
-    turn within each repeat (:func:`interleaved_ms`), so that their ratios are fair.
+    lateral attention, one read of all its weights (``sum``: the memory traffic a step cannot
+    avoid, which bounds unshared columns at batch 1), and one settling step with the
+    co-distillation update (an update of ``settle.steps`` steps, divided by them), for each
+    configuration; all of them timed in turn within each repeat (:func:`interleaved_ms`), so
+    that their ratios are fair.
     Functions in ``extra`` are timed in the same turns; their medians are appended to the
     list as ``{"ms": ...}``."""
     fns, outs = [], []
@@ -189,6 +191,8 @@ def time_configs(
             ),
             settling(lambda ls=layers: [layer(h) for layer, h in ls]),
             settling(lambda m=model, e=e, tau=tau, b=beta: m.lateral(e, tau, b)),
+            # one read of every weight: the memory traffic a step cannot avoid (batch 1's bound)
+            settling(lambda m=model: [w.sum() for w in m.parameters()]),
         ]
         if learn:
             rule = make_rule(model, cfg)
@@ -209,6 +213,7 @@ def time_configs(
                 "radius": cfg.attention.radius,
                 "sharing": cfg.model.sharing,
                 "lateral_plan": [f"{m}{t or ''}" for m, t in model.lateral_plan],
+                "weights_mb": sum(q.numel() * q.element_size() for q in model.parameters()) / 1e6,
                 "_flops": flops,
                 "_steps": steps,
                 "_n": len(mine),
@@ -227,9 +232,10 @@ def time_configs(
             layers_ms=mine[2],
             layers_gflops=flops / (mine[2] * 1e-3) / 1e9,
             lateral_ms=mine[3],
+            weights_read_ms=mine[4],
         )
         if learn:
-            out["learn_step_ms"] = mine[4] / steps
+            out["learn_step_ms"] = mine[5] / steps
     return outs + [{"ms": t} for t in ms[i:]]
 
 
@@ -511,6 +517,12 @@ def report(r: dict, p: dict) -> None:
         targets.append(["peak memory at N = {} / (weights + optimiser + state), glibc's default "
                         "allocator".format(p["memory_columns"]), d["peak"] / need,
                         "(beside it)"])  # fmt: skip
+    for t in r["sweep"]:  # unshared columns at batch 1 read every weight for one image
+        if t["batch"] == 1 and t["columns"] == p["columns"] and t["levels"] == 5:
+            targets.append([f"unshared step at batch 1 / one read of its weights "
+                            f"({t['weights_mb']:.0f} MB, {t['weights_read_ms']:.2f} ms)",
+                            t["step_ms"] / t["weights_read_ms"], "(the bound: >= 1)"])  # fmt: skip
+            break
     for b, t in r["peer"].items():
         for m, limit in (("shared", 0.4), ("unshared", 0.5)):
             targets.append([f"{m} / glom-pytorch step, batch {b} (full attention, hidden 256)",
@@ -519,11 +531,13 @@ def report(r: dict, p: dict) -> None:
     print(markdown_table(["measure", "ratio", "target"], targets))
     rows = [[t["columns"], t["batch"], t["levels"], json.dumps(t["radius"]), t["step_ms"],
              t.get("learn_step_ms", float("nan")), t["mlp_gflops"] / gf,
-             t["lateral_ms"] / t["step_ms"], " ".join(t["lateral_plan"])]
+             t["lateral_ms"] / t["step_ms"], t["step_ms"] / t["weights_read_ms"],
+             " ".join(t["lateral_plan"])]
             for t in r["sweep"]]  # fmt: skip
     print("\nsweep (unshared)\n")
     print(markdown_table(["columns", "batch", "levels", "radius", "step ms", "learn step ms",
-                          "MLPs / matmul", "lateral / step", "lateral plan per level"],
+                          "MLPs / matmul", "lateral / step", "step / weights' read",
+                          "lateral plan per level"],
                          rows))  # fmt: skip
     mrows = [[k, v["peak"] / 2**20, (v["weights"] + v["optimizer"] + v["state"]) / 2**20]
              for k, v in mem.items()]  # fmt: skip

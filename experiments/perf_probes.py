@@ -1,12 +1,14 @@
-"""The micro-benchmarks behind docs/performance-notes.md, entries 6-8, 10, 11 and 13.
+"""The micro-benchmarks behind docs/performance-notes.md, entries 6-8, 10, 11 and 13-15.
 
-    python experiments/perf_probes.py attention|optimizer|allocator|profile|learning|memory|all
-                                      [--quick]
+    python experiments/perf_probes.py PROBE [--quick]
+
+PROBE is one of attention, optimizer, allocator, profile, learning, memory, mlp, lateral, all:
 
 * ``attention`` (entries 8 and 10): one level of eq. 3.1 on square windows, B = 32, d = 64,
   forward, every evaluation in turn within each repeat: dense with the mask built at each call
   (the old form), dense with a cached additive mask, the gathered form, tiles of 4, 8 and 16,
-  and PyTorch's fused ``scaled_dot_product_attention`` with the cached mask.
+  PyTorch's fused ``scaled_dot_product_attention`` with the cached mask, and the same fused
+  kernel tile by tile (:func:`sdpa_tiles`, entry 15).
 * ``optimizer`` (entry 6): one step over the unshared reference weights (38.6 M parameters):
   Adam with ``foreach`` and fused, SGD fused, and the update norms taken by a copy of the
   weights against :class:`bioglom.rules.base.ChangeMeter`.
@@ -22,6 +24,10 @@
   (:class:`TensorPeak`), and what is alive at the peak, against the weights ``W``: the floor
   ``weights + Adam + summed gradient + one step's activations`` that a rule updating once per
   batch cannot go below.
+* ``lateral`` (entry 15): lateral attention's share of a settling step at the reference, and
+  the share of its GEMMs alone (the floor of a fused kernel).
+* ``mlp`` (entry 14, the column MLPs): their GEMMs alone, with the bias folded in,
+  and the whole MLPs, forward and forward + backward, against the large-matmul rate.
 
 Timings are medians after warm-up, in milliseconds, on whatever machine runs this; compare
 numbers within one table only. ``--quick`` shrinks every size (seconds; run by the tests).
@@ -42,11 +48,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from bioglom import build_model
 from bioglom.allocator import keep_freed_memory
-from bioglom.bench import config_for, interleaved_ms
+from bioglom.bench import config_for, interleaved_ms, mlp_flops
 from bioglom.experiment import markdown_table
 from bioglom.functional import (
+    column_linear_into_grad,
     dense_mask_bias,
     lateral_attention,
+    weight_grads_in_gemm,
     window_attention,
     window_neighbours,
     window_tile_bias,
@@ -91,6 +99,10 @@ def attention(p: dict) -> None:
                     fns[f"tiles T={t}"] = lambda e=e, g=grid, r=r, t=t, b=bias: window_attention(
                         e, g, r, 0.5, tile=t, bias=b
                     )
+                    if t <= 8:
+                        fns[f"sdpa tiles T={t}"] = lambda e=e, g=grid, r=r, t=t, b=bias: sdpa_tiles(
+                            e, g, r, 0.5, t, b
+                        )
             with torch.no_grad():
                 ms = dict(zip(fns, interleaved_ms(list(fns.values()), CPU, p["repeats"], 1),
                               strict=True))  # fmt: skip
@@ -99,7 +111,71 @@ def attention(p: dict) -> None:
     print(markdown_table(HEAD, rows))
 
 
-HEAD = ["N", "r", "dense", "dense+", "sdpa", "gather", "tiles T=4", "tiles T=8", "tiles T=16"]
+HEAD = ["N", "r", "dense", "dense+", "sdpa", "gather", "tiles T=4", "tiles T=8", "tiles T=16",
+        "sdpa tiles T=4", "sdpa tiles T=8"]  # fmt: skip
+
+
+def sdpa_tiles(e: torch.Tensor, grid: tuple[int, int], r: int, beta: float, t: int,
+               bias: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """Eq. 3.1 on square windows, tile by tile as in :func:`window_attention` (no precision),
+    but each tile's logits, mask, softmax and values in PyTorch's fused
+    ``scaled_dot_product_attention`` (performance notes, entry 15). ``e [N, B, d]``,
+    ``bias [tiles, T^2, (T + 2r)^2]`` from :func:`window_tile_bias`; returns ``[N, B, d]``."""
+    n, b, d = e.shape
+    hg, wg = grid
+    th, tw, s1 = -(-hg // t), -(-wg // t), t + 2 * r
+    g = e.view(hg, wg, b, d).permute(2, 0, 1, 3)
+    ep = F.pad(g, (0, 0, r, tw * t - wg + r, r, th * t - hg + r))
+    q = ep[:, r : r + th * t, r : r + tw * t].reshape(b, th, t, tw, t, d)
+    q = q.permute(0, 1, 3, 2, 4, 5).reshape(b, th * tw, t * t, d)
+    k = ep.unfold(1, s1, t).unfold(2, s1, t).permute(0, 1, 2, 4, 5, 3)
+    k = k.reshape(b, th * tw, s1 * s1, d)
+    o = F.scaled_dot_product_attention(q, k, k, attn_mask=bias, scale=float(beta))
+    o = o.view(b, th, tw, t, t, d).permute(0, 1, 3, 2, 4, 5).reshape(b, th * t, tw * t, d)
+    return o[:, :hg, :wg].reshape(b, n, d).transpose(0, 1)
+
+
+def lateral(p: dict) -> None:
+    """Lateral attention's share of a settling step at the reference (unshared, eval), and
+    the share of its GEMMs alone (the logits and the weighted sums of every level, at the
+    shapes of its plan): what a kernel fusing the mask, softmax and key copies could at best
+    bring it to."""
+    cfg = config_for(p["columns"], **{"model.sharing": "unshared"})
+    model = build_model(cfg)
+    model.eval()
+    b, side, steps = p["batch"], cfg.data.image_size, cfg.settle.steps
+    x = torch.rand(b, 3, side, side)
+    with torch.no_grad():
+        e, tau = model.initial_state(x)
+    beta = model.beta(1, steps)
+    n, d = model.N, e.shape[-1]
+    hg, wg = model.grid
+    gemms = []
+    for level, (method, t) in enumerate(model.lateral_plan):
+        r = model.lateral_attention.radius[level]
+        if method == "dense":
+            a, c, w = torch.randn(b, n, d), torch.randn(b, d, n), torch.randn(b, n, n)
+        else:
+            tiles, s = -(-hg // t) * -(-wg // t), (t + 2 * r) ** 2
+            a, c = torch.randn(b * tiles, t * t, d), torch.randn(b * tiles, d, s)
+            w = torch.randn(b * tiles, t * t, s)
+        gemms.append((a, c, w))
+
+    def only_gemms():
+        return [(torch.bmm(a, c), torch.bmm(w, c.transpose(1, 2))) for a, c, w in gemms]
+
+    fns = [lambda: model.step(e, tau, x, 1, steps), lambda: model.lateral(e, tau, beta),
+           only_gemms]  # fmt: skip
+    with torch.no_grad():
+        step, lat, gem = interleaved_ms(fns, CPU, p["repeats"], 1)
+    plan = ", ".join(f"{m}{t or ''}" for m, t in model.lateral_plan)
+    print(f"\nlateral: its share of a settling step ({n} columns, batch {b}, unshared, eval; "
+          f"plan {plan}), ms\n")  # fmt: skip
+    rows = [["settling step", step, 1.0], ["lateral attention", lat, lat / step],
+            ["its GEMMs alone", gem, gem / step],
+            ["its GEMMs, in a step without the other lateral passes", gem,
+             gem / (step - lat + gem)]]  # fmt: skip
+    print(markdown_table(["", "ms", "/ step"], rows))
 
 
 def optimizer(p: dict) -> None:
@@ -237,6 +313,97 @@ class TensorPeak(TorchDispatchMode):
         return out
 
 
+def mlp(p: dict) -> None:
+    """The column MLPs of the unshared reference, one step, against the machine's matmul rate,
+    built up from their GEMMs: the GEMM chain alone (``x W`` layer by layer, nothing between),
+    then the bias and location term folded into the GEMM, then the MLPs as a step runs them
+    (GELU between the layers); each forward, and forward + backward as a local update runs it
+    (weight gradients summed inside the GEMM, no gradient into the MLPs' input). The first
+    row's rate is what fusing the element-wise work could at best reach. Beside them: the same
+    GEMMs with one weight per level for all columns (shared: the columns folded into the rows,
+    the weights in cache), and one read of every unshared MLP weight (``sum``), the memory
+    traffic that an unshared forward cannot avoid."""
+    cfg = config_for(p["columns"], **{"model.sharing": "unshared"})
+    model = build_model(cfg)
+    model.train()
+    b = p["batch"]
+    e = torch.randn(model.K, model.N, b, model.bottom_up.layers[0].d_in)
+    nets = [(model.bottom_up, e[:-1], model.bu_location), (model.top_down, e[1:], model.location)]
+    params = [q for net, _, _ in nets for q in net.parameters()]
+
+    def chain(bias: bool):
+        out = []
+        for net, x, extra in nets:
+            h = x
+            for j, layer in enumerate(net.layers):
+                add = None
+                if bias and j == 0 and net.extra is not None:
+                    add = net.extra(extra)
+                bb = None if not bias else (layer.bias if add is None else layer.bias + add)
+                h = column_linear_into_grad(h, layer.weight, bb)
+            out.append(h)
+        return out
+
+    arms = {
+        "GEMMs alone": lambda: chain(False),
+        "+ bias and location in the GEMM": lambda: chain(True),
+        "the MLPs (+ GELU)": lambda: [net(x, extra=extra) for net, x, extra in nets],
+    }
+    gys = [torch.randn_like(y) for y in arms["GEMMs alone"]()]
+    weights = [layer.weight for net, _, _ in nets for layer in net.layers]
+    shared = [w[:, :1].detach().clone().requires_grad_() for w in weights]  # [K', 1, d_in, d_out]
+
+    def shared_chain():
+        out, i = [], 0
+        for net, x, _ in nets:
+            h = x
+            for _ in net.layers:
+                h = column_linear_into_grad(h, shared[i])
+                i += 1
+            out.append(h)
+        return out
+
+    arms["GEMMs alone, shared weights"] = shared_chain
+    params += shared
+
+    def forward(f):
+        def run():
+            with torch.no_grad():
+                return f()
+
+        return run
+
+    def learning(f):
+        def run():
+            for q in params:
+                q.grad = None
+            with weight_grads_in_gemm():
+                torch.autograd.backward(f(), gys)
+
+        return run
+
+    fwd = mlp_flops(model, b)
+    first = sum(net.layers[0].levels * model.N * b * net.layers[0].d_in * net.layers[0].d_out * 2
+                for net, _, _ in nets)  # fmt: skip
+    both = 3 * fwd - first  # dW for every layer, dx for all but the first
+    fns = [forward(f) for f in arms.values()] + [learning(f) for f in arms.values()]
+    n = 2048 if p is FULL else 256
+    x, y = torch.randn(n, n), torch.randn(n, n)
+    read = [lambda: [w.sum() for w in weights]]
+    ms = interleaved_ms([*fns, *read, lambda: x @ y], CPU, p["repeats"], 1)
+    rate = 2 * n**3 / ms[-1]
+    k = len(arms)
+    rows = [[name, ms[i], fwd / ms[i] / rate, ms[k + i], both / ms[k + i] / rate]
+            for i, name in enumerate(arms)]  # fmt: skip
+    nbytes = sum(w.numel() * w.element_size() for w in weights)
+    rows.append([f"one read of the unshared weights ({nbytes / 2**20:.0f} MiB, "
+                 f"{nbytes / ms[-2] / 1e6:.1f} GB/s)", ms[-2], "-", "-", "-"])  # fmt: skip
+    print(f"\nmlp: the column MLPs of one step ({model.N} columns, batch {b}, unshared), ms and "
+          f"fraction of the {n}^2 matmul rate ({rate / 1e6:.1f} GFLOP/s)\n")  # fmt: skip
+    print(markdown_table(["", "forward ms", "/ matmul rate", "fwd + bwd ms", "/ matmul rate"],
+                         rows))  # fmt: skip
+
+
 def memory(p: dict) -> None:
     from bioglom.rules import make_rule
 
@@ -268,7 +435,8 @@ def memory(p: dict) -> None:
 
 
 PROBES = {"attention": attention, "optimizer": optimizer, "allocator": allocator,
-          "profile": profile, "learning": learning, "memory": memory}  # fmt: skip
+          "profile": profile, "learning": learning, "memory": memory, "mlp": mlp,
+          "lateral": lateral}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,15 @@ def test_bench_quick_preset_writes_every_number(tmp_path):
 
     assert set(r["mechanisms"]) == set(ARMS) and min(r["mechanisms"].values()) > 0
     assert {"layers_gflops", "lateral_plan"} <= set(r["reference"]["unshared"])
+    # batch 1's memory bound: one read of the unshared model's weights, all of them
+    from bioglom import build_model
+    from bioglom.bench import config_for
+
+    model = build_model(config_for(64, **{"model.sharing": "unshared"}))
+    mb = 4 * sum(q.numel() for q in model.parameters()) / 1e6  # float32 parameters
+    u = r["reference"]["unshared"]
+    assert abs(u["weights_mb"] - mb) < 1e-9 and u["weights_read_ms"] > 0
+    assert "unshared step at batch 1 / one read of its weights" in proc.stdout
 
 
 def test_bench_memory_probe_in_bfloat16():

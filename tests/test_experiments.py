@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import RELIABLE, assert_same_run, assert_same_weights, interrupt_at, small_config
+from conftest import (
+    RELIABLE,
+    assert_same_run,
+    assert_same_weights,
+    fresh_seed,
+    interrupt_at,
+    small_config,
+)
 
 import bioglom
 from bioglom.baselines import BASELINES
@@ -244,9 +251,31 @@ def test_perf_probes_quick_prints_every_table():
     assert proc.returncode == 0, proc.stderr[-2000:]
     for heading in ("attention: one level", "optimizer: one step", "allocator: bmm",
                     "profile: 5 settling steps", "learning: a co-distillation step",
-                    "memory: tensors an update creates"):  # fmt: skip
+                    "memory: tensors an update creates", "mlp: the column MLPs",
+                    "lateral: its share"):  # fmt: skip
         assert heading in proc.stdout
     assert "tiles T=4" in proc.stdout and "ChangeMeter" in proc.stdout
+
+
+@pytest.mark.parametrize("side, radius, tile", [(8, 1, 4), (10, 2, 4), (12, 3, 8)])
+def test_sdpa_tiles_is_eq_3_1_on_windows(side, radius, tile):
+    """perf_probes.sdpa_tiles, timed against the tiled form in performance notes entry 15,
+    computes what the gathered eq. 3.1 computes on square windows (so the probe compares two
+    evaluations of one sum), also on grids the tiles do not divide."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import perf_probes
+
+    from bioglom.functional import lateral_attention, window_neighbours, window_tile_bias
+
+    seed = fresh_seed()
+    print(f"seed {seed}")
+    grid = (side, side + 1)
+    e = torch.randn(side * (side + 1), 3, 5, generator=torch.Generator().manual_seed(seed))
+    idx, valid = window_neighbours(grid, radius, True)
+    want = lateral_attention(e, idx, valid, 0.7, method="gather")[0]
+    bias = window_tile_bias(grid, radius, tile, True)
+    got = perf_probes.sdpa_tiles(e, grid, radius, 0.7, tile, bias)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_tensor_peak_counts_what_is_alive_at_the_peak():
