@@ -693,3 +693,29 @@ def test_every_experiment_takes_seeds_and_jobs(name, monkeypatch, capsys):
     assert done.value.code == 0
     text = capsys.readouterr().out
     assert "--seeds" in text and "--jobs" in text, name
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the script's CPU-only behaviour")
+def test_gpu_check_script_runs_every_part_and_logs_each(tmp_path):
+    """experiments/gpu_check.sh (issue 18, item 5) on a machine without CUDA: every part runs
+    in turn with its log in $OUT, and the summary gives each part's exit status; the GPU tests
+    are all skipped (exit 0) and the parts that need CUDA fail and say so, without stopping
+    the parts after them."""
+    import os
+
+    out = tmp_path / "gpu"
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", "experiments/gpu_check.sh"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = (out / "summary.txt").read_text()
+    assert "no CUDA" in summary
+    status = dict(
+        line.split(": exit ") for line in summary.splitlines() if ": exit " in line
+    )  # fmt: skip
+    assert list(status) == ["cuda_tests", "cuda_check", "bench_fp32", "bench_bf16"]
+    assert status["cuda_tests"].startswith("0 ")
+    assert "skipped" in (out / "cuda_tests.txt").read_text()
+    for part in ("cuda_check", "bench_fp32", "bench_bf16"):
+        assert not status[part].startswith("0 "), part
+    assert "CUDA is not available" in (out / "cuda_check.txt").read_text()
