@@ -1,8 +1,9 @@
-"""The micro-benchmarks behind docs/performance-notes.md, entries 6-8, 10, 11 and 13-15.
+"""The micro-benchmarks behind docs/performance-notes.md (entries 6-8, 10, 11, 13-15) and the peer.
 
     python experiments/perf_probes.py PROBE [--quick]
 
-PROBE is one of attention, optimizer, allocator, profile, learning, memory, mlp, lateral, all:
+PROBE is one of attention, optimizer, allocator, profile, learning, memory, mlp, lateral, peer,
+all:
 
 * ``attention`` (entries 8 and 10): one level of eq. 3.1 on square windows, B = 32, d = 64,
   forward, every evaluation in turn within each repeat: dense with the mask built at each call
@@ -26,6 +27,9 @@ PROBE is one of attention, optimizer, allocator, profile, learning, memory, mlp,
   batch cannot go below.
 * ``lateral`` (entry 15): lateral attention's share of a settling step at the reference, and
   the share of its GEMMs alone (the floor of a fused kernel).
+* ``peer`` (docs/performance.md, against glom-pytorch): at the peer's configuration, each
+  column mode's step and its GEMMs alone against one iteration of the peer (needs the
+  ``peers`` extra; says so and skips without it).
 * ``mlp`` (entry 14, the column MLPs): their GEMMs alone, with the bias folded in,
   and the whole MLPs, forward and forward + backward, against the large-matmul rate.
 
@@ -48,9 +52,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from bioglom import build_model
 from bioglom.allocator import keep_freed_memory
-from bioglom.bench import config_for, interleaved_ms, mlp_flops
+from bioglom.bench import config_for, interleaved_ms, mlp_flops, peer_step
 from bioglom.experiment import markdown_table
 from bioglom.functional import (
+    column_linear,
     column_linear_into_grad,
     dense_mask_bias,
     lateral_attention,
@@ -135,6 +140,76 @@ def sdpa_tiles(e: torch.Tensor, grid: tuple[int, int], r: int, beta: float, t: i
     return o[:, :hg, :wg].reshape(b, n, d).transpose(0, 1)
 
 
+def lateral_gemms(model, b: int):
+    """A function running only the GEMMs of ``model``'s lateral attention at batch ``b``:
+    per level, the logits and the weighted sum at the shapes of its plan (dense: ``[B, N, d]
+    x [B, d, N]``; tiles: each tile's queries against its grown tile's keys), on random data."""
+    n, d = model.N, model.bottom_up.layers[0].d_in
+    hg, wg = model.grid
+    gemms = []
+    for level, (method, t) in enumerate(model.lateral_plan):
+        r = model.lateral_attention.radius[level]
+        if method == "dense":
+            a, c, w = torch.randn(b, n, d), torch.randn(b, d, n), torch.randn(b, n, n)
+        else:
+            tiles, s = -(-hg // t) * -(-wg // t), (t + 2 * r) ** 2
+            a, c = torch.randn(b * tiles, t * t, d), torch.randn(b * tiles, d, s)
+            w = torch.randn(b * tiles, t * t, s)
+        gemms.append((a, c, w))
+    return lambda: [(torch.bmm(a, c), torch.bmm(w, c.transpose(1, 2))) for a, c, w in gemms]
+
+
+def mlp_gemms(model, e: torch.Tensor):
+    """A function running only the GEMMs of ``model``'s bottom-up and top-down column MLPs on
+    the state ``e [K, N, B, d]``: ``x W`` layer by layer, no bias, nothing between."""
+
+    def run():
+        out = []
+        for net, x in ((model.bottom_up, e[:-1]), (model.top_down, e[1:])):
+            h = x
+            for layer in net.layers:
+                h = column_linear(h, layer.weight)
+            out.append(h)
+        return out
+
+    return run
+
+
+def peer(p: dict) -> None:
+    """Against glom-pytorch at its configuration (16x16 columns, 5 levels, d = 64, hidden
+    256, full attention; batch as the preset's): one settling step of each column mode, the
+    GEMMs alone of that step (the column MLPs' and lateral attention's, at the same shapes),
+    and one of the peer's 8 iterations. The GEMMs' time over the peer's is the ratio that
+    removing every other pass of the step would reach."""
+    fn = peer_step(p["batch"], CPU)
+    if fn is None:
+        print("\npeer: glom-pytorch is not installed (pip install -e '.[peers]')")
+        return
+    b, fns = p["batch"], []
+    for mode in ("shared", "unshared"):
+        cfg = config_for(256, **{"model.sharing": mode, "model.hidden": 256,
+                                 "attention.radius": 15})  # fmt: skip
+        model = build_model(cfg)
+        model.eval()
+        x = torch.rand(b, 3, cfg.data.image_size, cfg.data.image_size)
+        with torch.no_grad():
+            e, tau = model.initial_state(x)
+        lat, mlps = lateral_gemms(model, b), mlp_gemms(model, e)
+        fns += [lambda m=model, e=e, tau=tau, x=x, s=cfg.settle.steps: m.step(e, tau, x, 1, s),
+                lambda lat=lat, mlps=mlps: (lat(), mlps())]  # fmt: skip
+    with torch.no_grad():
+        ms = interleaved_ms([*fns, fn], CPU, p["repeats"], 1)
+    theirs = ms[-1] / 8
+    rows = [["glom-pytorch, one iteration", theirs, 1.0]]
+    for i, mode in enumerate(("shared", "unshared")):
+        step, gemms = ms[2 * i], ms[2 * i + 1]
+        rows += [[f"bioglom {mode}, one step", step, step / theirs],
+                 [f"bioglom {mode}, its GEMMs alone", gemms, gemms / theirs]]  # fmt: skip
+    print(f"\npeer: glom-pytorch's configuration (256 columns, batch {b}, hidden 256, full "
+          "attention), forward, ms\n")  # fmt: skip
+    print(markdown_table(["", "ms", "/ glom-pytorch"], rows))
+
+
 def lateral(p: dict) -> None:
     """Lateral attention's share of a settling step at the reference (unshared, eval), and
     the share of its GEMMs alone (the logits and the weighted sums of every level, at the
@@ -148,28 +223,14 @@ def lateral(p: dict) -> None:
     with torch.no_grad():
         e, tau = model.initial_state(x)
     beta = model.beta(1, steps)
-    n, d = model.N, e.shape[-1]
-    hg, wg = model.grid
-    gemms = []
-    for level, (method, t) in enumerate(model.lateral_plan):
-        r = model.lateral_attention.radius[level]
-        if method == "dense":
-            a, c, w = torch.randn(b, n, d), torch.randn(b, d, n), torch.randn(b, n, n)
-        else:
-            tiles, s = -(-hg // t) * -(-wg // t), (t + 2 * r) ** 2
-            a, c = torch.randn(b * tiles, t * t, d), torch.randn(b * tiles, d, s)
-            w = torch.randn(b * tiles, t * t, s)
-        gemms.append((a, c, w))
-
-    def only_gemms():
-        return [(torch.bmm(a, c), torch.bmm(w, c.transpose(1, 2))) for a, c, w in gemms]
+    only_gemms = lateral_gemms(model, b)
 
     fns = [lambda: model.step(e, tau, x, 1, steps), lambda: model.lateral(e, tau, beta),
            only_gemms]  # fmt: skip
     with torch.no_grad():
         step, lat, gem = interleaved_ms(fns, CPU, p["repeats"], 1)
     plan = ", ".join(f"{m}{t or ''}" for m, t in model.lateral_plan)
-    print(f"\nlateral: its share of a settling step ({n} columns, batch {b}, unshared, eval; "
+    print(f"\nlateral: its share of a settling step ({model.N} columns, batch {b}, unshared, eval; "
           f"plan {plan}), ms\n")  # fmt: skip
     rows = [["settling step", step, 1.0], ["lateral attention", lat, lat / step],
             ["its GEMMs alone", gem, gem / step],
@@ -436,7 +497,7 @@ def memory(p: dict) -> None:
 
 PROBES = {"attention": attention, "optimizer": optimizer, "allocator": allocator,
           "profile": profile, "learning": learning, "memory": memory, "mlp": mlp,
-          "lateral": lateral}  # fmt: skip
+          "lateral": lateral, "peer": peer}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

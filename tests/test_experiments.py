@@ -252,7 +252,7 @@ def test_perf_probes_quick_prints_every_table():
     for heading in ("attention: one level", "optimizer: one step", "allocator: bmm",
                     "profile: 5 settling steps", "learning: a co-distillation step",
                     "memory: tensors an update creates", "mlp: the column MLPs",
-                    "lateral: its share"):  # fmt: skip
+                    "lateral: its share", "peer: "):  # fmt: skip
         assert heading in proc.stdout
     assert "tiles T=4" in proc.stdout and "ChangeMeter" in proc.stdout
 
