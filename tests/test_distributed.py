@@ -240,7 +240,8 @@ def test_one_process_needs_no_process_group():
 
 
 # ---- training: the run, its checkpoints and its stops, on 2 ranks -----------------------------
-TRAIN = {
+TRAIN = {  # SGD, as in the one-update test: Adam's first step amplifies rounding-sized gradients
+    "train__optimizer": "sgd",
     "train__updates": 4,
     "run__record_every": 2,
     "run__snapshot_every": 4,
