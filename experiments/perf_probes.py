@@ -400,7 +400,13 @@ def mlp(p: dict) -> None:
                 add = None
                 if bias and j == 0 and net.extra is not None:
                     add = net.extra(extra)
-                bb = None if not bias else (layer.bias if add is None else layer.bias + add)
+                bb = None
+                if bias:  # as ColumnLinear folds them: x W + (b + add)
+                    bb = (
+                        add
+                        if layer.bias is None
+                        else (layer.bias if add is None else layer.bias + add)
+                    )
                 h = column_linear_into_grad(h, layer.weight, bb)
             out.append(h)
         return out
