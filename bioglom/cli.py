@@ -262,6 +262,9 @@ def _rank_main(rank: int, world: int, rendezvous: str, config_text: str, out: st
     )
     try:
         code = _run_rank(config, Path(out), args)
+        # every rank leaves together: none tears its connections down while another still
+        # uses them (a gloo rank aborted once at exit in CI, in the sharded Ctrl-C test)
+        dist.barrier()
     except (ConfigError, FileNotFoundError) as err:
         print(f"bioglom: rank {rank}: error: {err}", file=sys.stderr)
         code = 2

@@ -95,6 +95,7 @@ def _rank(rank: int, rendezvous: str, errors: str):
     )
     try:
         yield
+        dist.barrier()  # no rank tears its connections down while the other still uses them
     except Exception:
         with open(f"{errors}.{rank}", "w") as f:
             f.write(traceback.format_exc())
